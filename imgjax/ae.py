@@ -1,0 +1,153 @@
+"""Denoising autoencoder: a small fully convolutional encoder-decoder with one skip connection,
+trained on a mix of corruptions (Gaussian noise, salt-and-pepper, masked boxes) so that one model
+restores all of them.
+
+Reads top to bottom: config, model, loss, jit-compiled train step, inference. Being fully
+convolutional, the model restores images of any even size; ``restore`` pads odd sizes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from . import corruptions
+from .layers import depth_to_space
+from .metrics import psnr
+
+
+@dataclasses.dataclass(frozen=True)
+class AEConfig:
+    widths: tuple[int, int] = (32, 64)  # channels at full and at half resolution
+
+
+# ----------------------------------------------------------------------------- model
+
+class DenoisingAutoencoder(nnx.Module):
+    """(N, H, W, 1) float32 in [0, 1], H and W even -> restored (N, H, W, 1) float32 in [0, 1].
+
+    Encoder: one 3x3 convolution at full resolution, average pooling, three 3x3 convolutions at half
+    resolution (the wide ones, where they cost a quarter as much). Decoder: a 1x1 convolution and
+    depth-to-space back to full resolution, plus the full-resolution encoder features (skip), then
+    two 3x3 convolutions. The network predicts a correction added to its input (residual learning,
+    Zhang et al. 2017 "DnCNN"), which trains faster than predicting the clean image outright.
+    """
+
+    def __init__(self, config: AEConfig, *, rngs: nnx.Rngs):
+        full, half = config.widths
+        conv = lambda cin, cout, k=3: nnx.Conv(cin, cout, (k, k), rngs=rngs)
+        self.encode_full = conv(1, full)
+        self.encode_half = nnx.List([conv(full, half), conv(half, half), conv(half, half)])
+        self.upsample = conv(half, 4 * full, k=1)
+        self.decode_full = conv(full, full)
+        # Zero-initialised so the untrained network is the identity, the natural start for residual learning.
+        self.output = nnx.Conv(full, 1, (3, 3), kernel_init=nnx.initializers.zeros, rngs=rngs)
+
+    def __call__(self, images):
+        x = images * 2.0 - 1.0
+        skip = nnx.relu(self.encode_full(x))
+        h = nnx.avg_pool(skip, (2, 2), (2, 2))
+        for layer in self.encode_half:
+            h = nnx.relu(layer(h))
+        h = nnx.relu(depth_to_space(self.upsample(h)) + skip)
+        h = nnx.relu(self.decode_full(h))
+        return jnp.clip(images + self.output(h), 0.0, 1.0)
+
+
+# ----------------------------------------------------------------------------- loss
+
+def loss_fn(model: DenoisingAutoencoder, corrupted, clean):
+    """Mean squared error to the clean image: minimising it maximises PSNR."""
+    return jnp.mean((model(corrupted) - clean) ** 2)
+
+
+# ----------------------------------------------------------------------------- training
+
+class AETraining(nnx.Module):
+    def __init__(self, config: AEConfig, learning_rate: float, total_steps: int, seed: int):
+        self.model = DenoisingAutoencoder(config, rngs=nnx.Rngs(seed))
+        schedule = optax.cosine_onecycle_schedule(total_steps, learning_rate)
+        self.optimizer = nnx.Optimizer(self.model, optax.adam(schedule), wrt=nnx.Param)
+
+
+@nnx.jit
+def train_step(training: AETraining, images, labels, key):
+    """One step on clean images (B, H, W, 1) in [0, 1]; each gets a random corruption from the mix.
+    ``labels`` are unused (the loop's common signature)."""
+    corrupted = corruptions.random_corruption(key, images)
+    loss, grads = nnx.value_and_grad(loss_fn)(training.model, corrupted, images)
+    training.optimizer.update(training.model, grads)
+    return {"loss": loss}
+
+
+# ----------------------------------------------------------------------------- inference
+
+@nnx.jit
+def _restore_even(model: DenoisingAutoencoder, images):
+    return model(images)
+
+
+def restore(model: DenoisingAutoencoder, images) -> np.ndarray:
+    """Restore (N, H, W, 1) float32 images in [0, 1] of any size; odd sizes are padded by reflection
+    to even ones and cropped back."""
+    images = np.asarray(images, np.float32)
+    h, w = images.shape[1:3]
+    padded = np.pad(images, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="reflect" if min(h, w) > 1 else "edge")
+    return np.asarray(_restore_even(model, padded))[:, :h, :w]
+
+
+# ----------------------------------------------------------------------------- plugging into the loop
+
+EPOCH_EVAL_IMAGES = 1000
+
+
+def _evaluate(training: AETraining, split) -> dict:
+    from .data import to_float
+    clean = jnp.asarray(to_float(split.images[:EPOCH_EVAL_IMAGES]))
+    noisy = corruptions.gaussian_noise(jax.random.key(0), clean, 0.2)
+    return {"psnr_gaussian_0.2": float(psnr(clean, _restore_even(training.model, noisy)).mean())}
+
+
+def corrupted_examples(clean, seed: int = 0) -> dict[str, jnp.ndarray]:
+    """The fixed corruptions used for pictures: Gaussian 0.2, salt-and-pepper 0.1, masked boxes."""
+    keys = jax.random.split(jax.random.key(seed), 3)
+    return {
+        "gaussian 0.2": corruptions.gaussian_noise(keys[0], clean, 0.2),
+        "salt & pepper 0.1": corruptions.salt_and_pepper(keys[1], clean, 0.1),
+        "masked boxes": corruptions.apply_mask(clean, corruptions.random_box_masks(keys[2], clean.shape)),
+    }
+
+
+def _epoch_picture(training: AETraining, split):
+    """Rows of 10 test images: for each corruption kind, corrupted / restored / clean."""
+    from .data import to_float
+    from .images import image_grid
+    clean = jnp.asarray(to_float(split.images[:10]))
+    rows = []
+    for corrupted in corrupted_examples(clean).values():
+        rows += [corrupted, _restore_even(training.model, corrupted), clean]
+    return image_grid(jnp.concatenate(rows), rows=len(rows))
+
+
+def _family():
+    from .train import Family
+    return Family(
+        name="ae",
+        model_config=AEConfig(),
+        defaults={"epochs": 8, "batch_size": 128, "learning_rate": 2e-3},
+        create=lambda config, train_config, total_steps: AETraining(
+            config, train_config.learning_rate, total_steps, train_config.seed),
+        train_step=train_step,
+        evaluate=_evaluate,
+        epoch_picture=_epoch_picture,
+        build_model=lambda config: DenoisingAutoencoder(config, rngs=nnx.Rngs(0)),
+        serving_model=lambda training: training.model,
+    )
+
+
+FAMILY = _family()

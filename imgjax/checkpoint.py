@@ -1,0 +1,188 @@
+"""Saving and loading NNX state as safetensors (no pickle), written atomically.
+
+Two kinds of file:
+  * a *training state* (``state.safetensors``): every array of the model(s) and optimizer(s) plus
+    the epoch and step in the metadata, enough to resume after an interruption;
+  * *serving weights* (``<family>.safetensors``) with a JSON card beside them (``<family>.json``):
+    architecture config, dataset, measured metrics, training command, and the SHA-256 of the weights
+    file, which the loader verifies before reading.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from flax import nnx
+from safetensors import SafetensorError
+from safetensors.numpy import load as load_safetensors_bytes
+from safetensors.numpy import save as save_safetensors_bytes
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, corrupt, or does not match the model it is loaded into."""
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, then rename: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; these files are shared and committed
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, name + "/"))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _fill(template: dict, arrays: dict[str, np.ndarray], source: str, prefix: str = "") -> dict:
+    filled = {}
+    for key, value in template.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            filled[key] = _fill(value, arrays, source, name + "/")
+            continue
+        if name not in arrays:
+            raise CheckpointError(f"{source}: no array named {name!r}: the file was written for another model")
+        array = arrays[name]
+        if array.shape != tuple(value.shape):
+            raise CheckpointError(f"{source}: {name!r} has shape {array.shape}, the model expects {tuple(value.shape)}")
+        filled[key] = jax.numpy.asarray(array, dtype=value.dtype)
+    return filled
+
+
+def state_arrays(objects) -> dict[str, np.ndarray]:
+    """All arrays of an NNX object (or tuple of objects) as {"path/to/leaf": ndarray}."""
+    return {k: np.asarray(v) for k, v in _flatten(nnx.to_pure_dict(nnx.state(objects))).items()}
+
+
+def save_state(path: Path, objects, metadata: dict[str, Any] | None = None) -> bytes:
+    """Save every array of ``objects`` to ``path`` atomically; returns the bytes written."""
+    meta = {k: json.dumps(v) for k, v in (metadata or {}).items()}
+    data = save_safetensors_bytes(state_arrays(objects), metadata=meta)
+    atomic_write(Path(path), data)
+    return data
+
+
+def load_state(path: Path, objects) -> dict[str, Any]:
+    """Load arrays from ``path`` into ``objects`` in place; returns the metadata."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise CheckpointError(f"{path}: cannot read checkpoint ({error.strerror})") from error
+    try:
+        arrays = load_safetensors_bytes(data)
+        metadata = _read_metadata(data)
+    except (SafetensorError, ValueError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{path}: corrupt checkpoint ({error})") from error
+    state = nnx.state(objects)
+    pure = _fill(nnx.to_pure_dict(state), arrays, str(path))
+    nnx.replace_by_pure_dict(state, pure)
+    nnx.update(objects, state)
+    return metadata
+
+
+def _read_metadata(data: bytes) -> dict[str, Any]:
+    header_size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + header_size])
+    return {k: json.loads(v) for k, v in header.get("__metadata__", {}).items()}
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def card_path(weights_path: Path) -> Path:
+    return Path(weights_path).with_suffix(".json")
+
+
+def save_serving(weights_path: Path, model, card: dict[str, Any]) -> dict[str, Any]:
+    """Write serving weights and their JSON card (with the weights' SHA-256) atomically."""
+    data = save_state(weights_path, model)
+    card = {**card, "weights": Path(weights_path).name, "sha256": hashlib.sha256(data).hexdigest()}
+    atomic_write(card_path(weights_path), (json.dumps(card, indent=2) + "\n").encode())
+    return card
+
+
+def read_card(weights_path: Path) -> dict[str, Any]:
+    path = card_path(weights_path)
+    try:
+        return json.loads(path.read_text())
+    except OSError as error:
+        raise CheckpointError(f"{path}: checkpoint card missing ({error.strerror})") from error
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{path}: checkpoint card is not valid JSON ({error})") from error
+
+
+def verify(weights_path: Path) -> dict[str, Any]:
+    """Check that the weights file exists and matches the SHA-256 in its card; returns the card."""
+    weights_path = Path(weights_path)
+    card = read_card(weights_path)
+    if not weights_path.is_file():
+        raise CheckpointError(f"{weights_path}: checkpoint weights file missing")
+    digest = sha256_file(weights_path)
+    if digest != card.get("sha256"):
+        raise CheckpointError(
+            f"{weights_path}: SHA-256 {digest[:12]}… does not match its card's {str(card.get('sha256'))[:12]}…: "
+            "the file is corrupt or was replaced"
+        )
+    return card
+
+
+def update_card(weights_path: Path, **fields) -> dict[str, Any]:
+    card = {**read_card(weights_path), **fields}
+    atomic_write(card_path(weights_path), (json.dumps(card, indent=2) + "\n").encode())
+    return card
+
+
+# ----------------------------------------------------------------------------- serving models
+
+CHECKPOINT_DIR = Path(os.environ.get("IMGJAX_CHECKPOINTS", Path(__file__).resolve().parent.parent / "checkpoints"))
+
+
+def default_weights(family_name: str) -> Path:
+    return CHECKPOINT_DIR / f"{family_name}.safetensors"
+
+
+def config_from_dict(config_type, values: dict):
+    """Rebuild a config dataclass from its JSON form (JSON lists back to tuples)."""
+    import dataclasses
+    fields = {f.name for f in dataclasses.fields(config_type)}
+    return config_type(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in fields})
+
+
+def load_model(family_name: str, weights_path: Path | None = None):
+    """Build the family's serving model from the card's config, verify the SHA-256 and load the
+    weights. Returns (model, card)."""
+    from .train import load_family
+    path = Path(weights_path or default_weights(family_name))
+    card = verify(path)
+    if card.get("family") != family_name:
+        raise CheckpointError(f"{path}: holds a {card.get('family')!r} model, not {family_name!r}")
+    family = load_family(family_name)
+    config = config_from_dict(type(family.model_config), card["config"])
+    model = family.build_model(config)
+    load_state(path, model)
+    return model, card

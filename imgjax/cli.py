@@ -1,0 +1,58 @@
+"""The ``imgjax`` command: ``imgjax train {gan,cnn,ae}`` and ``imgjax eval {gan,cnn,ae}``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+FAMILY_NAMES = ("gan", "cnn", "ae")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imgjax", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a model family (resumes from its last epoch)")
+    train.add_argument("family", choices=FAMILY_NAMES)
+    train.add_argument("--epochs", type=int, help="default: the family's target-reaching value")
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--learning-rate", type=float)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--dataset", default="fashion-mnist", choices=("fashion-mnist", "mnist"))
+    train.add_argument("--data-dir", help="folder with the IDX files (else IMGJAX_DATA_DIR, cache, system, download)")
+    train.add_argument("--out", help="output folder (default runs/<family>)")
+
+    evaluate = commands.add_parser("eval", help="measure a checkpoint on the 10k test set")
+    evaluate.add_argument("family", choices=FAMILY_NAMES)
+    evaluate.add_argument("--checkpoint", help="weights file (default checkpoints/<family>.safetensors)")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument("--data-dir")
+    evaluate.add_argument("--out", help="folder for pictures (default: beside the checkpoint)")
+    evaluate.add_argument("--write-card", action="store_true", help="store the metrics in the checkpoint's JSON card")
+    evaluate.add_argument("--bm3d-images", type=int, default=200, help="test images for the BM3D baseline")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "train":
+        from .train import TrainConfig, command_line, fit, load_family
+        family = load_family(args.family)
+        options = {k: getattr(args, k) for k in family.defaults if getattr(args, k) is not None}
+        config = TrainConfig(family=args.family, seed=args.seed, dataset=args.dataset, data_dir=args.data_dir,
+                             out=args.out, **{**family.defaults, **options})
+        card = fit(family, config, command=command_line())
+        print(json.dumps(card["train_metrics"]))
+        return 0
+    from .evaluate import run_eval
+    results = run_eval(args.family, args.checkpoint, data_dir=args.data_dir, out=args.out,
+                       write_card=args.write_card, bm3d_images=args.bm3d_images,
+                       log=(lambda *a: print(*a, file=sys.stderr)) if args.json else print)
+    if args.json:
+        print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""``imgjax eval``: measure a checkpoint on the 10k test set, beside baselines run in the same call.
+
+* cnn: test accuracy, per-class accuracy, and a confusion-matrix picture.
+* ae: PSNR / SSIM for Gaussian noise (sigma 0.1, 0.2, 0.3), salt-and-pepper and masked boxes, beside
+  classical baselines on the same corrupted images (total variation, BM3D on a fixed subset, a median
+  filter for salt-and-pepper, harmonic inpainting for masks).
+* gan: with the shipped classifier, the conditional accuracy of 10k generated images and the Fréchet
+  distance of their penultimate-layer features to the test set's, beside the same distance between
+  10k training images and the test set (the floor a perfect generator would reach).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import checkpoint, data
+from .images import save_png
+
+GAN_SAMPLES = 10_000
+SEED = 0
+
+
+# ----------------------------------------------------------------------------- shared with gan.py
+
+def load_classifier_if_present():
+    """The shipped classifier, or None when checkpoints/cnn.safetensors does not exist yet."""
+    if not checkpoint.default_weights("cnn").exists():
+        return None
+    return checkpoint.load_model("cnn")[0]
+
+
+def generate_for_classes(generator, count: int, seed: int = SEED, truncation=None):
+    """``count`` images, classes cycling 0..9, in batches of 1000: ((count, 28, 28, 1) [0,1], (count,))."""
+    from .gan import generate_images, sample_latents
+    labels = np.arange(count) % generator.embed.num_embeddings
+    latents = sample_latents(seed, count, generator.project.in_features - generator.embed.features, truncation)
+    images = [np.asarray(generate_images(generator, latents[i:i + 1000], labels[i:i + 1000]))
+              for i in range(0, count, 1000)]
+    return np.concatenate(images), labels
+
+
+def conditional_accuracy(generator, classifier, count: int = GAN_SAMPLES) -> float:
+    from .cnn import predict_in_batches, predict_probabilities
+    images, labels = generate_for_classes(generator, count)
+    predicted = predict_in_batches(predict_probabilities, classifier, images).argmax(-1)
+    return float(np.mean(predicted == labels))
+
+
+# ----------------------------------------------------------------------------- per family
+
+def eval_cnn(model, test, out: Path, log) -> dict:
+    from .cnn import confusion_matrix
+    from .images import confusion_matrix_image
+    matrix = confusion_matrix(model, test)
+    per_class = np.diag(matrix) / matrix.sum(1)
+    picture = out / "cnn_confusion.png"
+    save_png(confusion_matrix_image(matrix, data.FASHION_CLASSES), picture)
+    log(f"confusion matrix: {picture}")
+    return {
+        "test_accuracy": float(np.trace(matrix) / matrix.sum()),
+        "per_class_accuracy": {name: float(a) for name, a in zip(data.FASHION_CLASSES, per_class)},
+    }
+
+
+def _scores(clean, restored) -> dict:
+    from .metrics import psnr, ssim
+    return {"psnr": float(psnr(clean, restored).mean()), "ssim": float(ssim(clean, restored).mean())}
+
+
+def _timed(fn, *args):
+    result = jax.block_until_ready(fn(*args))
+    start = time.perf_counter()
+    result = jax.block_until_ready(fn(*args))
+    return result, time.perf_counter() - start
+
+
+def eval_ae(model, test, train, out: Path, log, bm3d_images: int = 200) -> dict:
+    from . import baselines, corruptions
+    from .ae import corrupted_examples, restore
+    from .images import image_grid
+
+    clean = jnp.asarray(data.to_float(test.images))
+    tune_clean = jnp.asarray(data.to_float(train.images[:100]))
+    keys = jax.random.split(jax.random.key(SEED), 6)
+    results: dict = {"images": len(clean), "bm3d_images": bm3d_images}
+
+    for i, sigma in enumerate((0.1, 0.2, 0.3)):
+        noisy = corruptions.gaussian_noise(keys[i], clean, sigma)
+        weight = baselines.tune_tv_weight(tune_clean, corruptions.gaussian_noise(keys[5], tune_clean, sigma))
+        restored, ae_seconds = _timed(restore, model, noisy)
+        row = {"noisy": _scores(clean, noisy), "autoencoder": _scores(clean, restored),
+               "tv": {**_scores(clean, baselines.tv_denoise(noisy, weight)), "weight": weight}}
+        subset = slice(0, bm3d_images)
+        started = time.perf_counter()
+        bm3d_out = baselines.bm3d_denoise(noisy[subset], sigma)
+        bm3d_seconds = time.perf_counter() - started
+        row["on_bm3d_subset"] = {
+            "noisy": _scores(clean[subset], noisy[subset]),
+            "autoencoder": _scores(clean[subset], restored[subset]),
+            "bm3d": _scores(clean[subset], bm3d_out),
+            "tv": _scores(clean[subset], baselines.tv_denoise(noisy[subset], weight)),
+            "bm3d_ms_per_image": 1e3 * bm3d_seconds / bm3d_images,
+            "autoencoder_ms_per_image": 1e3 * ae_seconds / len(clean),
+        }
+        results[f"gaussian_{sigma}"] = row
+        log(f"gaussian {sigma}: noisy {row['noisy']['psnr']:.2f} dB, TV {row['tv']['psnr']:.2f}, "
+            f"BM3D (first {bm3d_images}) {row['on_bm3d_subset']['bm3d']['psnr']:.2f}, "
+            f"autoencoder {row['autoencoder']['psnr']:.2f}")
+
+    peppered = corruptions.salt_and_pepper(keys[3], clean, 0.1)
+    weight = baselines.tune_tv_weight(tune_clean, corruptions.salt_and_pepper(keys[5], tune_clean, 0.1))
+    results["salt_pepper_0.1"] = {
+        "noisy": _scores(clean, peppered), "autoencoder": _scores(clean, restore(model, peppered)),
+        "median_3x3": _scores(clean, baselines.median_filter_3x3(peppered)),
+        "tv": {**_scores(clean, baselines.tv_denoise(peppered, weight)), "weight": weight}}
+
+    mask = corruptions.random_box_masks(keys[4], clean.shape)
+    masked = corruptions.apply_mask(clean, mask)
+    results["mask_boxes"] = {
+        "noisy": _scores(clean, masked), "autoencoder": _scores(clean, restore(model, masked)),
+        "harmonic_inpainting_given_mask": _scores(clean, baselines.harmonic_inpaint(masked, mask))}
+    for name in ("salt_pepper_0.1", "mask_boxes"):
+        log(f"{name}: " + ", ".join(f"{k} {v['psnr']:.2f} dB" for k, v in results[name].items()))
+
+    rows = []
+    for corrupted in corrupted_examples(clean[:10]).values():
+        rows += [corrupted, restore(model, corrupted), clean[:10]]
+    picture = out / "ae_examples.png"
+    save_png(image_grid(np.concatenate(rows), rows=len(rows)), picture, scale=2)
+    log(f"examples: {picture}")
+    return results
+
+
+def eval_gan(generator, test, train, out: Path, log) -> dict:
+    from .cnn import extract_features, predict_in_batches, predict_probabilities
+    from .metrics import frechet_distance
+
+    classifier = load_classifier_if_present()
+    if classifier is None:
+        raise checkpoint.CheckpointError("the GAN is measured with the shipped classifier: train and ship cnn first")
+    images, labels = generate_for_classes(generator, GAN_SAMPLES)
+    predicted = predict_in_batches(predict_probabilities, classifier, images).argmax(-1)
+    per_class = [float(np.mean(predicted[labels == c] == c)) for c in range(10)]
+
+    features = lambda x: predict_in_batches(extract_features, classifier, x)
+    test_features = features(data.to_float(test.images))
+    subset = np.random.default_rng(SEED).permutation(len(train))[:len(test)]
+    floor = frechet_distance(features(data.to_float(train.images[subset])), test_features)
+    distance = frechet_distance(features(images), test_features)
+
+    picture = out / "gan_samples.png"
+    from .images import image_grid
+    grid = generate_for_classes(generator, 100)[0].reshape(10, 10, 28, 28, 1).transpose(1, 0, 2, 3, 4)
+    save_png(image_grid(grid.reshape(100, 28, 28, 1), rows=10), picture, scale=2)
+    log(f"samples: {picture}")
+    return {
+        "samples": GAN_SAMPLES,
+        "conditional_accuracy": float(np.mean(predicted == labels)),
+        "per_class_conditional_accuracy": dict(zip(data.FASHION_CLASSES, per_class)),
+        "frechet_distance": distance,
+        "frechet_distance_train_vs_test_floor": floor,
+        "frechet_ratio_to_floor": distance / floor,
+    }
+
+
+def run_eval(family_name: str, weights_path=None, data_dir=None, out=None, write_card: bool = False,
+             bm3d_images: int = 200, log=print) -> dict:
+    path = Path(weights_path or checkpoint.default_weights(family_name))
+    model, card = checkpoint.load_model(family_name, path)
+    out = Path(out or path.parent)
+    dataset = card.get("dataset", "fashion-mnist")
+    test = data.load_split("test", dataset, data_dir)
+    started = time.perf_counter()
+    if family_name == "cnn":
+        results = eval_cnn(model, test, out, log)
+    elif family_name == "ae":
+        results = eval_ae(model, test, data.load_split("train", dataset, data_dir), out, log, bm3d_images)
+    else:
+        results = eval_gan(model, test, data.load_split("train", dataset, data_dir), out, log)
+    results = {"family": family_name, "checkpoint": str(path), "dataset": dataset, **results,
+               "eval_seconds": round(time.perf_counter() - started, 1)}
+    if write_card:
+        checkpoint.update_card(path, metrics=results)
+    return results

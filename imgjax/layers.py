@@ -1,0 +1,22 @@
+"""Small array operations shared by the model families.
+
+Why depth-to-space and not transposed convolutions: on XLA:CPU a 4x4 stride-2 transposed convolution
+measured ~9x slower than PyTorch's, while a 3x3 convolution followed by depth-to-space (sub-pixel
+upsampling, Shi et al. 2016) is several times faster and learns the same family of upsamplers.
+"""
+
+import jax.numpy as jnp
+
+
+def depth_to_space(x: jnp.ndarray, block: int = 2) -> jnp.ndarray:
+    """(N, H, W, C * block**2) -> (N, H * block, W * block, C)."""
+    n, h, w, c = x.shape
+    x = x.reshape(n, h, w, block, block, c // block**2)
+    return x.transpose(0, 1, 3, 2, 4, 5).reshape(n, h * block, w * block, c // block**2)
+
+
+def space_to_depth(x: jnp.ndarray, block: int = 2) -> jnp.ndarray:
+    """(N, H, W, C) -> (N, H / block, W / block, C * block**2); the inverse of depth_to_space."""
+    n, h, w, c = x.shape
+    x = x.reshape(n, h // block, block, w // block, block, c)
+    return x.transpose(0, 1, 3, 2, 4, 5).reshape(n, h // block, w // block, c * block**2)

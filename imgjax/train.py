@@ -1,0 +1,126 @@
+"""The one training loop shared by all model families.
+
+A family is a module (``imgjax.cnn``, ``imgjax.ae``, ``imgjax.gan``) adapted here by a ``Family``
+record of plain functions: create the training state, run one jit-compiled step, measure an epoch,
+draw an epoch picture, and pick the model to serve. The loop owns everything else: data, progress,
+per-epoch evaluation and pictures, atomic checkpoints, and resuming after an interruption.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+from tqdm import tqdm
+
+from . import checkpoint, data
+from .images import save_png
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Options of ``imgjax train``; each maps one-to-one onto a command-line flag."""
+
+    family: str
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    seed: int = 0
+    dataset: str = "fashion-mnist"
+    data_dir: str | None = None
+    out: str | None = None  # default runs/<family>
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out or f"runs/{self.family}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """How the loop drives one model family."""
+
+    name: str
+    model_config: Any  # the family's architecture dataclass
+    defaults: dict[str, Any]  # epochs, batch_size, learning_rate that reach the targets
+    create: Callable[..., Any]  # (model_config, TrainConfig, total_steps) -> training state (nnx.Module)
+    train_step: Callable[..., dict]  # (training, images, labels, key) -> metrics (jit-compiled)
+    evaluate: Callable[..., dict]  # (training, test Split) -> quick per-epoch metrics
+    epoch_picture: Callable[..., Any]  # (training, test Split) -> uint8 picture
+    build_model: Callable[..., Any]  # model_config -> a fresh serving nnx.Module (weights loaded after)
+    serving_model: Callable[..., Any]  # training -> the nnx.Module written to <family>.safetensors
+
+
+def load_family(name: str) -> Family:
+    """The Family record of ``imgjax.<name>``, imported on demand so ``imgjax --help`` stays fast."""
+    return importlib.import_module(f"imgjax.{name}").FAMILY
+
+
+def fit(family: Family, config: TrainConfig, command: str | None = None, log=print) -> dict:
+    """Train ``family`` per ``config``; resumes from ``<out>/state.safetensors`` if present.
+    Returns the card of the serving checkpoint written at the last epoch."""
+    out = config.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    train_split = data.load_split("train", config.dataset, config.data_dir)
+    test_split = data.load_split("test", config.dataset, config.data_dir)
+    steps = data.steps_per_epoch(train_split, config.batch_size)
+    training = family.create(family.model_config, config, steps * config.epochs)
+
+    state_path, history_path = out / "state.safetensors", out / "history.jsonl"
+    start_epoch, train_seconds = 0, 0.0
+    if state_path.exists():
+        meta = checkpoint.load_state(state_path, training)
+        saved = meta.get("train_config", {})
+        if saved and (saved["epochs"], saved["batch_size"]) != (config.epochs, config.batch_size):
+            raise checkpoint.CheckpointError(
+                f"{state_path}: was trained with --epochs {saved['epochs']} --batch-size {saved['batch_size']}; "
+                "resume with the same values or choose another --out")
+        start_epoch, train_seconds = meta["epoch"], meta.get("train_seconds", 0.0)
+        log(f"resuming {family.name} from {state_path} after epoch {start_epoch}")
+
+    key = jax.random.key(config.seed)
+    card = None
+    for epoch in range(start_epoch, config.epochs):
+        started = time.perf_counter()
+        bar = tqdm(total=steps * config.batch_size, unit="img", unit_scale=True, file=sys.stderr,
+                   desc=f"{family.name} epoch {epoch + 1}/{config.epochs}", mininterval=2.0)
+        for i, (images, labels) in enumerate(data.batches(train_split, config.batch_size, config.seed, epoch)):
+            metrics = family.train_step(training, images, labels, jax.random.fold_in(key, epoch * steps + i))
+            bar.update(config.batch_size)
+            if i % 25 == 0:
+                bar.set_postfix({k: f"{float(v):.4f}" for k, v in metrics.items()})
+        bar.close()
+        train_seconds += time.perf_counter() - started
+        results = {k: float(v) for k, v in family.evaluate(training, test_split).items()}
+        record = {"epoch": epoch + 1, "train_seconds": round(train_seconds, 1), **results}
+        log(json.dumps(record))
+        save_png(family.epoch_picture(training, test_split), out / f"epoch_{epoch + 1:03d}.png", scale=2)
+        with history_path.open("a") as history:
+            history.write(json.dumps(record) + "\n")
+        card = checkpoint.save_serving(out / f"{family.name}.safetensors", family.serving_model(training), {
+            "family": family.name,
+            "config": dataclasses.asdict(family.model_config),
+            "dataset": config.dataset,
+            "train_config": dataclasses.asdict(config),
+            "command": command or f"imgjax train {family.name}",
+            "epochs_trained": epoch + 1,
+            "train_seconds": round(train_seconds, 1),
+            "train_metrics": results,
+            "jax": jax.__version__,
+            "device": str(jax.devices()[0].device_kind),
+        })
+        # The training state is written last: if we are killed between the two files, the resumed
+        # run redoes this epoch rather than skipping one.
+        checkpoint.save_state(state_path, training, {
+            "epoch": epoch + 1, "train_seconds": train_seconds, "train_config": dataclasses.asdict(config)})
+    return card or checkpoint.read_card(out / f"{family.name}.safetensors")
+
+
+def command_line() -> str:
+    return "imgjax " + " ".join(shlex.quote(a) for a in sys.argv[1:])

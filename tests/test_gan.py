@@ -1,0 +1,38 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from imgjax import data, gan
+
+
+def test_shapes_ranges_and_determinism():
+    config = gan.GANConfig()
+    generator = gan.Generator(config, rngs=nnx.Rngs(0))
+    latents = gan.sample_latents(7, 4, config.latent_dim)
+    np.testing.assert_array_equal(latents, gan.sample_latents(7, 4, config.latent_dim))
+    images = gan.generate_images(generator, latents, jnp.array([0, 1, 2, 3]))
+    assert images.shape == (4, 28, 28, 1) and 0.0 <= float(images.min()) and float(images.max()) <= 1.0
+    discriminator = gan.Discriminator(config, rngs=nnx.Rngs(1))
+    assert discriminator(images * 2 - 1, jnp.array([0, 1, 2, 3])).shape == (4,)
+    # Labels change the picture: class conditioning reaches the output.
+    other = gan.generate_images(generator, latents, jnp.array([5, 5, 5, 5]))
+    assert float(jnp.abs(other - images).max()) > 1e-3
+
+
+def test_truncation_bounds_latents():
+    latents = gan.sample_latents(0, 1000, 64, truncation=0.5)
+    assert float(jnp.abs(latents).max()) <= 0.5
+
+
+def test_train_steps_teach_the_discriminator_and_move_the_ema(tiny_dataset):
+    split = data.load_split("train", "mnist", data_dir=tiny_dataset)
+    training = gan.GANTraining(gan.GANConfig(), learning_rate=2e-4, seed=0)
+    images, labels = data.to_float(split.images[:32]), split.labels[:32]
+    before = nnx.state(training.ema_generator, nnx.Param)
+    before = jax.tree.map(np.asarray, before)
+    metrics = [gan.train_step(training, images, labels, jax.random.key(i)) for i in range(15)]
+    assert float(metrics[-1]["d_loss"]) < float(metrics[0]["d_loss"])
+    after = nnx.state(training.ema_generator, nnx.Param)
+    moved = jax.tree.map(lambda a, b: float(np.abs(np.asarray(a) - b).max()), after, before)
+    assert max(jax.tree.leaves(moved)) > 0

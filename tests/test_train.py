@@ -1,0 +1,62 @@
+"""The shared loop: it trains each family, writes pictures and checkpoints, and resumes."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from imgjax import checkpoint
+from imgjax.train import TrainConfig, fit, load_family
+
+
+def _config(name, tiny_dataset, out, epochs=2):
+    return TrainConfig(family=name, epochs=epochs, batch_size=32,
+                       learning_rate=load_family(name).defaults["learning_rate"],
+                       dataset="mnist", data_dir=str(tiny_dataset), out=str(out))
+
+
+@pytest.mark.parametrize("name", ["cnn", "ae", "gan"])
+def test_fit_writes_pictures_checkpoints_and_history(name, tiny_dataset, tmp_path):
+    card = fit(load_family(name), _config(name, tiny_dataset, tmp_path / name), log=lambda *_: None)
+    out = tmp_path / name
+    assert (out / "epoch_001.png").is_file() and (out / "epoch_002.png").is_file()
+    assert len((out / "history.jsonl").read_text().splitlines()) == 2
+    assert card["epochs_trained"] == 2 and card["family"] == name
+    checkpoint.load_model(name, out / f"{name}.safetensors")  # verifies SHA-256 and shapes
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tiny_dataset, tmp_path, monkeypatch):
+    family = load_family("cnn")
+    fit(family, _config("cnn", tiny_dataset, tmp_path / "straight", epochs=3), log=lambda *_: None)
+
+    class Interrupted(Exception):
+        pass
+
+    calls = {"n": 0}
+
+    def evaluate_then_die(training, split):
+        calls["n"] += 1
+        if calls["n"] == 2:  # killed during epoch 2's evaluation: epoch 1 is the last one saved
+            raise Interrupted
+        return family.evaluate(training, split)
+
+    broken = dataclasses.replace(family, evaluate=evaluate_then_die)
+    with pytest.raises(Interrupted):
+        fit(broken, _config("cnn", tiny_dataset, tmp_path / "resumed", epochs=3), log=lambda *_: None)
+    messages = []
+    fit(family, _config("cnn", tiny_dataset, tmp_path / "resumed", epochs=3), log=messages.append)
+    assert any("resuming cnn" in m and "after epoch 1" in m for m in messages)
+
+    straight = checkpoint.state_arrays(checkpoint.load_model("cnn", tmp_path / "straight" / "cnn.safetensors")[0])
+    resumed = checkpoint.state_arrays(checkpoint.load_model("cnn", tmp_path / "resumed" / "cnn.safetensors")[0])
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        np.testing.assert_allclose(resumed[key], straight[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def test_resume_refuses_a_different_batch_size(tiny_dataset, tmp_path):
+    family = load_family("ae")
+    fit(family, _config("ae", tiny_dataset, tmp_path, epochs=1), log=lambda *_: None)
+    changed = dataclasses.replace(_config("ae", tiny_dataset, tmp_path, epochs=1), batch_size=16)
+    with pytest.raises(checkpoint.CheckpointError, match="--batch-size 32"):
+        fit(family, changed, log=lambda *_: None)
