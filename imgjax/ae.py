@@ -69,9 +69,9 @@ def loss_fn(model: DenoisingAutoencoder, corrupted, clean):
 # ----------------------------------------------------------------------------- training
 
 class AETraining(nnx.Module):
-    def __init__(self, config: AEConfig, learning_rate: float, total_steps: int, seed: int):
-        self.model = DenoisingAutoencoder(config, rngs=nnx.Rngs(seed))
-        schedule = optax.cosine_onecycle_schedule(total_steps, learning_rate)
+    def __init__(self, config: AEConfig, train_config, total_steps: int):
+        self.model = DenoisingAutoencoder(config, rngs=nnx.Rngs(train_config.seed))
+        schedule = optax.cosine_onecycle_schedule(total_steps, train_config.learning_rate)
         self.optimizer = nnx.Optimizer(self.model, optax.adam(schedule), wrt=nnx.Param)
 
 
@@ -140,8 +140,7 @@ def _family():
         name="ae",
         model_config=AEConfig(),
         defaults={"epochs": 8, "batch_size": 128, "learning_rate": 2e-3},
-        create=lambda config, train_config, total_steps: AETraining(
-            config, train_config.learning_rate, total_steps, train_config.seed),
+        create=AETraining,
         train_step=train_step,
         evaluate=_evaluate,
         epoch_picture=_epoch_picture,

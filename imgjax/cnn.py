@@ -85,11 +85,11 @@ def loss_fn(model: Classifier, images, labels, dropout_key):
 class CNNTraining(nnx.Module):
     """Everything that training changes: the model and its optimizer."""
 
-    def __init__(self, config: CNNConfig, learning_rate: float, total_steps: int, seed: int):
-        self.model = Classifier(config, rngs=nnx.Rngs(seed))
+    def __init__(self, config: CNNConfig, train_config, total_steps: int):
+        self.model = Classifier(config, rngs=nnx.Rngs(train_config.seed))
         # One-cycle: a short warm-up then cosine decay reaches a given accuracy in fewer epochs
         # than a constant rate (Smith & Topin 2017).
-        schedule = optax.cosine_onecycle_schedule(total_steps, learning_rate)
+        schedule = optax.cosine_onecycle_schedule(total_steps, train_config.learning_rate)
         self.optimizer = nnx.Optimizer(self.model, optax.adamw(schedule, weight_decay=5e-4), wrt=nnx.Param)
 
 
@@ -170,8 +170,7 @@ def _family():
         name="cnn",
         model_config=CNNConfig(),
         defaults={"epochs": 15, "batch_size": 128, "learning_rate": 2e-3},
-        create=lambda config, train_config, total_steps: CNNTraining(
-            config, train_config.learning_rate, total_steps, train_config.seed),
+        create=CNNTraining,
         train_step=train_step,
         evaluate=_evaluate,
         epoch_picture=_epoch_picture,

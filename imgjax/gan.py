@@ -95,12 +95,12 @@ def generator_loss(generator, discriminator, latents, labels):
 # ----------------------------------------------------------------------------- training
 
 class GANTraining(nnx.Module):
-    def __init__(self, config: GANConfig, learning_rate: float, seed: int):
-        rngs = nnx.Rngs(seed)
+    def __init__(self, config: GANConfig, train_config, total_steps: int):
+        rngs = nnx.Rngs(train_config.seed)
         self.generator = Generator(config, rngs=rngs)
         self.discriminator = Discriminator(config, rngs=rngs)
         self.ema_generator = nnx.clone(self.generator)
-        adam = optax.adam(learning_rate, b1=0.5, b2=0.999)  # DCGAN's settings (Radford et al. 2016)
+        adam = optax.adam(train_config.learning_rate, b1=0.5, b2=0.999)  # DCGAN's settings (Radford et al. 2016)
         self.g_optimizer = nnx.Optimizer(self.generator, adam, wrt=nnx.Param)
         self.d_optimizer = nnx.Optimizer(self.discriminator, adam, wrt=nnx.Param)
         self.ema_decay = config.ema_decay
@@ -175,8 +175,7 @@ def _family():
         name="gan",
         model_config=GANConfig(),
         defaults={"epochs": 8, "batch_size": 64, "learning_rate": 2e-4},
-        create=lambda config, train_config, total_steps: GANTraining(
-            config, train_config.learning_rate, train_config.seed),
+        create=GANTraining,
         train_step=train_step,
         evaluate=_evaluate,
         epoch_picture=_epoch_picture,

@@ -3,6 +3,7 @@ import numpy as np
 from flax import nnx
 
 from imgjax import ae, data
+from imgjax.train import TrainConfig
 
 
 def test_untrained_model_is_identity_and_restores_any_size():
@@ -16,7 +17,7 @@ def test_untrained_model_is_identity_and_restores_any_size():
 
 def test_train_steps_lower_the_loss(tiny_dataset):
     split = data.load_split("train", "mnist", data_dir=tiny_dataset)
-    training = ae.AETraining(ae.AEConfig(), learning_rate=2e-3, total_steps=40, seed=0)
+    training = ae.AETraining(ae.AEConfig(), TrainConfig("ae", epochs=1, batch_size=32, learning_rate=2e-3), 40)
     images = data.to_float(split.images[:32])
     key = jax.random.key(0)
     losses = [float(ae.train_step(training, images, None, key)["loss"]) for _ in range(40)]

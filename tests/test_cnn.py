@@ -3,6 +3,7 @@ import numpy as np
 from flax import nnx
 
 from imgjax import cnn, data
+from imgjax.train import TrainConfig
 
 
 def test_shapes_probabilities_and_saliency():
@@ -25,7 +26,7 @@ def test_augment_keeps_shape_and_content():
 
 def test_train_steps_lower_the_loss(tiny_dataset):
     split = data.load_split("train", "mnist", data_dir=tiny_dataset)
-    training = cnn.CNNTraining(cnn.CNNConfig(), learning_rate=3e-3, total_steps=30, seed=0)
+    training = cnn.CNNTraining(cnn.CNNConfig(), TrainConfig("cnn", epochs=1, batch_size=64, learning_rate=3e-3), 30)
     images, labels = data.to_float(split.images[:64]), split.labels[:64]
     losses = [float(cnn.train_step(training, images, labels, jax.random.key(i))["loss"]) for i in range(30)]
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:3])

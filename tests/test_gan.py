@@ -4,6 +4,7 @@ import numpy as np
 from flax import nnx
 
 from imgjax import data, gan
+from imgjax.train import TrainConfig
 
 
 def test_shapes_ranges_and_determinism():
@@ -27,7 +28,7 @@ def test_truncation_bounds_latents():
 
 def test_train_steps_teach_the_discriminator_and_move_the_ema(tiny_dataset):
     split = data.load_split("train", "mnist", data_dir=tiny_dataset)
-    training = gan.GANTraining(gan.GANConfig(), learning_rate=2e-4, seed=0)
+    training = gan.GANTraining(gan.GANConfig(), TrainConfig("gan", epochs=1, batch_size=32, learning_rate=2e-4), 15)
     images, labels = data.to_float(split.images[:32]), split.labels[:32]
     before = nnx.state(training.ema_generator, nnx.Param)
     before = jax.tree.map(np.asarray, before)
