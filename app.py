@@ -1,14 +1,20 @@
-"""imgjax studio: `python app.py [--host H] [--port P] [--share]`."""
+"""imgjax studio: `python app.py [--host H] [--port P] [--share] [--mcp]`.
+
+Thin on purpose: the page is built in imgjax/studio.py, the models are served by imgjax/service.py.
+"""
 
 import argparse
+import os
 
-from imgjax.studio import build_demo
+from imgjax.studio import launch
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--share", action="store_true", help="open a public share link")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="interface to listen on (0.0.0.0 to serve your network; Spaces sets it)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    parser.add_argument("--share", action="store_true", help="also open a public *.gradio.live share link")
+    parser.add_argument("--mcp", action="store_true",
+                        help="also serve the functions as MCP tools (needs: pip install 'gradio[mcp]')")
     args = parser.parse_args()
-    build_demo().queue(default_concurrency_limit=2, max_size=32).launch(
-        server_name=args.host, server_port=args.port, share=args.share)
+    launch(host=args.host, port=args.port, share=args.share, mcp=args.mcp)

@@ -1,9 +1,9 @@
-"""Denoising autoencoder: a small fully convolutional encoder-decoder with one skip connection,
-trained on a mix of corruptions (Gaussian noise, salt-and-pepper, masked boxes) so that one model
-restores all of them.
+"""Denoising autoencoder: a small fully convolutional U-Net trained on a mix of corruptions (Gaussian
+noise, salt-and-pepper, masked boxes) so that one model restores all of them.
 
 Reads top to bottom: config, model, loss, jit-compiled train step, inference. Being fully
-convolutional, the model restores images of any even size; ``restore`` pads odd sizes.
+convolutional, the model restores images of any size that is a multiple of 4; ``restore`` pads
+other sizes.
 """
 
 from __future__ import annotations
@@ -17,46 +17,58 @@ import optax
 from flax import nnx
 
 from . import corruptions
-from .layers import depth_to_space
+from .layers import depth_to_space, space_to_depth
 from .metrics import psnr
 
 
 @dataclasses.dataclass(frozen=True)
 class AEConfig:
-    widths: tuple[int, int] = (32, 64)  # channels at full and at half resolution
+    widths: tuple[int, int] = (64, 128)  # channels at half and at quarter resolution
+    depths: tuple[int, int, int] = (2, 3, 2)  # 3x3 convolutions: encoder half, quarter, decoder half
+    # Training mix: Gaussian noise, salt-and-pepper, masked boxes. Gaussian gets half: it is the
+    # hardest of the three to restore, and the one the quality target is measured on.
+    corruption_shares: tuple[float, float, float] = (0.5, 0.25, 0.25)
 
 
 # ----------------------------------------------------------------------------- model
 
 class DenoisingAutoencoder(nnx.Module):
-    """(N, H, W, 1) float32 in [0, 1], H and W even -> restored (N, H, W, 1) float32 in [0, 1].
+    """(N, H, W, 1) float32 in [0, 1], H and W multiples of 4 -> restored (N, H, W, 1) in [0, 1].
 
-    Encoder: one 3x3 convolution at full resolution, average pooling, three 3x3 convolutions at half
-    resolution (the wide ones, where they cost a quarter as much). Decoder: a 1x1 convolution and
-    depth-to-space back to full resolution, plus the full-resolution encoder features (skip), then
-    two 3x3 convolutions. The network predicts a correction added to its input (residual learning,
-    Zhang et al. 2017 "DnCNN"), which trains faster than predicting the clean image outright.
+    Like FFDNet (Zhang et al. 2018), the image is first rearranged into four half-resolution
+    sub-images (space-to-depth), so no convolution runs at full resolution: on XLA:CPU the weight
+    gradient of a full-resolution 3x3 convolution costs ~7x its forward pass, and this layout trains
+    a 5x larger network faster than a 32-channel full-resolution one. Then a two-level U-Net: 3x3
+    convolutions at half resolution, average pooling, wider ones at quarter resolution, a 1x1
+    convolution and depth-to-space back up plus a skip from the encoder, 3x3 convolutions, and a last
+    convolution whose four channels depth-to-space back to full resolution. The network predicts a
+    correction added to its input (residual learning, Zhang et al. 2017 "DnCNN"), which trains faster
+    than predicting the clean image outright.
     """
 
     def __init__(self, config: AEConfig, *, rngs: nnx.Rngs):
-        full, half = config.widths
+        half, quarter = config.widths
+        n_half, n_quarter, n_decode = config.depths
         conv = lambda cin, cout, k=3: nnx.Conv(cin, cout, (k, k), rngs=rngs)
-        self.encode_full = conv(1, full)
-        self.encode_half = nnx.List([conv(full, half), conv(half, half), conv(half, half)])
-        self.upsample = conv(half, 4 * full, k=1)
-        self.decode_full = conv(full, full)
+        self.encode_half = nnx.List([conv(4, half)] + [conv(half, half) for _ in range(n_half - 1)])
+        self.encode_quarter = nnx.List([conv(half, quarter)] + [conv(quarter, quarter) for _ in range(n_quarter - 1)])
+        self.upsample = conv(quarter, 4 * half, k=1)
+        self.decode_half = nnx.List([conv(half, half) for _ in range(n_decode)])
         # Zero-initialised so the untrained network is the identity, the natural start for residual learning.
-        self.output = nnx.Conv(full, 1, (3, 3), kernel_init=nnx.initializers.zeros, rngs=rngs)
+        self.output = nnx.Conv(half, 4, (3, 3), kernel_init=nnx.initializers.zeros, rngs=rngs)
 
     def __call__(self, images):
-        x = images * 2.0 - 1.0
-        skip = nnx.relu(self.encode_full(x))
-        h = nnx.avg_pool(skip, (2, 2), (2, 2))
+        h = space_to_depth(images * 2.0 - 1.0)
         for layer in self.encode_half:
             h = nnx.relu(layer(h))
+        skip = h
+        h = nnx.avg_pool(h, (2, 2), (2, 2))
+        for layer in self.encode_quarter:
+            h = nnx.relu(layer(h))
         h = nnx.relu(depth_to_space(self.upsample(h)) + skip)
-        h = nnx.relu(self.decode_full(h))
-        return jnp.clip(images + self.output(h), 0.0, 1.0)
+        for layer in self.decode_half:
+            h = nnx.relu(layer(h))
+        return jnp.clip(images + depth_to_space(self.output(h)), 0.0, 1.0)
 
 
 # ----------------------------------------------------------------------------- loss
@@ -73,13 +85,14 @@ class AETraining(nnx.Module):
         self.model = DenoisingAutoencoder(config, rngs=nnx.Rngs(train_config.seed))
         schedule = optax.cosine_onecycle_schedule(total_steps, train_config.learning_rate)
         self.optimizer = nnx.Optimizer(self.model, optax.adam(schedule), wrt=nnx.Param)
+        self.corruption_shares = config.corruption_shares
 
 
 @nnx.jit
 def train_step(training: AETraining, images, labels, key):
     """One step on clean images (B, H, W, 1) in [0, 1]; each gets a random corruption from the mix.
     ``labels`` are unused (the loop's common signature)."""
-    corrupted = corruptions.random_corruption(key, images)
+    corrupted = corruptions.random_corruption(key, images, training.corruption_shares)
     loss, grads = nnx.value_and_grad(loss_fn)(training.model, corrupted, images)
     training.optimizer.update(training.model, grads)
     return {"loss": loss}
@@ -87,18 +100,22 @@ def train_step(training: AETraining, images, labels, key):
 
 # ----------------------------------------------------------------------------- inference
 
+SIZE_MULTIPLE = 4  # two factor-2 downsamplings
+
+
 @nnx.jit
-def _restore_even(model: DenoisingAutoencoder, images):
+def _restore_aligned(model: DenoisingAutoencoder, images):
     return model(images)
 
 
 def restore(model: DenoisingAutoencoder, images) -> np.ndarray:
-    """Restore (N, H, W, 1) float32 images in [0, 1] of any size; odd sizes are padded by reflection
-    to even ones and cropped back."""
+    """Restore (N, H, W, 1) float32 images in [0, 1] of any size; sizes that are not multiples of 4
+    are padded by reflection and cropped back."""
     images = np.asarray(images, np.float32)
     h, w = images.shape[1:3]
-    padded = np.pad(images, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="reflect" if min(h, w) > 1 else "edge")
-    return np.asarray(_restore_even(model, padded))[:, :h, :w]
+    pad = ((0, 0), (0, -h % SIZE_MULTIPLE), (0, -w % SIZE_MULTIPLE), (0, 0))
+    padded = np.pad(images, pad, mode="reflect" if min(h, w) > SIZE_MULTIPLE else "edge")
+    return np.asarray(_restore_aligned(model, padded))[:, :h, :w]
 
 
 # ----------------------------------------------------------------------------- plugging into the loop
@@ -110,7 +127,7 @@ def _evaluate(training: AETraining, split) -> dict:
     from .data import to_float
     clean = jnp.asarray(to_float(split.images[:EPOCH_EVAL_IMAGES]))
     noisy = corruptions.gaussian_noise(jax.random.key(0), clean, 0.2)
-    return {"psnr_gaussian_0.2": float(psnr(clean, _restore_even(training.model, noisy)).mean())}
+    return {"psnr_gaussian_0.2": float(psnr(clean, _restore_aligned(training.model, noisy)).mean())}
 
 
 def corrupted_examples(clean, seed: int = 0) -> dict[str, jnp.ndarray]:
@@ -130,7 +147,7 @@ def _epoch_picture(training: AETraining, split):
     clean = jnp.asarray(to_float(split.images[:10]))
     rows = []
     for corrupted in corrupted_examples(clean).values():
-        rows += [corrupted, _restore_even(training.model, corrupted), clean]
+        rows += [corrupted, _restore_aligned(training.model, corrupted), clean]
     return image_grid(jnp.concatenate(rows), rows=len(rows))
 
 
@@ -139,7 +156,7 @@ def _family():
     return Family(
         name="ae",
         model_config=AEConfig(),
-        defaults={"epochs": 8, "batch_size": 128, "learning_rate": 2e-3},
+        defaults={"epochs": 7, "batch_size": 128, "learning_rate": 2e-3},
         create=AETraining,
         train_step=train_step,
         evaluate=_evaluate,

@@ -10,6 +10,7 @@ Two kinds of file:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -142,6 +143,9 @@ def verify(weights_path: Path) -> dict[str, Any]:
     card = read_card(weights_path)
     if not weights_path.is_file():
         raise CheckpointError(f"{weights_path}: checkpoint weights file missing")
+    with open(weights_path, "rb") as f:
+        if f.read(24) == b"version https://git-lfs":
+            raise CheckpointError(f"{weights_path}: is a Git LFS pointer, not the weights: run `git lfs pull`")
     digest = sha256_file(weights_path)
     if digest != card.get("sha256"):
         raise CheckpointError(
@@ -168,7 +172,6 @@ def default_weights(family_name: str) -> Path:
 
 def config_from_dict(config_type, values: dict):
     """Rebuild a config dataclass from its JSON form (JSON lists back to tuples)."""
-    import dataclasses
     fields = {f.name for f in dataclasses.fields(config_type)}
     return config_type(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in fields})
 
@@ -183,6 +186,8 @@ def load_model(family_name: str, weights_path: Path | None = None):
         raise CheckpointError(f"{path}: holds a {card.get('family')!r} model, not {family_name!r}")
     family = load_family(family_name)
     config = config_from_dict(type(family.model_config), card["config"])
-    model = family.build_model(config)
+    # Built abstractly (shapes only): initialising weights only to overwrite them costs seconds of
+    # compiling one small XLA program per initialiser.
+    model = nnx.eval_shape(lambda: family.build_model(config))
     load_state(path, model)
     return model, card

@@ -1,4 +1,4 @@
-"""The ``imgjax`` command: ``imgjax train {gan,cnn,ae}`` and ``imgjax eval {gan,cnn,ae}``."""
+"""The ``imgjax`` command: ``imgjax train {gan,cnn,ae}``, ``imgjax eval {gan,cnn,ae}`` and ``imgjax bench``."""
 
 from __future__ import annotations
 
@@ -31,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", help="folder for pictures (default: beside the checkpoint)")
     evaluate.add_argument("--write-card", action="store_true", help="store the metrics in the checkpoint's JSON card")
     evaluate.add_argument("--bm3d-images", type=int, default=200, help="test images for the BM3D baseline")
+
+    bench = commands.add_parser("bench", help="training and serving speed, side by side with PyTorch")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_argument("--quick", action="store_true", help="fewer repetitions (every figure still reported)")
     return parser
 
 
@@ -44,6 +48,12 @@ def main(argv=None) -> int:
                              out=args.out, **{**family.defaults, **options})
         card = fit(family, config, command=command_line())
         print(json.dumps(card["train_metrics"]))
+        return 0
+    if args.command == "bench":
+        from .bench import run_bench
+        results = run_bench(quick=args.quick, log=(lambda *a: print(*a, file=sys.stderr)) if args.json else print)
+        if args.json:
+            print(json.dumps(results))
         return 0
     from .evaluate import run_eval
     results = run_eval(args.family, args.checkpoint, data_dir=args.data_dir, out=args.out,

@@ -45,12 +45,13 @@ def apply_mask(images: jnp.ndarray, mask: jnp.ndarray, fill: float = 0.0) -> jnp
     return jnp.where(mask > 0.5, fill, images)
 
 
-def random_corruption(key: jax.Array, images: jnp.ndarray) -> jnp.ndarray:
+def random_corruption(key: jax.Array, images: jnp.ndarray, shares=(1 / 3, 1 / 3, 1 / 3)) -> jnp.ndarray:
     """The training mix: each image gets one of Gaussian noise (sigma ~ U[0.05, 0.4]), salt-and-pepper
-    (amount ~ U[0.02, 0.3]) or box masking, chosen uniformly, so one model learns to restore all three."""
+    (amount ~ U[0.02, 0.3]) or box masking, drawn with probabilities ``shares``, so one model learns
+    to restore all three."""
     n = images.shape[0]
     k_kind, k_sigma, k_amount, k_g, k_sp, k_mask = jax.random.split(key, 6)
-    kind = jax.random.randint(k_kind, (n, 1, 1, 1), 0, 3)
+    kind = jax.random.choice(k_kind, 3, (n, 1, 1, 1), p=jnp.asarray(shares))
     noisy = gaussian_noise(k_g, images, jax.random.uniform(k_sigma, (n,), minval=0.05, maxval=0.4))
     peppered = salt_and_pepper(k_sp, images, jax.random.uniform(k_amount, (n,), minval=0.02, maxval=0.3))
     masked = apply_mask(images, random_box_masks(k_mask, images.shape))

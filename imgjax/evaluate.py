@@ -53,7 +53,7 @@ def conditional_accuracy(generator, classifier, count: int = GAN_SAMPLES) -> flo
 
 # ----------------------------------------------------------------------------- per family
 
-def eval_cnn(model, test, out: Path, log) -> dict:
+def eval_cnn(model, test, train, out: Path, log) -> dict:
     from .cnn import confusion_matrix
     from .images import confusion_matrix_image
     matrix = confusion_matrix(model, test)
@@ -64,7 +64,36 @@ def eval_cnn(model, test, out: Path, log) -> dict:
     return {
         "test_accuracy": float(np.trace(matrix) / matrix.sum()),
         "per_class_accuracy": {name: float(a) for name, a in zip(data.FASHION_CLASSES, per_class)},
+        "familiarity": fit_familiarity(model, train, test, out / FAMILIARITY_FILE, log),
     }
+
+
+FAMILIARITY_FILE = "cnn_familiarity.safetensors"
+FAMILIARITY_HELDOUT = 10_000  # training images kept out of the fit to set the threshold
+
+
+def fit_familiarity(model, train, test, path: Path, log) -> dict:
+    """Fit the classifier's familiarity statistics (class means, shared covariance) on 50k training
+    images, set its threshold on the other 10k, write it beside the checkpoint, and measure the
+    fraction of test images it flags and of noise images it recognises as unfamiliar."""
+    from safetensors.numpy import save as save_safetensors_bytes
+    from .checkpoint import atomic_write, sha256_file
+    from .cnn import Familiarity, extract_channel_means, predict_in_batches
+    features = lambda x: predict_in_batches(extract_channel_means, model, data.to_float(x))
+    order = np.random.default_rng(SEED).permutation(len(train))
+    fit, heldout = order[FAMILIARITY_HELDOUT:], order[:FAMILIARITY_HELDOUT]
+    familiarity = Familiarity.fit(features(train.images[fit]), train.labels[fit], features(train.images[heldout]))
+    atomic_write(path, save_safetensors_bytes(familiarity.arrays()))
+    noise = (np.random.default_rng(SEED).random((1000, 28, 28)) * 255).astype(np.uint8)
+    results = {
+        "file": path.name, "sha256": sha256_file(path), "heldout_percentile": 99.0,
+        "threshold": familiarity.threshold,
+        "test_flagged": float(np.mean(familiarity.distance(features(test.images)) > familiarity.threshold)),
+        "uniform_noise_flagged": float(np.mean(familiarity.distance(features(noise)) > familiarity.threshold)),
+    }
+    log(f"familiarity: threshold {results['threshold']:.1f}; flags {results['test_flagged']:.1%} of test images, "
+        f"{results['uniform_noise_flagged']:.1%} of uniform-noise images")
+    return results
 
 
 def _scores(clean, restored) -> dict:
@@ -177,7 +206,7 @@ def run_eval(family_name: str, weights_path=None, data_dir=None, out=None, write
     test = data.load_split("test", dataset, data_dir)
     started = time.perf_counter()
     if family_name == "cnn":
-        results = eval_cnn(model, test, out, log)
+        results = eval_cnn(model, test, data.load_split("train", dataset, data_dir), out, log)
     elif family_name == "ae":
         results = eval_ae(model, test, data.load_split("train", dataset, data_dir), out, log, bm3d_images)
     else:

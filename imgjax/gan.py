@@ -48,8 +48,13 @@ class Generator(nnx.Module):
         self.c7 = c7
 
     def __call__(self, latents, labels, train: bool = False):
+        return self.synthesize(latents, self.embed(labels), train)
+
+    def synthesize(self, latents, class_vectors, train: bool = False):
+        """Images from latents and class embedding vectors (N, class_embedding): blends of two
+        classes' vectors give the in-between garments of a class interpolation."""
         norm = lambda layer, x: nnx.relu(layer(x, use_running_average=not train))
-        h = self.project(jnp.concatenate([latents, self.embed(labels)], axis=-1))
+        h = self.project(jnp.concatenate([latents, class_vectors], axis=-1))
         h = norm(self.norm0, h).reshape(latents.shape[0], 7, 7, self.c7)
         h = norm(self.norm1, depth_to_space(self.up1(h)))  # 14x14
         h = norm(self.norm2, depth_to_space(self.up2(h)))  # 28x28
@@ -147,6 +152,13 @@ def sample_latents(seed: int, count: int, latent_dim: int, truncation: float | N
 def generate_images(generator: Generator, latents, labels):
     """(N, latent_dim) latents and (N,) class ids -> (N, 28, 28, 1) float32 images in [0, 1]."""
     return (generator(latents, labels) + 1.0) / 2.0
+
+
+@nnx.jit
+def generate_blended(generator: Generator, latents, class_weights):
+    """Like ``generate_images`` with (N, num_classes) class weights instead of labels: each image's
+    class vector is the weighted mix of the class embeddings (one-hot weights give the classes)."""
+    return (generator.synthesize(latents, class_weights @ generator.embed.embedding[...]) + 1.0) / 2.0
 
 
 # ----------------------------------------------------------------------------- plugging into the loop

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,6 @@ def save_png(picture, path: Path, scale: int = 1) -> None:
     image = picture if isinstance(picture, Image.Image) else Image.fromarray(np.asarray(picture))
     if scale > 1:
         image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
-    import io
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     atomic_write(Path(path), buffer.getvalue())

@@ -1,0 +1,209 @@
+"""PyTorch mirrors of the three imgjax models, for ``imgjax bench`` only: the same architectures
+(layer by layer, same widths and shapes), losses, optimizers, augmentation and corruptions, so that
+training throughput can be compared side by side on the same machine. Needs the ``bench`` extra.
+
+Layouts differ (PyTorch: NCHW; JAX: NHWC), as each framework prefers; the arithmetic is the same.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .ae import AEConfig
+from .cnn import CNNConfig
+from .gan import GANConfig
+
+
+def space_to_depth(x, block: int = 2):
+    return F.pixel_unshuffle(x, block)
+
+
+def depth_to_space(x, block: int = 2):
+    return F.pixel_shuffle(x, block)
+
+
+# ----------------------------------------------------------------------------- CNN
+
+class Classifier(nn.Module):
+    def __init__(self, config: CNNConfig = CNNConfig()):
+        super().__init__()
+        w1, w2, w3 = config.widths
+        block = lambda cin, cout: nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+        self.features = nn.Sequential(
+            block(1, w1), nn.MaxPool2d(2), block(w1, w2), block(w2, w2), nn.MaxPool2d(2), block(w2, w3), nn.Flatten(),
+            nn.Linear(7 * 7 * w3, config.hidden), nn.ReLU(), nn.Dropout(config.dropout))
+        self.head = nn.Linear(config.hidden, config.num_classes)
+
+    def forward(self, images):
+        return self.head(self.features(images * 2.0 - 1.0))
+
+
+def augment(images, max_shift: int = 2):
+    """Random horizontal flips and shifts of up to ``max_shift`` pixels, as imgjax.cnn.augment."""
+    n, _, h, w = images.shape
+    flip = torch.rand(n, 1, 1, 1) < 0.5
+    images = torch.where(flip, images.flip(-1), images)
+    padded = F.pad(images, (max_shift,) * 4)
+    dy, dx = torch.randint(0, 2 * max_shift + 1, (2, n))
+    rows = (dy[:, None] + torch.arange(h))[:, None, :, None].expand(n, 1, h, w + 2 * max_shift)
+    padded = padded.gather(2, rows)
+    cols = (dx[:, None] + torch.arange(w))[:, None, None, :].expand(n, 1, h, w)
+    return padded.gather(3, cols)
+
+
+class CNNStep:
+    def __init__(self, learning_rate: float = 2e-3, total_steps: int = 1000):
+        self.model = Classifier()
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), learning_rate, weight_decay=5e-4)
+        self.schedule = torch.optim.lr_scheduler.OneCycleLR(self.optimizer, learning_rate, total_steps=total_steps)
+
+    def __call__(self, images, labels):
+        self.model.train()
+        loss = F.cross_entropy(self.model(augment(images)), labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.schedule.step()
+        return loss
+
+
+# ----------------------------------------------------------------------------- autoencoder
+
+class DenoisingAutoencoder(nn.Module):
+    def __init__(self, config: AEConfig = AEConfig()):
+        super().__init__()
+        half, quarter = config.widths
+        n_half, n_quarter, n_decode = config.depths
+        conv = lambda cin, cout, k=3: nn.Conv2d(cin, cout, k, padding=k // 2)
+        self.encode_half = nn.ModuleList([conv(4, half)] + [conv(half, half) for _ in range(n_half - 1)])
+        self.encode_quarter = nn.ModuleList([conv(half, quarter)] + [conv(quarter, quarter) for _ in range(n_quarter - 1)])
+        self.upsample = conv(quarter, 4 * half, k=1)
+        self.decode_half = nn.ModuleList([conv(half, half) for _ in range(n_decode)])
+        self.output = conv(half, 4)
+        nn.init.zeros_(self.output.weight)
+        nn.init.zeros_(self.output.bias)
+
+    def forward(self, images):
+        h = space_to_depth(images * 2.0 - 1.0)
+        for layer in self.encode_half:
+            h = F.relu(layer(h))
+        skip = h
+        h = F.avg_pool2d(h, 2)
+        for layer in self.encode_quarter:
+            h = F.relu(layer(h))
+        h = F.relu(depth_to_space(self.upsample(h)) + skip)
+        for layer in self.decode_half:
+            h = F.relu(layer(h))
+        return torch.clamp(images + depth_to_space(self.output(h)), 0.0, 1.0)
+
+
+def random_corruption(images, shares=(0.5, 0.25, 0.25), n_boxes: int = 3, max_size: int = 12):
+    """The training mix of imgjax.corruptions.random_corruption."""
+    n, _, h, w = images.shape
+    kind = torch.multinomial(torch.tensor(shares), n, replacement=True)[:, None, None, None]
+    sigma = torch.empty(n, 1, 1, 1).uniform_(0.05, 0.4)
+    noisy = torch.clamp(images + sigma * torch.randn_like(images), 0.0, 1.0)
+    amount = torch.empty(n, 1, 1, 1).uniform_(0.02, 0.3)
+    hit = torch.rand_like(images) < amount
+    peppered = torch.where(hit, (torch.rand_like(images) < 0.5).float(), images)
+    size = torch.randint(4, max_size + 1, (2, n, n_boxes, 1))
+    top = (torch.rand(n, n_boxes, 1) * (h - size[0] + 1)).long()
+    left = (torch.rand(n, n_boxes, 1) * (w - size[1] + 1)).long()
+    rows, cols = torch.arange(h), torch.arange(w)
+    in_rows = (rows >= top) & (rows < top + size[0])  # (n, boxes, h)
+    in_cols = (cols >= left) & (cols < left + size[1])
+    mask = (in_rows[..., :, None] & in_cols[..., None, :]).any(1)[:, None]
+    masked = torch.where(mask, torch.zeros_like(images), images)
+    return torch.where(kind == 0, noisy, torch.where(kind == 1, peppered, masked))
+
+
+class AEStep:
+    def __init__(self, learning_rate: float = 2e-3, total_steps: int = 1000):
+        self.model = DenoisingAutoencoder()
+        self.optimizer = torch.optim.Adam(self.model.parameters(), learning_rate)
+        self.schedule = torch.optim.lr_scheduler.OneCycleLR(self.optimizer, learning_rate, total_steps=total_steps)
+
+    def __call__(self, images, labels):
+        loss = F.mse_loss(self.model(random_corruption(images)), images)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.schedule.step()
+        return loss
+
+
+# ----------------------------------------------------------------------------- GAN
+
+class Generator(nn.Module):
+    def __init__(self, config: GANConfig = GANConfig()):
+        super().__init__()
+        c7, c14, c28 = config.generator_widths
+        self.embed = nn.Embedding(config.num_classes, config.class_embedding)
+        self.project = nn.Linear(config.latent_dim + config.class_embedding, 7 * 7 * c7)
+        self.norm0 = nn.BatchNorm1d(7 * 7 * c7)
+        self.up1 = nn.Conv2d(c7, 4 * c14, 3, padding=1, bias=False)
+        self.norm1 = nn.BatchNorm2d(c14)
+        self.up2 = nn.Conv2d(c14, 4 * c28, 3, padding=1, bias=False)
+        self.norm2 = nn.BatchNorm2d(c28)
+        self.to_image = nn.Conv2d(c28, 1, 3, padding=1)
+        self.c7 = c7
+
+    def forward(self, latents, labels):
+        h = F.relu(self.norm0(self.project(torch.cat([latents, self.embed(labels)], -1))))
+        h = h.view(-1, self.c7, 7, 7)
+        h = F.relu(self.norm1(depth_to_space(self.up1(h))))
+        h = F.relu(self.norm2(depth_to_space(self.up2(h))))
+        return torch.tanh(self.to_image(h))
+
+
+class Discriminator(nn.Module):
+    def __init__(self, config: GANConfig = GANConfig()):
+        super().__init__()
+        c14, c7 = config.discriminator_widths
+        self.conv14 = nn.Conv2d(4, c14, 3, padding=1)
+        self.conv7 = nn.Conv2d(4 * c14, c7, 2, padding="same")
+        self.score = nn.Linear(7 * 7 * c7, 1)
+        self.class_projection = nn.Embedding(config.num_classes, 7 * 7 * c7)
+
+    def forward(self, images, labels):
+        h = F.leaky_relu(self.conv14(space_to_depth(images)), 0.2)
+        h = F.leaky_relu(self.conv7(space_to_depth(h)), 0.2).flatten(1)
+        return self.score(h)[:, 0] + (self.class_projection(labels) * h).sum(-1)
+
+
+class GANStep:
+    """One simultaneous step, as imgjax.gan.train_step: G's loss through the current D, D's loss on
+    the same (detached) fakes, both optimizers, then the EMA of G's weights and statistics."""
+
+    def __init__(self, learning_rate: float = 2e-4, config: GANConfig = GANConfig()):
+        self.generator, self.discriminator = Generator(config), Discriminator(config)
+        self.ema = Generator(config)
+        self.ema.load_state_dict(self.generator.state_dict())
+        self.g_optimizer = torch.optim.Adam(self.generator.parameters(), learning_rate, betas=(0.5, 0.999))
+        self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(), learning_rate, betas=(0.5, 0.999))
+        self.latent_dim, self.decay = config.latent_dim, config.ema_decay
+
+    def __call__(self, images, labels):
+        real = images * 2.0 - 1.0
+        fake = self.generator(torch.randn(len(images), self.latent_dim), labels)
+        self.discriminator.requires_grad_(False)  # G's gradient flows through D's input only
+        g_loss = F.softplus(-self.discriminator(fake, labels)).mean()
+        self.g_optimizer.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.discriminator.requires_grad_(True)
+        fake = fake.detach()
+        d_loss = (F.softplus(-self.discriminator(real, labels)) + F.softplus(self.discriminator(fake, labels))).mean()
+        self.d_optimizer.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.g_optimizer.step()
+        self.d_optimizer.step()
+        with torch.no_grad():
+            averaged = [p for p in self.ema.state_dict().values() if p.dtype.is_floating_point]
+            current = [p for p in self.generator.state_dict().values() if p.dtype.is_floating_point]
+            torch._foreach_lerp_(averaged, current, 1.0 - self.decay)
+        return d_loss
+
+
+STEPS = {"cnn": CNNStep, "ae": AEStep, "gan": GANStep}

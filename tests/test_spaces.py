@@ -1,0 +1,86 @@
+"""Hugging Face Spaces readiness: the README's front matter and the requirements file Spaces installs."""
+
+import ast
+import importlib.metadata
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module a file imports, at top level or inside functions; relative imports inside the
+    package resolved to 'imgjax.<module>'."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level:
+            names.update([f"imgjax.{node.module}"] if node.module else [f"imgjax.{a.name}" for a in node.names])
+        elif isinstance(node, ast.ImportFrom):
+            names.add(node.module)
+    return names
+
+
+def _third_party_imports_reachable_from(entry: Path) -> set[str]:
+    """Top-level third-party modules imported by ``entry`` and every imgjax module it reaches."""
+    seen, todo, found = set(), [entry], set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for name in _imports(path):
+            top = name.split(".")[0]
+            if top == "imgjax":
+                parts = name.split(".")
+                target = ROOT / "imgjax" / (f"{parts[1]}.py" if len(parts) > 1 else "__init__.py")
+                if target.exists():
+                    todo.append(target)
+            elif top not in sys.stdlib_module_names and top != "__future__":
+                found.add(top)
+    return found
+
+
+def _requirement_names() -> set[str]:
+    names = set()
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            names.add(re.split(r"[<>=!~\[; ]", line)[0].lower().replace("_", "-"))
+    return names
+
+
+def test_requirements_name_everything_app_py_imports():
+    distributions = importlib.metadata.packages_distributions()
+    required = _requirement_names()
+    modules = _third_party_imports_reachable_from(ROOT / "app.py")
+    assert {"gradio", "jax", "flax", "numpy", "PIL"} <= modules  # the walk does reach the package
+    missing = {m for m in modules if not {d.lower() for d in distributions.get(m, [m])} & required}
+    assert not missing, f"requirements.txt lacks the distributions of {sorted(missing)}"
+
+
+def test_requirements_pin_what_pyproject_pins():
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            assert f'"{line.strip()}"' in pyproject, f"{line.strip()} differs from pyproject.toml"
+
+
+def test_readme_front_matter_configures_the_space():
+    text = (ROOT / "README.md").read_text()
+    assert text.startswith("---\n")
+    front = dict(line.split(": ", 1) for line in text.split("---\n")[1].splitlines() if ": " in line)
+    assert front["sdk"] == "gradio"
+    assert front["sdk_version"] == importlib.metadata.version("gradio")  # the version tested
+    assert front["app_file"] == "app.py"
+    assert front["python_version"].strip('"') == f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert "license" in front and 0 < len(front["short_description"]) <= 60
+    for binary in ("*.safetensors", "*.png"):
+        assert f"{binary} filter=lfs" in (ROOT / ".gitattributes").read_text()
+
+
+def test_checkpoints_are_small_enough_for_a_space():
+    for path in (ROOT / "checkpoints").iterdir():
+        assert path.stat().st_size < 10 * 2**20, path
