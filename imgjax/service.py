@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from functools import partial
 from pathlib import Path
@@ -475,7 +476,6 @@ def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
 def enable_compilation_cache(directory: str | None = None) -> Path:
     """Turn on JAX's persistent compilation cache (default ``~/.cache/imgjax/xla``, or
     ``IMGJAX_XLA_CACHE``), keeping every program, so that a second start compiles nothing."""
-    import os
     path = Path(directory or os.environ.get("IMGJAX_XLA_CACHE") or Path.home() / ".cache" / "imgjax" / "xla")
     path.mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", str(path))

@@ -53,20 +53,34 @@ def augment(images, max_shift: int = 2):
     return padded.gather(3, cols)
 
 
-class CNNStep:
-    def __init__(self, learning_rate: float = 2e-3, total_steps: int = 1000):
-        self.model = Classifier()
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), learning_rate, weight_decay=5e-4)
+class OneCycleStep:
+    """A model, its optimizer with a one-cycle schedule, and one step on a loss: the shape of the CNN
+    and autoencoder steps (subclasses say the model, optimizer and loss)."""
+
+    def __init__(self, model: nn.Module, optimizer_type, learning_rate: float, total_steps: int, **options):
+        self.model = model
+        self.optimizer = optimizer_type(model.parameters(), learning_rate, **options)
         self.schedule = torch.optim.lr_scheduler.OneCycleLR(self.optimizer, learning_rate, total_steps=total_steps)
+
+    def loss(self, images, labels):
+        raise NotImplementedError
 
     def __call__(self, images, labels):
         self.model.train()
-        loss = F.cross_entropy(self.model(augment(images)), labels)
+        loss = self.loss(images, labels)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.schedule.step()
         return loss
+
+
+class CNNStep(OneCycleStep):
+    def __init__(self, learning_rate: float = 2e-3, total_steps: int = 1000):
+        super().__init__(Classifier(), torch.optim.AdamW, learning_rate, total_steps, weight_decay=5e-4)
+
+    def loss(self, images, labels):
+        return F.cross_entropy(self.model(augment(images)), labels)
 
 
 # ----------------------------------------------------------------------------- autoencoder
@@ -119,19 +133,12 @@ def random_corruption(images, shares=(0.5, 0.25, 0.25), n_boxes: int = 3, max_si
     return torch.where(kind == 0, noisy, torch.where(kind == 1, peppered, masked))
 
 
-class AEStep:
+class AEStep(OneCycleStep):
     def __init__(self, learning_rate: float = 2e-3, total_steps: int = 1000):
-        self.model = DenoisingAutoencoder()
-        self.optimizer = torch.optim.Adam(self.model.parameters(), learning_rate)
-        self.schedule = torch.optim.lr_scheduler.OneCycleLR(self.optimizer, learning_rate, total_steps=total_steps)
+        super().__init__(DenoisingAutoencoder(), torch.optim.Adam, learning_rate, total_steps)
 
-    def __call__(self, images, labels):
-        loss = F.mse_loss(self.model(random_corruption(images)), images)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self.schedule.step()
-        return loss
+    def loss(self, images, labels):
+        return F.mse_loss(self.model(random_corruption(images)), images)
 
 
 # ----------------------------------------------------------------------------- GAN
