@@ -8,11 +8,13 @@
 * Inference latency (p50 / p99) of every function the studio serves, in-process, at batch 1 and at
   the batch sizes the page uses, and the compile time of each (first call minus a warm call).
 * Cold start: ``python app.py`` from process start to answering HTTP, with an empty persistent
-  compilation cache and again with the cache it filled.
+  compilation cache and again with the cache it filled; then the round trip of a click on that
+  running app through ``gradio_client`` (queue, HTTP, uploads and downloads included).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -47,20 +49,25 @@ def _median_rate(step, items: int, windows: int, steps_per_window: int, warmup: 
 # ----------------------------------------------------------------------------- training
 
 def jax_train_step(name: str):
-    """(step callable that blocks until done, batch size, FLOPs per step) for a family's real step."""
+    """(step callable that blocks until done, batch size, FLOPs per step) for a family's real step,
+    data-parallel over every device exactly as ``imgjax train`` runs it."""
     import jax
+    from .parallel import DataParallel
     from .train import TrainConfig, load_family
     family = load_family(name)
     batch = family.defaults["batch_size"]
     training = family.create(family.model_config, TrainConfig(name, **family.defaults), 10_000)
+    parallel = DataParallel()
+    parallel.replicate(training)
     rng = np.random.default_rng(0)
-    images = jax.numpy.asarray(rng.random((batch, 28, 28, 1), np.float32))
-    labels = jax.numpy.asarray(rng.integers(0, 10, batch).astype(np.int32))
+    images, labels = parallel.shard(rng.random((batch, 28, 28, 1), np.float32),
+                                    rng.integers(0, 10, batch).astype(np.int32))
     key = jax.random.key(0)
 
     # FLOPs from XLA's cost analysis of the lowered step (nnx.jit's own lowering: re-wrapping the
     # step in jax.jit under-counts it, the nested call's backward pass being left out).
-    cost = family.train_step.lower(training, images, labels, key).cost_analysis()
+    lowered = family.train_step.lower(training, images, labels, key)
+    cost = lowered.cost_analysis() or lowered.compile().cost_analysis()  # GPUs count only once compiled
     flops = float(cost.get("flops", 0.0)) if cost else 0.0
 
     def step():
@@ -69,14 +76,27 @@ def jax_train_step(name: str):
 
 
 def torch_train_step(name: str):
+    """The PyTorch mirror's step, on the GPU when JAX is on one (so both sides use the same chip)."""
+    import jax
     import torch
     from . import torch_reference
     from .train import load_family
     batch = load_family(name).defaults["batch_size"]
+    on_gpu = jax.devices()[0].platform == "gpu" and torch.cuda.is_available()
+    torch.set_default_device("cuda" if on_gpu else "cpu")
     torch.manual_seed(0)
     step_state = torch_reference.STEPS[name]()
     images, labels = torch.rand(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
-    return (lambda: step_state(images, labels)), batch
+
+    def step():
+        step_state(images, labels)
+        if on_gpu:
+            torch.cuda.synchronize()
+    return step, batch
+
+
+# float32 peaks (no tensor cores) from the vendors' datasheets, for the accelerators we have run on.
+ACCELERATOR_PEAKS = {"H100": 67e12, "H200": 67e12, "A100": 19.5e12, "L4": 30.3e12}
 
 
 def peak_flops() -> tuple[float, str]:
@@ -96,15 +116,31 @@ def peak_flops() -> tuple[float, str]:
     return peak, text
 
 
+def device_peak_flops() -> tuple[float, str]:
+    """The float32 peak of the device JAX trains on: a CPU's from its clock and vector width, a
+    GPU's from the datasheet table above (0 where unknown)."""
+    import jax
+    device = jax.devices()[0]
+    if device.platform == "cpu":
+        return peak_flops()
+    for name, peak in ACCELERATOR_PEAKS.items():
+        if name in device.device_kind:
+            return peak, f"{device.device_kind}: {peak / 1e12:.1f} TFLOP/s float32 (datasheet, no tensor cores)"
+    return 0.0, f"{device.device_kind}: peak unknown"
+
+
 def bench_training(quick: bool, log) -> dict:
     windows, per_window = (3, 2) if quick else (7, 5)
-    peak, derivation = peak_flops()
-    results = {"peak_flops": peak, "peak_derivation": derivation}
+    peak, derivation = device_peak_flops()
+    import jax
+    results = {"peak_flops": peak, "peak_derivation": derivation,
+               "jax_data_parallel_devices": jax.device_count()}
     for name in ("cnn", "ae", "gan"):
         step, batch, flops = jax_train_step(name)
         jax_rate = _median_rate(step, batch, windows, per_window)
         row = {"batch_size": batch, "jax_images_per_s": jax_rate, "flops_per_step": flops,
-               "achieved_flops": flops * jax_rate / batch, "fraction_of_peak": flops * jax_rate / batch / peak}
+               "achieved_flops": flops * jax_rate / batch,
+               "fraction_of_peak": flops * jax_rate / batch / peak if peak else None}
         try:
             torch_step, _ = torch_train_step(name)
             row["torch_images_per_s"] = _median_rate(torch_step, batch, windows, per_window)
@@ -115,7 +151,7 @@ def bench_training(quick: bool, log) -> dict:
         results[name] = row
         log(f"train {name}: JAX {jax_rate:.0f} img/s, PyTorch "
             f"{row['torch_images_per_s'] or float('nan'):.0f} img/s, ratio {row['jax_over_torch'] or float('nan'):.2f}, "
-            f"{row['achieved_flops'] / 1e9:.1f} GFLOP/s = {row['fraction_of_peak']:.1%} of peak")
+            f"{row['achieved_flops'] / 1e9:.1f} GFLOP/s = {row['fraction_of_peak'] or 0:.1%} of peak")
     return results
 
 
@@ -165,8 +201,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def time_app_start(cache: Path) -> float:
-    """Seconds from starting ``python app.py`` to its first HTTP answer."""
+@contextlib.contextmanager
+def running_app(cache: Path):
+    """Start ``python app.py``; yields (seconds from process start to its first HTTP answer, port)."""
     port = _free_port()
     env = {**os.environ, "IMGJAX_XLA_CACHE": str(cache), "GRADIO_ANALYTICS_ENABLED": "False"}
     start = time.perf_counter()
@@ -178,24 +215,57 @@ def time_app_start(cache: Path) -> float:
                 raise RuntimeError(f"app.py exited with {process.returncode}")
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
-                return time.perf_counter() - start
+                break
             except OSError:
                 if time.perf_counter() - start > 300:
                     raise RuntimeError("app.py did not answer within 300 s") from None
                 time.sleep(0.05)
+        yield time.perf_counter() - start, port
     finally:
         process.terminate()
         process.wait(timeout=30)
 
 
-def bench_cold_start(log) -> dict:
+def bench_clicks(port: int, calls: int, log) -> dict:
+    """Round trip of a click as a client sees it: a ``gradio_client`` call through the app's queue,
+    over HTTP on localhost, uploads and result downloads included (the browser does the same work)."""
+    from gradio_client import Client, handle_file
+    from . import service
+    example = str(ROOT / "imgjax" / "assets" / "example_7_sneaker.png")
+    editor = lambda: {"background": handle_file(example), "layers": [], "composite": None}
+    client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    clicks = {
+        "click_generate_16": lambda: client.predict("Sneaker", 0, 16, 1.0, api_name="/generate"),
+        "click_classify": lambda: client.predict(handle_file(example), api_name="/classify"),
+        "click_denoise": lambda: client.predict(editor(), service.GAUSSIAN, 0.2, 0, False, api_name="/denoise"),
+    }
+    results = {}
+    for name, click in clicks.items():
+        click()  # the first call opens the event stream
+        times = []
+        for _ in range(calls):
+            start = time.perf_counter()
+            click()
+            times.append(time.perf_counter() - start)
+        p50, p99 = np.percentile(times, 50), np.percentile(times, 99)
+        results[name] = {"p50_ms": 1e3 * p50, "p99_ms": 1e3 * p99, "calls": calls}
+        log(f"{name}: p50 {1e3 * p50:.1f} ms, p99 {1e3 * p99:.1f} ms (HTTP round trip)")
+    return results
+
+
+def bench_cold_start(quick: bool, log) -> dict:
+    """Cold start with an empty persistent compilation cache and again with the cache it filled;
+    the second, warm app then answers timed clicks."""
     cache = Path(tempfile.mkdtemp(prefix="imgjax-bench-xla-"))
     try:
-        first, second = time_app_start(cache), time_app_start(cache)
+        with running_app(cache) as (first, _):
+            pass
+        with running_app(cache) as (second, port):
+            log(f"cold start: {first:.1f} s with an empty compilation cache, {second:.1f} s with it filled")
+            clicks = bench_clicks(port, 10 if quick else 50, log)
     finally:
         shutil.rmtree(cache, ignore_errors=True)
-    log(f"cold start: {first:.1f} s with an empty compilation cache, {second:.1f} s with it filled")
-    return {"first_start_s": first, "second_start_s": second}
+    return {"first_start_s": first, "second_start_s": second, **clicks}
 
 
 # ----------------------------------------------------------------------------- the command
@@ -214,7 +284,12 @@ def machine() -> dict:
 def run_bench(quick: bool = False, log=print) -> dict:
     results = {"machine": machine(), "quick": quick}
     log(f"machine: {json.dumps(results['machine'])}")
-    results["training"] = bench_training(quick, log)
-    results["inference"] = bench_inference(quick, log)
-    results["cold_start"] = bench_cold_start(log)
+    sections = {"training": lambda: bench_training(quick, log), "inference": lambda: bench_inference(quick, log),
+                "cold_start": lambda: bench_cold_start(quick, log)}
+    for name, section in sections.items():
+        try:
+            results[name] = section()
+        except Exception as error:  # one missing piece (say, no gradio on a bare GPU box) keeps the rest
+            results[name] = {"error": f"{type(error).__name__}: {error}"}
+            log(f"{name}: failed: {results[name]['error']}")
     return results

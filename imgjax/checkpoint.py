@@ -75,7 +75,15 @@ def _fill(template: dict, arrays: dict[str, np.ndarray], source: str, prefix: st
 
 def state_arrays(objects) -> dict[str, np.ndarray]:
     """All arrays of an NNX object (or tuple of objects) as {"path/to/leaf": ndarray}."""
-    return {k: np.asarray(v) for k, v in _flatten(nnx.to_pure_dict(nnx.state(objects))).items()}
+    return {k: np.asarray(_local_copy(v)) for k, v in _flatten(nnx.to_pure_dict(nnx.state(objects))).items()}
+
+
+def _local_copy(value):
+    """A replicated array in a multi-host job is not wholly addressable from one process; every
+    process holds a full copy, so read this process's."""
+    if isinstance(value, jax.Array) and not value.is_fully_addressable:
+        return value.addressable_data(0)
+    return value
 
 
 def save_state(path: Path, objects, metadata: dict[str, Any] | None = None) -> bytes:

@@ -22,6 +22,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dataset", default="fashion-mnist", choices=("fashion-mnist", "mnist"))
     train.add_argument("--data-dir", help="folder with the IDX files (else IMGJAX_DATA_DIR, cache, system, download)")
     train.add_argument("--out", help="output folder (default runs/<family>)")
+    train.add_argument("--devices", type=int, help="data-parallel over the first N devices (default: all; "
+                       "on a CPU, one device per core)")
+    train.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
+                       help="bfloat16: float32 master weights, bfloat16 convolutions and matmuls (for GPUs and TPUs)")
 
     evaluate = commands.add_parser("eval", help="measure a checkpoint on the 10k test set")
     evaluate.add_argument("family", choices=FAMILY_NAMES)
@@ -40,13 +44,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ("train", "bench"):
+        # Before JAX starts: on a CPU, one device per core, so data parallelism uses every core.
+        from .parallel import initialize_distributed, use_all_cpu_cores
+        use_all_cpu_cores()
+        initialize_distributed()
     if args.command == "train":
         from .train import TrainConfig, command_line, fit, load_family
         family = load_family(args.family)
         options = {k: getattr(args, k) for k in family.defaults if getattr(args, k) is not None}
         config = TrainConfig(family=args.family, seed=args.seed, dataset=args.dataset, data_dir=args.data_dir,
-                             out=args.out, **{**family.defaults, **options})
-        card = fit(family, config, command=command_line())
+                             out=args.out, devices=args.devices, precision=args.precision,
+                             **{**family.defaults, **options})
+        from .checkpoint import CheckpointError
+        from .data import DataError
+        from .parallel import DeviceCountError
+        try:
+            card = fit(family, config, command=command_line())
+        except (DeviceCountError, CheckpointError, DataError) as error:  # one clear line, no traceback
+            print(f"imgjax train: error: {error}", file=sys.stderr)
+            return 2
         print(json.dumps(card["train_metrics"]))
         return 0
     if args.command == "bench":

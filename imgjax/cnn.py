@@ -16,6 +16,8 @@ import numpy as np
 import optax
 from flax import nnx
 
+from .layers import compute_dtype
+
 
 @dataclasses.dataclass(frozen=True)
 class CNNConfig:
@@ -30,15 +32,15 @@ class CNNConfig:
 class Classifier(nnx.Module):
     """(N, 28, 28, 1) float32 in [0, 1] -> logits (N, num_classes)."""
 
-    def __init__(self, config: CNNConfig, *, rngs: nnx.Rngs):
+    def __init__(self, config: CNNConfig, *, rngs: nnx.Rngs, dtype=None):
         w1, w2, w3 = config.widths
-        conv = lambda cin, cout: nnx.Conv(cin, cout, (3, 3), use_bias=False, rngs=rngs)
+        conv = lambda cin, cout: nnx.Conv(cin, cout, (3, 3), use_bias=False, dtype=dtype, rngs=rngs)
         self.conv1, self.norm1 = conv(1, w1), nnx.BatchNorm(w1, rngs=rngs)
         self.conv2, self.norm2 = conv(w1, w2), nnx.BatchNorm(w2, rngs=rngs)
         self.conv3, self.norm3 = conv(w2, w2), nnx.BatchNorm(w2, rngs=rngs)
         self.conv4, self.norm4 = conv(w2, w3), nnx.BatchNorm(w3, rngs=rngs)
-        self.hidden = nnx.Linear(7 * 7 * w3, config.hidden, rngs=rngs)
-        self.head = nnx.Linear(config.hidden, config.num_classes, rngs=rngs)
+        self.hidden = nnx.Linear(7 * 7 * w3, config.hidden, dtype=dtype, rngs=rngs)
+        self.head = nnx.Linear(config.hidden, config.num_classes, dtype=dtype, rngs=rngs)
         self.dropout = config.dropout
 
     def blocks(self, images, train: bool = False):
@@ -58,14 +60,14 @@ class Classifier(nnx.Module):
     def features(self, images, train: bool = False, dropout_key=None):
         """Penultimate-layer features (N, hidden) float32, after ReLU."""
         x = self.blocks(images, train)[-1]
-        h = nnx.relu(self.hidden(x.reshape(x.shape[0], -1)))
+        h = nnx.relu(self.hidden(x.reshape(x.shape[0], -1))).astype(jnp.float32)
         if train and self.dropout > 0:
             keep = jax.random.bernoulli(dropout_key, 1.0 - self.dropout, h.shape)
             h = jnp.where(keep, h / (1.0 - self.dropout), 0.0)
         return h
 
     def __call__(self, images, train: bool = False, dropout_key=None):
-        return self.head(self.features(images, train, dropout_key))
+        return self.head(self.features(images, train, dropout_key)).astype(jnp.float32)
 
 
 # ----------------------------------------------------------------------------- augmentation and loss
@@ -95,7 +97,7 @@ class CNNTraining(nnx.Module):
     """Everything that training changes: the model and its optimizer."""
 
     def __init__(self, config: CNNConfig, train_config, total_steps: int):
-        self.model = Classifier(config, rngs=nnx.Rngs(train_config.seed))
+        self.model = Classifier(config, rngs=nnx.Rngs(train_config.seed), dtype=compute_dtype(train_config.precision))
         # One-cycle: a short warm-up then cosine decay reaches a given accuracy in fewer epochs
         # than a constant rate (Smith & Topin 2017).
         schedule = optax.cosine_onecycle_schedule(total_steps, train_config.learning_rate)

@@ -13,11 +13,10 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import nnx
 
-from .layers import depth_to_space, space_to_depth
+from .layers import compute_dtype, depth_to_space, space_to_depth
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,16 +34,16 @@ class GANConfig:
 class Generator(nnx.Module):
     """(latents (N, latent_dim), labels (N,) int) -> images (N, 28, 28, 1) float32 in [-1, 1]."""
 
-    def __init__(self, config: GANConfig, *, rngs: nnx.Rngs):
+    def __init__(self, config: GANConfig, *, rngs: nnx.Rngs, dtype=None):
         c7, c14, c28 = config.generator_widths
         self.embed = nnx.Embed(config.num_classes, config.class_embedding, rngs=rngs)
-        self.project = nnx.Linear(config.latent_dim + config.class_embedding, 7 * 7 * c7, rngs=rngs)
+        self.project = nnx.Linear(config.latent_dim + config.class_embedding, 7 * 7 * c7, dtype=dtype, rngs=rngs)
         self.norm0 = nnx.BatchNorm(7 * 7 * c7, rngs=rngs)
-        self.up1 = nnx.Conv(c7, 4 * c14, (3, 3), use_bias=False, rngs=rngs)
+        self.up1 = nnx.Conv(c7, 4 * c14, (3, 3), use_bias=False, dtype=dtype, rngs=rngs)
         self.norm1 = nnx.BatchNorm(c14, rngs=rngs)
-        self.up2 = nnx.Conv(c14, 4 * c28, (3, 3), use_bias=False, rngs=rngs)
+        self.up2 = nnx.Conv(c14, 4 * c28, (3, 3), use_bias=False, dtype=dtype, rngs=rngs)
         self.norm2 = nnx.BatchNorm(c28, rngs=rngs)
-        self.to_image = nnx.Conv(c28, 1, (3, 3), rngs=rngs)
+        self.to_image = nnx.Conv(c28, 1, (3, 3), dtype=dtype, rngs=rngs)
         self.c7 = c7
 
     def __call__(self, latents, labels, train: bool = False):
@@ -58,7 +57,7 @@ class Generator(nnx.Module):
         h = norm(self.norm0, h).reshape(latents.shape[0], 7, 7, self.c7)
         h = norm(self.norm1, depth_to_space(self.up1(h)))  # 14x14
         h = norm(self.norm2, depth_to_space(self.up2(h)))  # 28x28
-        return jnp.tanh(self.to_image(h))
+        return jnp.tanh(self.to_image(h).astype(jnp.float32))
 
 
 # ----------------------------------------------------------------------------- discriminator
@@ -69,18 +68,18 @@ class Discriminator(nnx.Module):
     Class conditioning by projection (Miyato & Koyama 2018): the logit is an unconditional score
     plus the inner product of a class embedding with the image features."""
 
-    def __init__(self, config: GANConfig, *, rngs: nnx.Rngs):
+    def __init__(self, config: GANConfig, *, rngs: nnx.Rngs, dtype=None):
         c14, c7 = config.discriminator_widths
-        self.conv14 = nnx.Conv(4, c14, (3, 3), rngs=rngs)
-        self.conv7 = nnx.Conv(4 * c14, c7, (2, 2), rngs=rngs)
-        self.score = nnx.Linear(7 * 7 * c7, 1, rngs=rngs)
+        self.conv14 = nnx.Conv(4, c14, (3, 3), dtype=dtype, rngs=rngs)
+        self.conv7 = nnx.Conv(4 * c14, c7, (2, 2), dtype=dtype, rngs=rngs)
+        self.score = nnx.Linear(7 * 7 * c7, 1, dtype=dtype, rngs=rngs)
         self.class_projection = nnx.Embed(config.num_classes, 7 * 7 * c7, rngs=rngs)
 
     def __call__(self, images, labels):
         h = nnx.leaky_relu(self.conv14(space_to_depth(images)), 0.2)   # 14x14
         h = nnx.leaky_relu(self.conv7(space_to_depth(h)), 0.2)         # 7x7
-        h = h.reshape(h.shape[0], -1)
-        return self.score(h)[:, 0] + jnp.sum(self.class_projection(labels) * h, axis=-1)
+        h = h.reshape(h.shape[0], -1).astype(jnp.float32)
+        return self.score(h)[:, 0].astype(jnp.float32) + jnp.sum(self.class_projection(labels) * h, axis=-1)
 
 
 # ----------------------------------------------------------------------------- losses
@@ -101,9 +100,9 @@ def generator_loss(generator, discriminator, latents, labels):
 
 class GANTraining(nnx.Module):
     def __init__(self, config: GANConfig, train_config, total_steps: int):
-        rngs = nnx.Rngs(train_config.seed)
-        self.generator = Generator(config, rngs=rngs)
-        self.discriminator = Discriminator(config, rngs=rngs)
+        rngs, dtype = nnx.Rngs(train_config.seed), compute_dtype(train_config.precision)
+        self.generator = Generator(config, rngs=rngs, dtype=dtype)
+        self.discriminator = Discriminator(config, rngs=rngs, dtype=dtype)
         self.ema_generator = nnx.clone(self.generator)
         adam = optax.adam(train_config.learning_rate, b1=0.5, b2=0.999)  # DCGAN's settings (Radford et al. 2016)
         self.g_optimizer = nnx.Optimizer(self.generator, adam, wrt=nnx.Param)
@@ -186,7 +185,7 @@ def _family():
     return Family(
         name="gan",
         model_config=GANConfig(),
-        defaults={"epochs": 8, "batch_size": 64, "learning_rate": 2e-4},
+        defaults={"epochs": 32, "batch_size": 64, "learning_rate": 2e-4},
         create=GANTraining,
         train_step=train_step,
         evaluate=_evaluate,

@@ -8,6 +8,13 @@ upsampling, Shi et al. 2016) is several times faster and learns the same family 
 import jax.numpy as jnp
 
 
+def compute_dtype(precision: str):
+    """The dtype convolutions and matmuls compute in for ``--precision``; ``None`` keeps float32.
+    Parameters stay float32 either way (Flax's ``param_dtype``), so the optimizer updates float32
+    master weights, and normalisation, losses and outputs stay float32."""
+    return {"float32": None, "bfloat16": jnp.bfloat16}[precision]
+
+
 def depth_to_space(x: jnp.ndarray, block: int = 2) -> jnp.ndarray:
     """(N, H, W, C * block**2) -> (N, H * block, W * block, C)."""
     n, h, w, c = x.shape

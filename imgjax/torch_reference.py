@@ -113,7 +113,7 @@ class DenoisingAutoencoder(nn.Module):
         return torch.clamp(images + depth_to_space(self.output(h)), 0.0, 1.0)
 
 
-def random_corruption(images, shares=(0.5, 0.25, 0.25), n_boxes: int = 3, max_size: int = 12):
+def random_corruption(images, shares=AEConfig().corruption_shares, n_boxes: int = 3, max_size: int = 12):
     """The training mix of imgjax.corruptions.random_corruption."""
     n, _, h, w = images.shape
     kind = torch.multinomial(torch.tensor(shares), n, replacement=True)[:, None, None, None]

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from . import checkpoint, data
 from .images import save_png
+from .parallel import DataParallel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +37,8 @@ class TrainConfig:
     dataset: str = "fashion-mnist"
     data_dir: str | None = None
     out: str | None = None  # default runs/<family>
+    devices: int | None = None  # data-parallel over this many devices (default: all)
+    precision: str = "float32"  # or "bfloat16": float32 master weights, bfloat16 convolutions and matmuls
 
     @property
     def out_dir(self) -> Path:
@@ -70,6 +73,8 @@ def fit(family: Family, config: TrainConfig, command: str | None = None, log=pri
     train_split = data.load_split("train", config.dataset, config.data_dir)
     test_split = data.load_split("test", config.dataset, config.data_dir)
     steps = data.steps_per_epoch(train_split, config.batch_size)
+    parallel = DataParallel(config.devices)
+    parallel.check_batch_size(config.batch_size)
     training = family.create(family.model_config, config, steps * config.epochs)
 
     state_path, history_path = out / "state.safetensors", out / "history.jsonl"
@@ -83,6 +88,9 @@ def fit(family: Family, config: TrainConfig, command: str | None = None, log=pri
                 "resume with the same values or choose another --out")
         start_epoch, train_seconds = meta["epoch"], meta.get("train_seconds", 0.0)
         log(f"resuming {family.name} from {state_path} after epoch {start_epoch}")
+    parallel.replicate(training)
+    log(f"training {family.name} data-parallel on {parallel.device_count} {jax.devices()[0].platform} device(s), "
+        f"{config.batch_size // parallel.device_count} images per device per step, {config.precision}")
 
     key = jax.random.key(config.seed)
     card = None
@@ -91,6 +99,7 @@ def fit(family: Family, config: TrainConfig, command: str | None = None, log=pri
         bar = tqdm(total=steps * config.batch_size, unit="img", unit_scale=True, file=sys.stderr,
                    desc=f"{family.name} epoch {epoch + 1}/{config.epochs}", mininterval=2.0)
         for i, (images, labels) in enumerate(data.batches(train_split, config.batch_size, config.seed, epoch)):
+            images, labels = parallel.shard(images, labels)
             metrics = family.train_step(training, images, labels, jax.random.fold_in(key, epoch * steps + i))
             bar.update(config.batch_size)
             if i % 25 == 0:
@@ -113,7 +122,7 @@ def fit(family: Family, config: TrainConfig, command: str | None = None, log=pri
             "train_seconds": round(train_seconds, 1),
             "train_metrics": results,
             "jax": jax.__version__,
-            "device": str(jax.devices()[0].device_kind),
+            "device": parallel.describe(),
         })
         # The training state is written last: if we are killed between the two files, the resumed
         # run redoes this epoch rather than skipping one.
