@@ -7,6 +7,7 @@ import json
 import sys
 
 FAMILY_NAMES = ("gan", "cnn", "ae")
+PRECISIONS = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,8 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="output folder (default runs/<family>)")
     train.add_argument("--devices", type=int, help="data-parallel over the first N devices (default: all; "
                        "on a CPU, one device per core)")
-    train.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
-                       help="bfloat16: float32 master weights, bfloat16 convolutions and matmuls (for GPUs and TPUs)")
+    train.add_argument("--precision", choices=PRECISIONS, default="float32", type=lambda v: PRECISIONS.get(v, v),
+                       help="bf16 (= bfloat16): float32 master weights, bfloat16 convolutions and matmuls "
+                       "(for GPUs and TPUs)")
 
     evaluate = commands.add_parser("eval", help="measure a checkpoint on the 10k test set")
     evaluate.add_argument("family", choices=FAMILY_NAMES)

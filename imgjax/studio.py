@@ -133,7 +133,7 @@ def build_demo(studio: Studio | None = None) -> gr.Blocks:
                     count = gr.Slider(1, service.MAX_IMAGES, 16, step=1, label="Images (per class for All classes)")
                     truncation = gr.Slider(*service.TRUNCATION_RANGE, 1.5, step=0.1,
                                            label="Truncation (lower: more typical, less varied)")
-                    generate_button = gr.Button("Generate", variant="primary")
+                    generate_button = gr.Button("Generate", variant="primary", elem_id="generate-button")
                 grid = gr.Image(label="Generated (download: the arrow, top right)", format="png", scale=2, elem_id="generated")
             gr.Markdown("### Walk the latent space")
             with gr.Row():

@@ -36,7 +36,7 @@ def test_bench_quick_json_reports_every_field():
         assert _positive(latency["p50_ms"]) and latency["p99_ms"] >= latency["p50_ms"]
         assert latency["compile_s"] >= 0
     assert _positive(figures["cold_start"]["first_start_s"]) and _positive(figures["cold_start"]["second_start_s"])
-    for click in ("click_generate_16", "click_classify", "click_denoise"):
+    for click in ("click_generate_16", "click_classify", "click_denoise", "browser_click_generate_16"):
         latency = figures["cold_start"][click]
         assert _positive(latency["p50_ms"]) and latency["p99_ms"] >= latency["p50_ms"]
     assert training["jax_data_parallel_devices"] >= 1

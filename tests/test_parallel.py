@@ -146,3 +146,16 @@ def test_bfloat16_computes_convolutions_in_bfloat16_on_float32_weights(name):
     for key, value in losses["float32"].items():
         assert np.isfinite(losses["bfloat16"][key])
         assert losses["bfloat16"][key] == pytest.approx(value, rel=0.1), key
+
+
+def test_train_command_with_bf16_on_four_devices(tiny_dataset, tmp_path):
+    out = tmp_path / "run"
+    run = subprocess.run(
+        [sys.executable, "-m", "imgjax.cli", "train", "ae", "--epochs", "1", "--batch-size", "32", "--precision", "bf16",
+         "--dataset", "mnist", "--data-dir", str(tiny_dataset), "--out", str(out)],
+        env=_four_device_env(), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    card = json.loads((out / "ae.json").read_text())
+    assert card["train_config"]["precision"] == "bfloat16" and card["device"].startswith("4 x ")
+    assert "data-parallel on 4 cpu device(s), 8 images per device per step, bfloat16" in run.stdout + run.stderr
+    assert np.isfinite(card["train_metrics"]["psnr_gaussian_0.2"])
