@@ -184,15 +184,26 @@ def bench_inference(quick: bool, log) -> dict:
         start = time.perf_counter()
         action()
         first = time.perf_counter() - start
-        times = []
-        for _ in range(calls):
-            start = time.perf_counter()
-            action()
-            times.append(time.perf_counter() - start)
-        p50, p99 = np.percentile(times, 50), np.percentile(times, 99)
-        results[name] = {"p50_ms": 1e3 * p50, "p99_ms": 1e3 * p99, "compile_s": max(first - p50, 0.0), "calls": calls}
-        log(f"{name}: p50 {1e3 * p50:.1f} ms, p99 {1e3 * p99:.1f} ms, compile {max(first - p50, 0.0):.2f} s")
+        row = _latency(action, calls)
+        row["compile_s"] = max(first - row["p50_ms"] / 1e3, 0.0)
+        results[name] = row
+        log(f"{name}: p50 {row['p50_ms']:.1f} ms, p99 {row['p99_ms']:.1f} ms, compile {row['compile_s']:.2f} s")
     return results
+
+
+def _latency(action, calls: int) -> dict:
+    """p50 / p99 in milliseconds of ``calls`` timed calls (each call timed alone)."""
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        action()
+        times.append(1e3 * (time.perf_counter() - start))
+    return _percentiles(times)
+
+
+def _percentiles(milliseconds: list) -> dict:
+    return {"p50_ms": float(np.percentile(milliseconds, 50)), "p99_ms": float(np.percentile(milliseconds, 99)),
+            "calls": len(milliseconds)}
 
 
 def _free_port() -> int:
@@ -285,15 +296,9 @@ def bench_clicks(port: int, calls: int, log) -> dict:
     }
     results = {}
     for name, click in clicks.items():
-        click()
-        times = []
-        for _ in range(calls):
-            start = time.perf_counter()
-            click()
-            times.append(time.perf_counter() - start)
-        p50, p99 = np.percentile(times, 50), np.percentile(times, 99)
-        results[name] = {"p50_ms": 1e3 * p50, "p99_ms": 1e3 * p99, "calls": calls}
-        log(f"{name}: p50 {1e3 * p50:.1f} ms, p99 {1e3 * p99:.1f} ms (HTTP round trip, outputs fetched)")
+        click()  # the first click opens the event stream
+        results[name] = row = _latency(click, calls)
+        log(f"{name}: p50 {row['p50_ms']:.1f} ms, p99 {row['p99_ms']:.1f} ms (HTTP round trip, outputs fetched)")
     results["browser_click_generate_16"] = bench_browser_click(port, calls, log)
     return results
 
@@ -337,10 +342,9 @@ def bench_browser_click(port: int, calls: int, log) -> dict:
                 times.append(page.evaluate("() => window.__imgjaxDone"))
         finally:
             browser.close()
-    times = times[1:]  # the first click opens the event stream
-    p50, p99 = np.percentile(times, 50), np.percentile(times, 99)
-    log(f"browser: click Generate (16) to the new grid drawn: p50 {p50:.0f} ms, p99 {p99:.0f} ms")
-    return {"p50_ms": float(p50), "p99_ms": float(p99), "calls": calls}
+    row = _percentiles(times[1:])  # the first click opens the event stream
+    log(f"browser: click Generate (16) to the new grid drawn: p50 {row['p50_ms']:.0f} ms, p99 {row['p99_ms']:.0f} ms")
+    return row
 
 
 def bench_cold_start(quick: bool, log) -> dict:

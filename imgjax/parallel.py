@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import os
 
+# JAX is imported inside the functions: the command line imports this module to set XLA's flags,
+# which only take effect if JAX has not started yet.
+
 DATA_AXIS = "data"
 
 
@@ -84,10 +87,10 @@ class DataParallel:
         import jax
         from jax.sharding import Mesh, NamedSharding, PartitionSpec
         available = jax.devices()
-        count = devices or len(available)
+        count = len(available) if devices is None else devices
         if not 1 <= count <= len(available):
             raise DeviceCountError(f"--devices {count}: this machine has {len(available)} "
-                             f"{available[0].platform.upper()} device(s)")
+                                   f"{available[0].platform.upper()} device(s)")
         if count != len(available) and jax.process_count() > 1:
             raise DeviceCountError("--devices: a multi-host job uses every device of every host")
         self.mesh = Mesh(available[:count], (DATA_AXIS,))

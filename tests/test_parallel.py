@@ -100,6 +100,8 @@ def test_device_count_checks():
     parallel.check_batch_size(30)  # one device takes any batch
     with pytest.raises(DeviceCountError, match=f"--devices {jax.device_count() + 1}: this machine has"):
         DataParallel(jax.device_count() + 1)
+    with pytest.raises(DeviceCountError, match="--devices 0"):
+        DataParallel(0)
 
 
 def test_cpu_core_devices_respect_a_users_choice(monkeypatch):
