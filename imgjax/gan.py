@@ -27,6 +27,10 @@ class GANConfig:
     generator_widths: tuple[int, int, int] = (96, 48, 24)  # channels at 7x7, 14x14, 28x28
     discriminator_widths: tuple[int, int] = (64, 128)  # channels at 14x14, 7x7
     ema_decay: float = 0.999
+    # R1 penalty (Mescheder et al. 2018): gamma/2 x the squared gradient of D's score on real images.
+    # It keeps D smooth where the data are; at 12 epochs (GPU) gamma 1 took the Fréchet distance from
+    # 62x to 29x the floor (gamma 10: 33x; hinge loss or a two-time-scale update rule: no better).
+    r1_gamma: float = 1.0
 
 
 # ----------------------------------------------------------------------------- generator
@@ -84,9 +88,16 @@ class Discriminator(nnx.Module):
 
 # ----------------------------------------------------------------------------- losses
 
-def discriminator_loss(discriminator, real, fake, labels):
-    """Non-saturating GAN loss for D: -log D(real) - log(1 - D(fake)), in logits via softplus."""
-    return jnp.mean(jax.nn.softplus(-discriminator(real, labels)) + jax.nn.softplus(discriminator(fake, labels)))
+def discriminator_loss(discriminator, real, fake, labels, r1_gamma: float = 0.0):
+    """Non-saturating GAN loss for D: -log D(real) - log(1 - D(fake)), in logits via softplus, plus
+    the R1 penalty on real images."""
+    # D scores each image on its own (no batch norm), so the gradient of the summed scores with
+    # respect to the batch holds every image's own gradient; the scores come back as the aux output.
+    scores_and_total = lambda images: (jnp.sum(scores := discriminator(images, labels)), scores)
+    (_, real_scores), score_gradients = jax.value_and_grad(scores_and_total, has_aux=True)(real)
+    penalty = jnp.mean(jnp.sum(score_gradients ** 2, axis=(1, 2, 3)))
+    adversarial = jnp.mean(jax.nn.softplus(-real_scores) + jax.nn.softplus(discriminator(fake, labels)))
+    return adversarial + 0.5 * r1_gamma * penalty
 
 
 def generator_loss(generator, discriminator, latents, labels):
@@ -108,6 +119,7 @@ class GANTraining(nnx.Module):
         self.g_optimizer = nnx.Optimizer(self.generator, adam, wrt=nnx.Param)
         self.d_optimizer = nnx.Optimizer(self.discriminator, adam, wrt=nnx.Param)
         self.ema_decay = config.ema_decay
+        self.r1_gamma = config.r1_gamma
         self.latent_dim = config.latent_dim
 
 
@@ -122,7 +134,8 @@ def train_step(training: GANTraining, images, labels, key):
     g_grad_fn = nnx.value_and_grad(generator_loss, has_aux=True)
     (g_loss, fake), g_grads = g_grad_fn(training.generator, training.discriminator, latents, labels)
     fake = jax.lax.stop_gradient(fake)
-    d_loss, d_grads = nnx.value_and_grad(discriminator_loss)(training.discriminator, real, fake, labels)
+    d_loss, d_grads = nnx.value_and_grad(discriminator_loss)(training.discriminator, real, fake, labels,
+                                                             training.r1_gamma)
     training.g_optimizer.update(training.generator, g_grads)
     training.d_optimizer.update(training.discriminator, d_grads)
 
@@ -185,7 +198,7 @@ def _family():
     return Family(
         name="gan",
         model_config=GANConfig(),
-        defaults={"epochs": 32, "batch_size": 64, "learning_rate": 2e-4},
+        defaults={"epochs": 28, "batch_size": 64, "learning_rate": 2e-4},
         create=GANTraining,
         train_step=train_step,
         evaluate=_evaluate,

@@ -190,7 +190,7 @@ class GANStep:
         self.ema.load_state_dict(self.generator.state_dict())
         self.g_optimizer = torch.optim.Adam(self.generator.parameters(), learning_rate, betas=(0.5, 0.999))
         self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(), learning_rate, betas=(0.5, 0.999))
-        self.latent_dim, self.decay = config.latent_dim, config.ema_decay
+        self.latent_dim, self.decay, self.r1_gamma = config.latent_dim, config.ema_decay, config.r1_gamma
 
     def __call__(self, images, labels):
         real = images * 2.0 - 1.0
@@ -201,7 +201,12 @@ class GANStep:
         g_loss.backward()
         self.discriminator.requires_grad_(True)
         fake = fake.detach()
-        d_loss = (F.softplus(-self.discriminator(real, labels)) + F.softplus(self.discriminator(fake, labels))).mean()
+        real.requires_grad_(True)
+        real_scores = self.discriminator(real, labels)
+        (score_gradients,) = torch.autograd.grad(real_scores.sum(), real, create_graph=True)
+        penalty = score_gradients.pow(2).sum((1, 2, 3)).mean()
+        d_loss = (F.softplus(-real_scores) + F.softplus(self.discriminator(fake, labels))).mean()
+        d_loss = d_loss + 0.5 * self.r1_gamma * penalty
         self.d_optimizer.zero_grad(set_to_none=True)
         d_loss.backward()
         self.g_optimizer.step()

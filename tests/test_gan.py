@@ -1,6 +1,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
 from imgjax import data, gan
@@ -37,3 +38,21 @@ def test_train_steps_teach_the_discriminator_and_move_the_ema(tiny_dataset):
     after = nnx.state(training.ema_generator, nnx.Param)
     moved = jax.tree.map(lambda a, b: float(np.abs(np.asarray(a) - b).max()), after, before)
     assert max(jax.tree.leaves(moved)) > 0
+
+
+def test_r1_penalty_is_half_gamma_times_each_real_images_squared_gradient():
+    discriminator = gan.Discriminator(gan.GANConfig(), rngs=nnx.Rngs(0))
+    rng = np.random.default_rng(0)
+    real = jnp.asarray(rng.uniform(-1, 1, (6, 28, 28, 1)).astype(np.float32))
+    fake = jnp.asarray(rng.uniform(-1, 1, (6, 28, 28, 1)).astype(np.float32))
+    labels = jnp.arange(6) % 10
+    plain = float(gan.discriminator_loss(discriminator, real, fake, labels, r1_gamma=0.0))
+    penalised = float(gan.discriminator_loss(discriminator, real, fake, labels, r1_gamma=4.0))
+    # Independently: each image's gradient on its own, one at a time.
+    one_score = lambda image, label: discriminator(image[None], label[None])[0]
+    squared = [float(jnp.sum(jax.grad(one_score)(real[i], labels[i]) ** 2)) for i in range(6)]
+    assert np.mean(squared) > 0
+    assert penalised - plain == pytest.approx(0.5 * 4.0 * np.mean(squared), rel=1e-4)
+    # The adversarial part is the non-saturating loss.
+    expected = np.mean(jax.nn.softplus(-discriminator(real, labels)) + jax.nn.softplus(discriminator(fake, labels)))
+    assert plain == pytest.approx(float(expected), rel=1e-5)
