@@ -91,13 +91,19 @@ class Discriminator(nnx.Module):
 def discriminator_loss(discriminator, real, fake, labels, r1_gamma: float = 0.0):
     """Non-saturating GAN loss for D: -log D(real) - log(1 - D(fake)), in logits via softplus, plus
     the R1 penalty on real images."""
+    fake_term = jax.nn.softplus(discriminator(fake, labels))
+    if not r1_gamma:  # a Python float: without the penalty, no second backward pass is traced
+        return jnp.mean(jax.nn.softplus(-discriminator(real, labels)) + fake_term)
+
+    def total_and_scores(images):
+        scores = discriminator(images, labels)
+        return jnp.sum(scores), scores
+
     # D scores each image on its own (no batch norm), so the gradient of the summed scores with
     # respect to the batch holds every image's own gradient; the scores come back as the aux output.
-    scores_and_total = lambda images: (jnp.sum(scores := discriminator(images, labels)), scores)
-    (_, real_scores), score_gradients = jax.value_and_grad(scores_and_total, has_aux=True)(real)
+    (_, real_scores), score_gradients = jax.value_and_grad(total_and_scores, has_aux=True)(real)
     penalty = jnp.mean(jnp.sum(score_gradients ** 2, axis=(1, 2, 3)))
-    adversarial = jnp.mean(jax.nn.softplus(-real_scores) + jax.nn.softplus(discriminator(fake, labels)))
-    return adversarial + 0.5 * r1_gamma * penalty
+    return jnp.mean(jax.nn.softplus(-real_scores) + fake_term) + 0.5 * r1_gamma * penalty
 
 
 def generator_loss(generator, discriminator, latents, labels):

@@ -16,6 +16,7 @@ from PIL import Image
 
 import awkward_images
 from imgjax import checkpoint, data, service
+from imgjax.bench import CHROMIUM_FLAGS
 from imgjax.cnn import predict_probabilities
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -204,7 +205,7 @@ def test_browser_generate_classify_denoise(server, tmp_path):
             pytest.fail("Debian's chromium is not installed (apt install chromium)")
         pytest.skip("Debian's chromium is not installed (apt install chromium)")
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1280, "height": 1600})
         page.goto(server)
 
