@@ -17,7 +17,7 @@ import optax
 from flax import nnx
 
 from . import corruptions
-from .layers import compute_dtype, depth_to_space, space_to_depth
+from .layers import avg_pool_2x2, compute_dtype, depth_to_space, space_to_depth
 from .metrics import psnr
 
 
@@ -64,7 +64,7 @@ class DenoisingAutoencoder(nnx.Module):
         for layer in self.encode_half:
             h = nnx.relu(layer(h))
         skip = h
-        h = nnx.avg_pool(h, (2, 2), (2, 2))
+        h = avg_pool_2x2(h)
         for layer in self.encode_quarter:
             h = nnx.relu(layer(h))
         h = nnx.relu(depth_to_space(self.upsample(h)) + skip)
@@ -127,7 +127,7 @@ def restore(model: DenoisingAutoencoder, images) -> np.ndarray:
 EPOCH_EVAL_IMAGES = 1000
 
 
-def _evaluate(training: AETraining, split) -> dict:
+def _evaluate(training: AETraining, split, _train) -> dict:
     from .data import to_float
     clean = jnp.asarray(to_float(split.images[:EPOCH_EVAL_IMAGES]))
     noisy = corruptions.gaussian_noise(jax.random.key(0), clean, 0.2)

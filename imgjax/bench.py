@@ -34,15 +34,18 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _median_rate(step, items: int, windows: int, steps_per_window: int, warmup: int = 2) -> float:
-    """Items per second: the median over ``windows`` timed windows of ``steps_per_window`` calls."""
+def _median_rate(step, items: int, windows: int, steps_per_window: int, warmup: int = 2,
+                 wait=lambda result: None) -> float:
+    """Items per second: the median over ``windows`` timed windows of ``steps_per_window`` calls.
+    ``wait(result)`` blocks until the window's last call has finished, for asynchronous steps."""
     for _ in range(warmup):
-        step()
+        wait(step())
     rates = []
     for _ in range(windows):
         start = time.perf_counter()
         for _ in range(steps_per_window):
-            step()
+            result = step()
+        wait(result)
         rates.append(items * steps_per_window / (time.perf_counter() - start))
     return float(np.median(rates))
 
@@ -50,16 +53,17 @@ def _median_rate(step, items: int, windows: int, steps_per_window: int, warmup: 
 # ----------------------------------------------------------------------------- training
 
 def jax_train_step(name: str):
-    """(step callable that blocks until done, batch size, FLOPs per step) for a family's real step,
-    data-parallel over every device exactly as ``imgjax train`` runs it."""
+    """A family's real step, data-parallel exactly as ``imgjax train`` runs it: a dict of the step
+    callable, a wait callable, the batch size, FLOPs per step and the device count."""
     import jax
-    from .parallel import DataParallel
+    from .parallel import DataParallel, default_device_count
     from .train import TrainConfig, load_family
     family = load_family(name)
     batch = family.defaults["batch_size"]
     training = family.create(family.model_config, TrainConfig(name, **family.defaults), 10_000)
-    parallel = DataParallel()
-    parallel.replicate(training)
+    devices = default_device_count(batch)
+    parallel = DataParallel(devices)
+    parallel.place(training)
     rng = np.random.default_rng(0)
     images, labels = parallel.shard(rng.random((batch, 28, 28, 1), np.float32),
                                     rng.integers(0, 10, batch).astype(np.int32))
@@ -71,13 +75,15 @@ def jax_train_step(name: str):
     cost = lowered.cost_analysis() or lowered.compile().cost_analysis()  # GPUs count only once compiled
     flops = float(cost.get("flops", 0.0)) if cost else 0.0
 
-    def step():
-        jax.block_until_ready(family.train_step(training, images, labels, key))
-    return step, batch, flops
+    # Not blocked step by step: like ``imgjax train``, Python queues the next step while XLA runs
+    # this one; ``_median_rate`` waits for the last step of each timed window.
+    return {"step": lambda: family.train_step(training, images, labels, key), "wait": jax.block_until_ready,
+            "batch": batch, "flops": flops, "devices": devices}
 
 
 def torch_train_step(name: str):
-    """The PyTorch mirror's step, on the GPU when JAX is on one (so both sides use the same chip)."""
+    """(step, wait, batch size) of the PyTorch mirror, on the GPU when JAX is on one (so both sides
+    use the same chip; CUDA queues steps like XLA, so both are waited for once per window)."""
     import jax
     import torch
     from . import torch_reference
@@ -89,11 +95,7 @@ def torch_train_step(name: str):
     step_state = torch_reference.STEPS[name]()
     images, labels = torch.rand(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
 
-    def step():
-        step_state(images, labels)
-        if on_gpu:
-            torch.cuda.synchronize()
-    return step, batch
+    return (lambda: step_state(images, labels)), (lambda _: torch.cuda.synchronize() if on_gpu else None), batch
 
 
 # float32 peaks (no tensor cores) from the vendors' datasheets, for the accelerators we have run on.
@@ -135,22 +137,23 @@ def bench_training(quick: bool, log) -> dict:
     windows, per_window = (3, 2) if quick else (7, 5)
     peak, derivation = device_peak_flops()
     results = {"peak_flops": peak, "peak_derivation": derivation,
-               "jax_data_parallel_devices": jax.device_count()}
+               "jax_devices_available": jax.device_count()}
     for name in ("cnn", "ae", "gan"):
-        step, batch, flops = jax_train_step(name)
-        jax_rate = _median_rate(step, batch, windows, per_window)
-        row = {"batch_size": batch, "jax_images_per_s": jax_rate, "flops_per_step": flops,
-               "achieved_flops": flops * jax_rate / batch,
+        jax_side = jax_train_step(name)
+        batch, flops = jax_side["batch"], jax_side["flops"]
+        jax_rate = _median_rate(jax_side["step"], batch, windows, per_window, wait=jax_side["wait"])
+        row = {"batch_size": batch, "jax_devices": jax_side["devices"], "jax_images_per_s": jax_rate,
+               "flops_per_step": flops, "achieved_flops": flops * jax_rate / batch,
                "fraction_of_peak": flops * jax_rate / batch / peak if peak else None}
         try:
-            torch_step, _ = torch_train_step(name)
-            row["torch_images_per_s"] = _median_rate(torch_step, batch, windows, per_window)
+            torch_step, torch_wait, _ = torch_train_step(name)
+            row["torch_images_per_s"] = _median_rate(torch_step, batch, windows, per_window, wait=torch_wait)
             row["jax_over_torch"] = jax_rate / row["torch_images_per_s"]
         except ImportError as error:
             row["torch_images_per_s"] = row["jax_over_torch"] = None
             row["torch_missing"] = f"{error} (pip install -e '.[bench]')"
         results[name] = row
-        log(f"train {name}: JAX {jax_rate:.0f} img/s, PyTorch "
+        log(f"train {name}: JAX {jax_rate:.0f} img/s on {jax_side['devices']} device(s), PyTorch "
             f"{row['torch_images_per_s'] or float('nan'):.0f} img/s, ratio {row['jax_over_torch'] or float('nan'):.2f}, "
             f"{row['achieved_flops'] / 1e9:.1f} GFLOP/s = {row['fraction_of_peak'] or 0:.1%} of peak")
     return results

@@ -79,10 +79,13 @@ def state_arrays(objects) -> dict[str, np.ndarray]:
 
 
 def _local_copy(value):
-    """A replicated array in a multi-host job is not wholly addressable from one process; every
-    process holds a full copy, so read this process's."""
+    """The whole of an array that, in a multi-host job, is not wholly addressable from one process:
+    a replicated one is read from this process's copy, a split one gathered from every process."""
     if isinstance(value, jax.Array) and not value.is_fully_addressable:
-        return value.addressable_data(0)
+        if value.sharding.is_fully_replicated:
+            return value.addressable_data(0)
+        from jax.experimental import multihost_utils
+        return multihost_utils.process_allgather(value, tiled=True)
     return value
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from .layers import compute_dtype
+from .layers import compute_dtype, max_pool_2x2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,11 +46,10 @@ class Classifier(nnx.Module):
     def blocks(self, images, train: bool = False):
         """The outputs of the four convolution blocks (28x28, 14x14, 14x14, 7x7)."""
         block = lambda conv, norm, x: nnx.relu(norm(conv(x), use_running_average=not train))
-        pool = lambda x: nnx.max_pool(x, (2, 2), (2, 2))
         first = block(self.conv1, self.norm1, images * 2.0 - 1.0)
-        second = block(self.conv2, self.norm2, pool(first))
+        second = block(self.conv2, self.norm2, max_pool_2x2(first))
         third = block(self.conv3, self.norm3, second)
-        return first, second, third, block(self.conv4, self.norm4, pool(third))
+        return first, second, third, block(self.conv4, self.norm4, max_pool_2x2(third))
 
     def channel_means(self, images):
         """(N, sum of widths): every block's channels averaged over space, the statistics the
@@ -213,7 +212,7 @@ def confusion_matrix(model: Classifier, split) -> np.ndarray:
     return np.bincount(split.labels * k + predicted, minlength=k * k).reshape(k, k)
 
 
-def _evaluate(training: CNNTraining, split) -> dict:
+def _evaluate(training: CNNTraining, split, _train) -> dict:
     matrix = confusion_matrix(training.model, split)
     return {"test_accuracy": np.trace(matrix) / matrix.sum()}
 

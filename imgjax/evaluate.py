@@ -44,13 +44,6 @@ def generate_for_classes(generator, count: int, seed: int = SEED, truncation=Non
     return np.concatenate(images), labels
 
 
-def conditional_accuracy(generator, classifier, count: int = GAN_SAMPLES) -> float:
-    from .cnn import predict_in_batches, predict_probabilities
-    images, labels = generate_for_classes(generator, count)
-    predicted = predict_in_batches(predict_probabilities, classifier, images).argmax(-1)
-    return float(np.mean(predicted == labels))
-
-
 # ----------------------------------------------------------------------------- per family
 
 def eval_cnn(model, test, train, out: Path, log) -> dict:
@@ -165,36 +158,48 @@ def eval_ae(model, test, train, out: Path, log, bm3d_images: int = 200) -> dict:
     return results
 
 
-def eval_gan(generator, test, train, out: Path, log) -> dict:
-    from .cnn import extract_features, predict_in_batches, predict_probabilities
+def reference_features(classifier, test, train) -> dict:
+    """The classifier's penultimate features of the test set, and the Fréchet distance between 10k
+    training images and the test set: the floor a perfect generator would reach."""
+    from .cnn import extract_features, predict_in_batches
     from .metrics import frechet_distance
-
-    classifier = load_classifier_if_present()
-    if classifier is None:
-        raise checkpoint.CheckpointError("the GAN is measured with the shipped classifier: train and ship cnn first")
-    images, labels = generate_for_classes(generator, GAN_SAMPLES)
-    predicted = predict_in_batches(predict_probabilities, classifier, images).argmax(-1)
-    per_class = [float(np.mean(predicted[labels == c] == c)) for c in range(10)]
-
     features = lambda x: predict_in_batches(extract_features, classifier, x)
     test_features = features(data.to_float(test.images))
     subset = np.random.default_rng(SEED).permutation(len(train))[:len(test)]
-    floor = frechet_distance(features(data.to_float(train.images[subset])), test_features)
-    distance = frechet_distance(features(images), test_features)
+    return {"test_features": test_features,
+            "floor": frechet_distance(features(data.to_float(train.images[subset])), test_features)}
+
+
+def measure_generator(generator, classifier, reference: dict) -> dict:
+    """Conditional accuracy (overall and per class) and Fréchet distance to the test set of
+    ``GAN_SAMPLES`` images generated for classes 0..9 in turn."""
+    from .cnn import extract_features, predict_in_batches, predict_probabilities
+    from .metrics import frechet_distance
+    images, labels = generate_for_classes(generator, GAN_SAMPLES)
+    predicted = predict_in_batches(predict_probabilities, classifier, images).argmax(-1)
+    distance = frechet_distance(predict_in_batches(extract_features, classifier, images), reference["test_features"])
+    return {
+        "conditional_accuracy": float(np.mean(predicted == labels)),
+        "per_class_conditional_accuracy": {name: float(np.mean(predicted[labels == c] == c))
+                                           for c, name in enumerate(data.FASHION_CLASSES)},
+        "frechet_distance": distance,
+        "frechet_distance_train_vs_test_floor": reference["floor"],
+        "frechet_ratio_to_floor": distance / reference["floor"],
+    }
+
+
+def eval_gan(generator, test, train, out: Path, log) -> dict:
+    classifier = load_classifier_if_present()
+    if classifier is None:
+        raise checkpoint.CheckpointError("the GAN is measured with the shipped classifier: train and ship cnn first")
+    results = measure_generator(generator, classifier, reference_features(classifier, test, train))
 
     picture = out / "gan_samples.png"
     from .images import image_grid
     grid = generate_for_classes(generator, 100)[0].reshape(10, 10, 28, 28, 1).transpose(1, 0, 2, 3, 4)
     save_png(image_grid(grid.reshape(100, 28, 28, 1), rows=10), picture, scale=2)
     log(f"samples: {picture}")
-    return {
-        "samples": GAN_SAMPLES,
-        "conditional_accuracy": float(np.mean(predicted == labels)),
-        "per_class_conditional_accuracy": dict(zip(data.FASHION_CLASSES, per_class)),
-        "frechet_distance": distance,
-        "frechet_distance_train_vs_test_floor": floor,
-        "frechet_ratio_to_floor": distance / floor,
-    }
+    return {"samples": GAN_SAMPLES, **results}
 
 
 def run_eval(family_name: str, weights_path=None, data_dir=None, out=None, write_card: bool = False,

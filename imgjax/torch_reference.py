@@ -7,6 +7,8 @@ Layouts differ (PyTorch: NCHW; JAX: NHWC), as each framework prefers; the arithm
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -184,12 +186,17 @@ class GANStep:
     """One simultaneous step, as imgjax.gan.train_step: G's loss through the current D, D's loss on
     the same (detached) fakes, both optimizers, then the EMA of G's weights and statistics."""
 
-    def __init__(self, learning_rate: float = 2e-4, config: GANConfig = GANConfig()):
+    def __init__(self, learning_rate: float = 2e-4, config: GANConfig = GANConfig(), total_steps: int = 1000):
         self.generator, self.discriminator = Generator(config), Discriminator(config)
         self.ema = Generator(config)
         self.ema.load_state_dict(self.generator.state_dict())
         self.g_optimizer = torch.optim.Adam(self.generator.parameters(), learning_rate, betas=(0.5, 0.999))
         self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(), learning_rate, betas=(0.5, 0.999))
+        decay_steps = int(total_steps * config.decay_fraction)  # as imgjax.gan.learning_rate_schedule
+        hold = total_steps - decay_steps
+        factor = lambda step: 1.0 if step < hold else 0.5 * (1.0 + math.cos(math.pi * min(step - hold, decay_steps)
+                                                                            / decay_steps))
+        self.schedules = [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in (self.g_optimizer, self.d_optimizer)]
         self.latent_dim, self.decay, self.r1_gamma = config.latent_dim, config.ema_decay, config.r1_gamma
 
     def __call__(self, images, labels):
@@ -211,6 +218,8 @@ class GANStep:
         d_loss.backward()
         self.g_optimizer.step()
         self.d_optimizer.step()
+        for schedule in self.schedules:
+            schedule.step()
         with torch.no_grad():
             averaged = [p for p in self.ema.state_dict().values() if p.dtype.is_floating_point]
             current = [p for p in self.generator.state_dict().values() if p.dtype.is_floating_point]

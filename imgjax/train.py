@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from . import checkpoint, data
 from .images import save_png
-from .parallel import DataParallel
+from .parallel import DataParallel, default_device_count
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +37,7 @@ class TrainConfig:
     dataset: str = "fashion-mnist"
     data_dir: str | None = None
     out: str | None = None  # default runs/<family>
-    devices: int | None = None  # data-parallel over this many devices (default: all)
+    devices: int | None = None  # data-parallel over this many devices (default: parallel.default_device_count)
     precision: str = "float32"  # or "bfloat16": float32 master weights, bfloat16 convolutions and matmuls
 
     @property
@@ -54,7 +54,7 @@ class Family:
     defaults: dict[str, Any]  # epochs, batch_size, learning_rate that reach the targets
     create: Callable[..., Any]  # (model_config, TrainConfig, total_steps) -> training state (nnx.Module)
     train_step: Callable[..., dict]  # (training, images, labels, key) -> metrics (jit-compiled)
-    evaluate: Callable[..., dict]  # (training, test Split) -> quick per-epoch metrics
+    evaluate: Callable[..., dict]  # (training, test Split, train Split) -> quick per-epoch metrics (floats)
     epoch_picture: Callable[..., Any]  # (training, test Split) -> uint8 picture
     build_model: Callable[..., Any]  # model_config -> a fresh serving nnx.Module (weights loaded after)
     serving_model: Callable[..., Any]  # training -> the nnx.Module written to <family>.safetensors
@@ -73,7 +73,7 @@ def fit(family: Family, config: TrainConfig, command: str | None = None, log=pri
     train_split = data.load_split("train", config.dataset, config.data_dir)
     test_split = data.load_split("test", config.dataset, config.data_dir)
     steps = data.steps_per_epoch(train_split, config.batch_size)
-    parallel = DataParallel(config.devices)
+    parallel = DataParallel(config.devices or default_device_count(config.batch_size))
     parallel.check_batch_size(config.batch_size)
     training = family.create(family.model_config, config, steps * config.epochs)
 
@@ -88,7 +88,7 @@ def fit(family: Family, config: TrainConfig, command: str | None = None, log=pri
                 "resume with the same values or choose another --out")
         start_epoch, train_seconds = meta["epoch"], meta.get("train_seconds", 0.0)
         log(f"resuming {family.name} from {state_path} after epoch {start_epoch}")
-    parallel.replicate(training)
+    parallel.place(training)
     log(f"training {family.name} data-parallel on {parallel.device_count} {jax.devices()[0].platform} device(s), "
         f"{config.batch_size // parallel.device_count} images per device per step, {config.precision}")
 
@@ -105,8 +105,9 @@ def fit(family: Family, config: TrainConfig, command: str | None = None, log=pri
             if i % 25 == 0:
                 bar.set_postfix({k: f"{float(v):.4f}" for k, v in metrics.items()})
         bar.close()
+        jax.block_until_ready(metrics)
         train_seconds += time.perf_counter() - started
-        results = {k: float(v) for k, v in family.evaluate(training, test_split).items()}
+        results = {k: float(v) for k, v in family.evaluate(training, test_split, train_split).items()}
         record = {"epoch": epoch + 1, "train_seconds": round(train_seconds, 1), **results}
         log(json.dumps(record))
         save_png(family.epoch_picture(training, test_split), out / f"epoch_{epoch + 1:03d}.png", scale=2)

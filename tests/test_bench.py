@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -39,4 +41,49 @@ def test_bench_quick_json_reports_every_field():
     for click in ("click_generate_16", "click_classify", "click_denoise", "browser_click_generate_16"):
         latency = figures["cold_start"][click]
         assert _positive(latency["p50_ms"]) and latency["p99_ms"] >= latency["p50_ms"]
-    assert training["jax_data_parallel_devices"] >= 1
+    assert training["jax_devices_available"] >= 1
+    assert all(1 <= training[f]["jax_devices"] <= training["jax_devices_available"] for f in ("cnn", "ae", "gan"))
+
+
+def test_pytorch_mirrors_have_the_same_parameters_as_the_jax_models():
+    """Same architecture on both sides of the speed comparison: the same parameter count per model."""
+    import jax
+    import numpy as np
+    from flax import nnx
+    torch_reference = pytest.importorskip("imgjax.torch_reference")
+    from imgjax import ae, cnn, gan
+
+    def jax_count(*models):
+        return sum(int(np.prod(x.shape)) for m in models for x in jax.tree.leaves(nnx.state(m, nnx.Param)))
+
+    def torch_count(*models):
+        return sum(p.numel() for m in models for p in m.parameters())
+
+    rngs = nnx.Rngs(0)
+    assert jax_count(cnn.Classifier(cnn.CNNConfig(), rngs=rngs)) == torch_count(torch_reference.Classifier())
+    assert (jax_count(ae.DenoisingAutoencoder(ae.AEConfig(), rngs=rngs))
+            == torch_count(torch_reference.DenoisingAutoencoder()))
+    config = gan.GANConfig()
+    assert (jax_count(gan.Generator(config, rngs=rngs), gan.Discriminator(config, rngs=rngs))
+            == torch_count(torch_reference.Generator(config), torch_reference.Discriminator(config)))
+
+
+# The schedulers are stepped without optimizer steps here, which PyTorch warns about.
+@pytest.mark.filterwarnings("ignore:Detected call of:UserWarning")
+def test_gan_learning_rate_schedule_is_the_same_on_both_sides():
+    """Constant, then a half cosine to 0 over the last quarter, in JAX and in the PyTorch mirror."""
+    import numpy as np
+    torch_reference = pytest.importorskip("imgjax.torch_reference")
+    from imgjax import gan
+    total = 400
+    schedule = gan.learning_rate_schedule(2e-4, total, gan.GANConfig().decay_fraction)
+    jax_rates = np.array([float(schedule(step)) for step in range(total + 1)])
+    assert np.allclose(jax_rates[:300], 2e-4, rtol=1e-6) and jax_rates[350] == pytest.approx(1e-4, rel=1e-3)
+    assert jax_rates[total] == pytest.approx(0.0, abs=1e-12) and np.all(np.diff(jax_rates) <= 0)
+    step = torch_reference.GANStep(2e-4, total_steps=total)
+    torch_rates = []
+    for _ in range(total + 1):
+        torch_rates.append(step.g_optimizer.param_groups[0]["lr"])
+        for scheduler in step.schedules:
+            scheduler.step()
+    np.testing.assert_allclose(torch_rates, jax_rates, rtol=1e-4, atol=1e-10)  # JAX computes in float32

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from importlib.metadata import version
 
 import jax
 import jax.numpy as jnp
@@ -16,13 +17,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from imgjax.parallel import DataParallel, DeviceCountError, multi_host_environment, use_all_cpu_cores
+from imgjax.parallel import DataParallel, DeviceCountError, configure_cpu_for_training, multi_host_environment
 from imgjax.train import TrainConfig, load_family
 
 
-def _four_device_env():
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
-    return env
+def _four_device_env(count: int = 4):
+    return {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": f"--xla_force_host_platform_device_count={count}"}
 
 
 # Trains each family for a few steps twice from the same seed and the same batches: once on a
@@ -51,12 +51,14 @@ SAME_STEPS_SCRIPT = textwrap.dedent("""
             training = family.create(family.model_config, config, 100)
             initial = checkpoint.state_arrays(training)
             parallel = DataParallel(devices)
-            parallel.replicate(training)
+            parallel.place(training)
             for step, (images, labels) in enumerate(batches):
                 images, labels = parallel.shard(images, labels)
                 family.train_step(training, images, labels, jax.random.key(step))
+            leaves = jax.tree.leaves(nnx.state(training))
             placements.append({"batch": len(images.sharding.device_set),
-                               "params": min(len(p.sharding.device_set) for p in jax.tree.leaves(nnx.state(training)))})
+                               "params": min(len(p.sharding.device_set) for p in leaves),
+                               "split": sum(not p.sharding.is_fully_replicated for p in leaves)})
             states.append(checkpoint.state_arrays(training))
         one, four = states
         assert one.keys() == four.keys()
@@ -78,21 +80,33 @@ def test_four_devices_train_the_same_as_one():
     for name in ("cnn", "ae", "gan"):
         row = results[name]
         one_device, four_devices = row["placements"]
-        assert one_device == {"batch": 1, "params": 1}
-        assert four_devices == {"batch": 4, "params": 4}, "the batch must be split and the state replicated"
+        assert one_device == {"batch": 1, "params": 1, "split": 0}
+        assert four_devices["batch"] == 4 and four_devices["params"] == 4, "the batch and the state must be on 4 devices"
+        if name == "cnn":  # its 1.6M-weight hidden layer and that layer's Adam moments
+            assert four_devices["split"] == 3, "the large weights and their optimizer moments are split across devices"
         assert row["moved"] > 1e-3, f"{name}: the steps did not change the weights, so the comparison says nothing"
         assert row["relative_difference"] < 5e-3, f"{name}: 4 devices diverged from 1: {row}"
 
 
 def test_uneven_batch_gets_a_clear_error_from_the_command(tiny_dataset, tmp_path):
     run = subprocess.run(
-        [sys.executable, "-m", "imgjax.cli", "train", "ae", "--epochs", "1", "--batch-size", "30",
+        [sys.executable, "-m", "imgjax.cli", "train", "ae", "--epochs", "1", "--batch-size", "30", "--devices", "4",
          "--dataset", "mnist", "--data-dir", str(tiny_dataset), "--out", str(tmp_path / "run")],
         env=_four_device_env(), capture_output=True, text=True, timeout=300)
     assert run.returncode == 2
     assert "--batch-size 30 does not split evenly over 4 devices" in run.stderr
     assert "Traceback" not in run.stderr
     assert not (tmp_path / "run" / "state.safetensors").exists()
+
+
+def test_default_device_count_gives_each_cpu_device_at_least_32_images():
+    code = ("import json; from imgjax.parallel import default_device_count as d; "
+            "print(json.dumps({b: d(b) for b in (30, 64, 96, 128, 256, 1024)}))")
+    run = subprocess.run([sys.executable, "-c", code], env=_four_device_env(8), capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert run.returncode == 0, run.stderr[-2000:]
+    # 8 devices: the most that split the batch evenly with >= 32 images each, at least one
+    assert json.loads(run.stdout) == {"30": 1, "64": 2, "96": 3, "128": 4, "256": 8, "1024": 8}
 
 
 def test_device_count_checks():
@@ -104,14 +118,33 @@ def test_device_count_checks():
         DataParallel(0)
 
 
-def test_cpu_core_devices_respect_a_users_choice(monkeypatch):
-    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=3")
-    use_all_cpu_cores(8)
-    assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=3"
+def test_cpu_training_flags_respect_a_users_choice(monkeypatch):
+    import imgjax.parallel
+    ynn = "--xla_cpu_experimental_ynn_fusion_type"
+    monkeypatch.setitem(imgjax.parallel.TRAINING_XLA_FLAGS, version("jaxlib"), [f"{ynn}=-individual_convolution"])
+    monkeypatch.setenv("XLA_FLAGS", f"--xla_force_host_platform_device_count=3 {ynn}=")
+    configure_cpu_for_training(8)
+    assert os.environ["XLA_FLAGS"].split() == ["--xla_force_host_platform_device_count=3", f"{ynn}="]
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
-    use_all_cpu_cores(8)
+    configure_cpu_for_training(8)
     assert os.environ["XLA_FLAGS"].split() == ["--xla_cpu_enable_fast_math=false",
-                                               "--xla_force_host_platform_device_count=8"]
+                                               "--xla_force_host_platform_device_count=16",  # 2 per core
+                                               f"{ynn}=-individual_convolution"]
+    # a jaxlib the flags were not measured with gets none of them: XLA aborts on unknown flags
+    monkeypatch.delitem(imgjax.parallel.TRAINING_XLA_FLAGS, version("jaxlib"))
+    monkeypatch.delenv("XLA_FLAGS")
+    configure_cpu_for_training(2)
+    assert os.environ["XLA_FLAGS"].split() == ["--xla_force_host_platform_device_count=4"]
+
+
+def test_training_flags_are_known_to_the_pinned_jaxlib():
+    """Every tuned flag parses: XLA refuses to start on a flag it does not know."""
+    from imgjax.parallel import TRAINING_XLA_FLAGS
+    flags = " ".join(TRAINING_XLA_FLAGS[version("jaxlib")])
+    run = subprocess.run([sys.executable, "-c", "import jax; print(jax.numpy.ones(2).sum())"],
+                         env={**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags},
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0 and run.stdout.strip() == "2.0", run.stderr[-2000:]
 
 
 @pytest.mark.parametrize("environ, expected", [
@@ -154,7 +187,7 @@ def test_train_command_with_bf16_on_four_devices(tiny_dataset, tmp_path):
     out = tmp_path / "run"
     run = subprocess.run(
         [sys.executable, "-m", "imgjax.cli", "train", "ae", "--epochs", "1", "--batch-size", "32", "--precision", "bf16",
-         "--dataset", "mnist", "--data-dir", str(tiny_dataset), "--out", str(out)],
+         "--devices", "4", "--dataset", "mnist", "--data-dir", str(tiny_dataset), "--out", str(out)],
         env=_four_device_env(), capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     card = json.loads((out / "ae.json").read_text())

@@ -34,11 +34,11 @@ def test_interrupted_run_resumes_to_the_same_weights(tiny_dataset, tmp_path, mon
 
     calls = {"n": 0}
 
-    def evaluate_then_die(training, split):
+    def evaluate_then_die(training, test, train):
         calls["n"] += 1
         if calls["n"] == 2:  # killed during epoch 2's evaluation: epoch 1 is the last one saved
             raise Interrupted
-        return family.evaluate(training, split)
+        return family.evaluate(training, test, train)
 
     broken = dataclasses.replace(family, evaluate=evaluate_then_die)
     with pytest.raises(Interrupted):
