@@ -203,24 +203,22 @@ def _epoch_picture(training: GANTraining, split):
     return image_grid(generate_images(training.ema_generator, latents, labels), rows=config_classes)
 
 
-_REFERENCE: dict = {}  # the classifier and the test set's features, computed once per training run
+# The classifier and the reference features, computed at the first epoch and reused while training
+# on the same splits (held here, so the identity test cannot match other splits).
+_REFERENCE: dict = {}
 
 
 def _evaluate(training: GANTraining, test, train) -> dict:
     """``imgjax eval``'s figures for the EMA generator (10k samples), when the shipped classifier
     exists: the conditional accuracy and the Fréchet distance, also as a multiple of its floor."""
-    from .evaluate import (
-        load_classifier_if_present,
-        measure_generator,
-        reference_features,
-    )
-    if _REFERENCE.get("splits") != (id(test), id(train)):
-        classifier = load_classifier_if_present()
+    from . import evaluate
+    if _REFERENCE.get("test") is not test or _REFERENCE.get("train") is not train:
+        classifier = evaluate.load_classifier_if_present()
         if classifier is None:
             return {}
-        _REFERENCE.update(splits=(id(test), id(train)), classifier=classifier,
-                          features=reference_features(classifier, test, train))
-    figures = measure_generator(training.ema_generator, _REFERENCE["classifier"], _REFERENCE["features"])
+        _REFERENCE.update(test=test, train=train, classifier=classifier,
+                          features=evaluate.reference_features(classifier, test, train))
+    figures = evaluate.measure_generator(training.ema_generator, _REFERENCE["classifier"], _REFERENCE["features"])
     return {k: figures[k] for k in ("conditional_accuracy", "frechet_distance", "frechet_ratio_to_floor")}
 
 
