@@ -34,20 +34,26 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _median_rate(step, items: int, windows: int, steps_per_window: int, warmup: int = 2,
-                 wait=lambda result: None) -> float:
-    """Items per second: the median over ``windows`` timed windows of ``steps_per_window`` calls.
-    ``wait(result)`` blocks until the window's last call has finished, for asynchronous steps."""
-    for _ in range(warmup):
-        wait(step())
-    rates = []
-    for _ in range(windows):
-        start = time.perf_counter()
-        for _ in range(steps_per_window):
-            result = step()
-        wait(result)
-        rates.append(items * steps_per_window / (time.perf_counter() - start))
-    return float(np.median(rates))
+def _median_rates(sides, items: int, windows: int, steps_per_window: int, warmup: int = 2) -> list[float]:
+    """Items per second of each ``(step, wait)`` side: the median over ``windows`` timed windows of
+    ``steps_per_window`` calls, ``wait(result)`` blocking until a window's last call has finished
+    (for asynchronous steps). The sides' windows take turns (A B, then B A, ...), so when the load
+    of a shared machine drifts during the run, the drift falls on every side alike (measured one
+    after the other, the PyTorch classifier ran at 1717 images/s in one run and 2062 in the next)."""
+    for step, wait in sides:
+        for _ in range(warmup):
+            wait(step())
+    rates = [[] for _ in sides]
+    for window in range(windows):
+        order = range(len(sides)) if window % 2 == 0 else reversed(range(len(sides)))
+        for side in order:
+            step, wait = sides[side]
+            start = time.perf_counter()
+            for _ in range(steps_per_window):
+                result = step()
+            wait(result)
+            rates[side].append(items * steps_per_window / (time.perf_counter() - start))
+    return [float(np.median(side_rates)) for side_rates in rates]
 
 
 # ----------------------------------------------------------------------------- training
@@ -76,7 +82,7 @@ def jax_train_step(name: str):
     flops = float(cost.get("flops", 0.0)) if cost else 0.0
 
     # Not blocked step by step: like ``imgjax train``, Python queues the next step while XLA runs
-    # this one; ``_median_rate`` waits for the last step of each timed window.
+    # this one; ``_median_rates`` waits for the last step of each timed window.
     return {"step": lambda: family.train_step(training, images, labels, key), "wait": jax.block_until_ready,
             "batch": batch, "flops": flops, "devices": devices}
 
@@ -88,11 +94,12 @@ def torch_train_step(name: str):
     import torch
     from . import torch_reference
     from .train import load_family
-    batch = load_family(name).defaults["batch_size"]
+    defaults = load_family(name).defaults
+    batch = defaults["batch_size"]
     on_gpu = jax.devices()[0].platform == "gpu" and torch.cuda.is_available()
     torch.set_default_device("cuda" if on_gpu else "cpu")
     torch.manual_seed(0)
-    step_state = torch_reference.STEPS[name]()
+    step_state = torch_reference.STEPS[name](defaults["learning_rate"])
     images, labels = torch.rand(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
 
     return (lambda: step_state(images, labels)), (lambda _: torch.cuda.synchronize() if on_gpu else None), batch
@@ -141,17 +148,18 @@ def bench_training(quick: bool, log) -> dict:
     for name in ("cnn", "ae", "gan"):
         jax_side = jax_train_step(name)
         batch, flops = jax_side["batch"], jax_side["flops"]
-        jax_rate = _median_rate(jax_side["step"], batch, windows, per_window, wait=jax_side["wait"])
-        row = {"batch_size": batch, "jax_devices": jax_side["devices"], "jax_images_per_s": jax_rate,
-               "flops_per_step": flops, "achieved_flops": flops * jax_rate / batch,
-               "fraction_of_peak": flops * jax_rate / batch / peak if peak else None}
+        sides = [(jax_side["step"], jax_side["wait"])]
+        row = {"batch_size": batch, "jax_devices": jax_side["devices"]}
         try:
             torch_step, torch_wait, _ = torch_train_step(name)
-            row["torch_images_per_s"] = _median_rate(torch_step, batch, windows, per_window, wait=torch_wait)
-            row["jax_over_torch"] = jax_rate / row["torch_images_per_s"]
+            sides.append((torch_step, torch_wait))
         except ImportError as error:
-            row["torch_images_per_s"] = row["jax_over_torch"] = None
             row["torch_missing"] = f"{error} (pip install -e '.[bench]')"
+        jax_rate, *torch_rate = _median_rates(sides, batch, windows, per_window)
+        row.update({"jax_images_per_s": jax_rate, "torch_images_per_s": torch_rate[0] if torch_rate else None,
+                    "jax_over_torch": jax_rate / torch_rate[0] if torch_rate else None,
+                    "flops_per_step": flops, "achieved_flops": flops * jax_rate / batch,
+                    "fraction_of_peak": flops * jax_rate / batch / peak if peak else None})
         results[name] = row
         log(f"train {name}: JAX {jax_rate:.0f} img/s on {jax_side['devices']} device(s), PyTorch "
             f"{row['torch_images_per_s'] or float('nan'):.0f} img/s, ratio {row['jax_over_torch'] or float('nan'):.2f}, "

@@ -45,6 +45,16 @@ def test_bench_quick_json_reports_every_field():
     assert all(1 <= training[f]["jax_devices"] <= training["jax_devices_available"] for f in ("cnn", "ae", "gan"))
 
 
+def test_jax_and_pytorch_windows_take_turns():
+    from imgjax.bench import _median_rates
+    calls, waited = [], []
+    side = lambda name: (lambda: calls.append(name) or name, waited.append)
+    rates = _median_rates([side("jax"), side("torch")], items=8, windows=3, steps_per_window=2, warmup=1)
+    assert calls == ["jax", "torch"] + ["jax"] * 2 + ["torch"] * 4 + ["jax"] * 4 + ["torch"] * 2
+    assert waited == ["jax", "torch", "jax", "torch", "torch", "jax", "jax", "torch"]  # once per window
+    assert len(rates) == 2 and all(_positive(rate) for rate in rates)
+
+
 def test_pytorch_mirrors_have_the_same_parameters_as_the_jax_models():
     """Same architecture on both sides of the speed comparison: the same parameter count per model."""
     import jax
@@ -70,17 +80,22 @@ def test_pytorch_mirrors_have_the_same_parameters_as_the_jax_models():
 
 # The schedulers are stepped without optimizer steps here, which PyTorch warns about.
 @pytest.mark.filterwarnings("ignore:Detected call of:UserWarning")
-def test_gan_learning_rate_schedule_is_the_same_on_both_sides():
-    """Constant, then a half cosine to 0 over the last quarter, in JAX and in the PyTorch mirror."""
+@pytest.mark.parametrize("decay_fraction", [0.25, 1.0])  # the shipped last-quarter decay, and a whole-run one
+def test_gan_learning_rate_schedule_is_the_same_on_both_sides(decay_fraction):
+    """Constant, then a half cosine to 0 over the last ``decay_fraction``, in JAX and in the PyTorch mirror."""
+    import dataclasses
+
     import numpy as np
     torch_reference = pytest.importorskip("imgjax.torch_reference")
     from imgjax import gan
-    total = 400
-    schedule = gan.learning_rate_schedule(2e-4, total, gan.GANConfig().decay_fraction)
+    total, hold = 400, int(400 * (1 - decay_fraction))
+    schedule = gan.learning_rate_schedule(2e-4, total, decay_fraction)
     jax_rates = np.array([float(schedule(step)) for step in range(total + 1)])
-    assert np.allclose(jax_rates[:300], 2e-4, rtol=1e-6) and jax_rates[350] == pytest.approx(1e-4, rel=1e-3)
+    assert np.allclose(jax_rates[:hold + 1], 2e-4, rtol=1e-6)
+    assert jax_rates[(hold + total) // 2] == pytest.approx(1e-4, rel=1e-3)  # half way down the cosine
     assert jax_rates[total] == pytest.approx(0.0, abs=1e-12) and np.all(np.diff(jax_rates) <= 0)
-    step = torch_reference.GANStep(2e-4, total_steps=total)
+    config = dataclasses.replace(gan.GANConfig(), decay_fraction=decay_fraction)
+    step = torch_reference.GANStep(2e-4, config, total_steps=total)
     torch_rates = []
     for _ in range(total + 1):
         torch_rates.append(step.g_optimizer.param_groups[0]["lr"])
