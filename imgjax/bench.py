@@ -155,9 +155,9 @@ def bench_training(quick: bool, log) -> dict:
             sides.append((torch_step, torch_wait))
         except ImportError as error:
             row["torch_missing"] = f"{error} (pip install -e '.[bench]')"
-        jax_rate, *torch_rate = _median_rates(sides, batch, windows, per_window)
-        row.update({"jax_images_per_s": jax_rate, "torch_images_per_s": torch_rate[0] if torch_rate else None,
-                    "jax_over_torch": jax_rate / torch_rate[0] if torch_rate else None,
+        jax_rate, torch_rate = (_median_rates(sides, batch, windows, per_window) + [None])[:2]
+        row.update({"jax_images_per_s": jax_rate, "torch_images_per_s": torch_rate,
+                    "jax_over_torch": jax_rate / torch_rate if torch_rate else None,
                     "flops_per_step": flops, "achieved_flops": flops * jax_rate / batch,
                     "fraction_of_peak": flops * jax_rate / batch / peak if peak else None})
         results[name] = row
