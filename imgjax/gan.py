@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from .layers import compute_dtype, depth_to_space, space_to_depth
+from .layers import compute_dtype, conv_by_patches, depth_to_space, space_to_depth
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +77,9 @@ class Discriminator(nnx.Module):
 
     def __init__(self, config: GANConfig, *, rngs: nnx.Rngs, dtype=None):
         c14, c7 = config.discriminator_widths
-        self.conv14 = nnx.Conv(4, c14, (3, 3), dtype=dtype, rngs=rngs)
+        # Four input channels: computed as a product of patches, 2x faster than XLA:CPU's convolution
+        # here with the input gradients G's update and the R1 penalty need (see conv_by_patches).
+        self.conv14 = nnx.Conv(4, c14, (3, 3), dtype=dtype, rngs=rngs, conv_general_dilated=conv_by_patches)
         self.conv7 = nnx.Conv(4 * c14, c7, (2, 2), dtype=dtype, rngs=rngs)
         self.score = nnx.Linear(7 * 7 * c7, 1, dtype=dtype, rngs=rngs)
         self.class_projection = nnx.Embed(config.num_classes, 7 * 7 * c7, rngs=rngs)

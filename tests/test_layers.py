@@ -1,8 +1,15 @@
 import jax
 import numpy as np
+import pytest
 from flax import nnx
 
-from imgjax.layers import avg_pool_2x2, depth_to_space, max_pool_2x2, space_to_depth
+from imgjax.layers import (
+    avg_pool_2x2,
+    conv_by_patches,
+    depth_to_space,
+    max_pool_2x2,
+    space_to_depth,
+)
 
 
 def test_depth_to_space_inverts_space_to_depth():
@@ -27,3 +34,31 @@ def test_pooling_by_reshape_matches_flax_pooling_values_and_gradients():
         np.testing.assert_allclose(grad(ours), grad(reference), rtol=1e-6)
     # max pooling sends each window's gradient to its maximum only
     assert int((jax.grad(lambda v: max_pool_2x2(v).sum())(x) != 0).sum()) == x.size // 4
+
+
+def test_convolution_by_patches_matches_flax_convolution_values_and_gradients():
+    rngs = nnx.Rngs(0)
+    x = jax.random.normal(jax.random.key(3), (2, 6, 5, 4))
+    weights = jax.random.normal(jax.random.key(4), (2, 6, 5, 7))
+
+    def gradients(model, argnums):  # for the parameters (0) or for the input (1)
+        grads = nnx.grad(lambda m, v: (m(v) * weights).sum(), argnums=argnums)(model, x)
+        return jax.tree.leaves(grads)
+
+    for kernel_size in ((3, 3), (2, 2), (1, 3)):
+        reference = nnx.Conv(4, 7, kernel_size, rngs=rngs)
+        ours = nnx.Conv(4, 7, kernel_size, rngs=rngs, conv_general_dilated=conv_by_patches)
+        nnx.update(ours, nnx.state(reference))  # the same parameters, so checkpoints carry over
+        np.testing.assert_allclose(ours(x), reference(x), rtol=1e-5, atol=1e-5)
+        for argnums in (0, 1):
+            for a, b in zip(gradients(ours, argnums), gradients(reference, argnums), strict=True):
+                np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_convolution_by_patches_refuses_what_it_does_not_compute():
+    rngs = nnx.Rngs(0)
+    x = jax.numpy.ones((1, 6, 6, 2))
+    for options in ({"strides": 2}, {"padding": "VALID"}, {"kernel_dilation": 2}):
+        conv = nnx.Conv(2, 3, (3, 3), rngs=rngs, conv_general_dilated=conv_by_patches, **options)
+        with pytest.raises(ValueError, match="stride-1 'SAME'"):
+            conv(x)
