@@ -24,7 +24,8 @@ def compute_dtype(precision: str):
 
 
 def conv_by_patches(inputs, kernel, window_strides, padding, *, lhs_dilation=None, rhs_dilation=None,
-                    dimension_numbers=None, feature_group_count=1, precision=None, **kwargs):
+                    dimension_numbers=None, feature_group_count=1, precision=None,
+                    preferred_element_type=None, out_sharding=None):
     """A stride-1 'SAME' 2-D convolution (NHWC input, HWIO kernel) as one matrix product of the input's
     patches (im2col): the same values as ``lax.conv_general_dilated``, whose place it takes in
     ``nnx.Conv(..., conv_general_dilated=conv_by_patches)``, so parameters and checkpoints are unchanged.
@@ -45,7 +46,8 @@ def conv_by_patches(inputs, kernel, window_strides, padding, *, lhs_dilation=Non
     # Channels ordered (dy, dx, c), the order of the HWIO kernel flattened.
     patches = jnp.concatenate([padded[:, dy:dy + h, dx:dx + w] for dy in range(kh) for dx in range(kw)], axis=-1)
     return lax.dot_general(patches, kernel.reshape(kh * kw * cin, cout), (((3,), (0,)), ((), ())),
-                           precision=precision, preferred_element_type=kwargs.get("preferred_element_type"))
+                           precision=precision, preferred_element_type=preferred_element_type,
+                           out_sharding=out_sharding)
 
 
 def depth_to_space(x: jnp.ndarray, block: int = 2) -> jnp.ndarray:
