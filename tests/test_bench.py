@@ -102,3 +102,20 @@ def test_gan_learning_rate_schedule_is_the_same_on_both_sides(decay_fraction):
         for scheduler in step.schedules:
             scheduler.step()
     np.testing.assert_allclose(torch_rates, jax_rates, rtol=1e-4, atol=1e-10)  # JAX computes in float32
+
+
+def test_train_step_flops_are_the_models_forward_and_backward_arithmetic():
+    """The FLOP count is the step's arithmetic whatever the device (a GPU's compiled count leaves
+    cuDNN's convolutions out): about 3x the forward convolutions (forward, input and weight
+    gradients), a little less because XLA does not count the taps that fall on 'SAME' padding."""
+    from imgjax import ae
+    from imgjax.bench import jax_train_step
+    config = ae.AEConfig()
+    half, quarter = config.widths
+    n_half, n_quarter, n_decode = config.depths
+    conv = lambda pixels, cin, cout, k=3: 2 * pixels * cin * cout * k * k  # multiply-adds x 2
+    forward = (conv(196, 4, half) + (n_half - 1 + n_decode) * conv(196, half, half) + conv(196, half, 4)
+               + conv(49, half, quarter) + (n_quarter - 1) * conv(49, quarter, quarter) + conv(49, quarter, 4 * half, k=1))
+    step = jax_train_step("ae")
+    ratio = step["flops"] / step["batch"] / forward
+    assert 2.4 < ratio < 3.2, ratio
