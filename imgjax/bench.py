@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import platform
@@ -58,6 +59,10 @@ def _median_rates(sides, items: int, windows: int, steps_per_window: int, warmup
 
 # ----------------------------------------------------------------------------- training
 
+# Steps per timed window: a multiple of the GAN's R1 interval, so every window holds its share.
+STEPS_PER_WINDOW = 8
+
+
 def jax_train_step(name: str):
     """A family's real step, data-parallel exactly as ``imgjax train`` runs it: a dict of the step
     callable, a wait callable, the batch size, FLOPs per step and the device count."""
@@ -66,7 +71,8 @@ def jax_train_step(name: str):
     from .train import TrainConfig, load_family
     family = load_family(name)
     batch = family.defaults["batch_size"]
-    training = family.create(family.model_config, TrainConfig(name, **family.defaults), 10_000)
+    train_config = TrainConfig(name, **family.defaults)
+    training = family.create(family.model_config, train_config, 10_000)
     devices = default_device_count(batch)
     parallel = DataParallel(devices)
     parallel.place(training)
@@ -74,26 +80,39 @@ def jax_train_step(name: str):
     images, labels = parallel.shard(rng.random((batch, 28, 28, 1), np.float32),
                                     rng.integers(0, 10, batch).astype(np.int32))
     key = jax.random.key(0)
+    steps = itertools.count()
 
     # Not blocked step by step: like ``imgjax train``, Python queues the next step while XLA runs
-    # this one; ``_median_rates`` waits for the last step of each timed window.
-    return {"step": lambda: family.train_step(training, images, labels, key), "wait": jax.block_until_ready,
-            "batch": batch, "flops": train_step_flops(family, batch), "devices": devices}
+    # this one; ``_median_rates`` waits for the last step of each timed window. The steps run with
+    # the options the loop gives them in turn (the GAN's R1 penalty on one step in 8).
+    def step():
+        return family.train_step(training, images, labels, key, **family.step_options(training, next(steps)))
+
+    return {"step": step, "wait": jax.block_until_ready, "batch": batch,
+            "flops": train_step_flops(family, train_config), "devices": devices}
 
 
-def train_step_flops(family, batch: int) -> float:
-    """FLOPs of one train step of ``batch`` images: XLA's cost analysis of the step built and lowered
-    on the CPU, whatever device trains, since it counts the model's arithmetic, the same everywhere.
-    (A GPU's count, taken from the compiled step, leaves cuDNN's convolutions out: 0.10 of the
-    autoencoder's 28.3 GFLOP on an H200.) It lowers with nnx.jit itself: re-wrapping the step in
-    jax.jit under-counts it, leaving out the nested backward pass."""
+def train_step_flops(family, train_config, steps: int = STEPS_PER_WINDOW) -> float:
+    """FLOPs of a train step as ``train_config`` sets it, the mean over ``steps`` steps (the GAN's differ):
+    XLA's cost analysis of the step built and lowered on the CPU, whatever device trains, since it
+    counts the model's arithmetic, the same everywhere. (A GPU's count, taken from the compiled step,
+    leaves cuDNN's convolutions out: 0.10 of the autoencoder's 28.3 GFLOP on an H200.) It lowers
+    with nnx.jit itself: re-wrapping the step in jax.jit under-counts it, leaving out the nested
+    backward pass."""
     import jax
-    from .train import TrainConfig
+    batch = train_config.batch_size
     with jax.default_device(jax.devices("cpu")[0]):
-        training = family.create(family.model_config, TrainConfig(family.name, **family.defaults), 10_000)
+        training = family.create(family.model_config, train_config, 10_000)
         images, labels = jax.numpy.zeros((batch, 28, 28, 1)), jax.numpy.zeros(batch, jax.numpy.int32)
-        cost = family.train_step.lower(training, images, labels, jax.random.key(0)).cost_analysis()
-    return float(cost.get("flops", 0.0)) if cost else 0.0
+        per_step, counted = [], {}  # each distinct step (by its options) is lowered once
+        for step in range(steps):
+            options = family.step_options(training, step)
+            name = tuple(options.items())
+            if name not in counted:
+                cost = family.train_step.lower(training, images, labels, jax.random.key(0), **options).cost_analysis()
+                counted[name] = float(cost.get("flops", 0.0)) if cost else 0.0
+            per_step.append(counted[name])
+    return sum(per_step) / steps
 
 
 def torch_train_step(name: str):
@@ -150,7 +169,7 @@ def device_peak_flops() -> tuple[float, str]:
 
 def bench_training(quick: bool, log) -> dict:
     import jax
-    windows, per_window = (3, 2) if quick else (7, 5)
+    windows, per_window = (3, STEPS_PER_WINDOW) if quick else (7, STEPS_PER_WINDOW)
     peak, derivation = device_peak_flops()
     results = {"peak_flops": peak, "peak_derivation": derivation,
                "jax_devices_available": jax.device_count()}

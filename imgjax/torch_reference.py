@@ -198,6 +198,7 @@ class GANStep:
                                                                             / decay_steps))
         self.schedules = [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in (self.g_optimizer, self.d_optimizer)]
         self.latent_dim, self.decay, self.r1_gamma = config.latent_dim, config.ema_decay, config.r1_gamma
+        self.r1_interval, self.steps = config.r1_interval, 0
 
     def __call__(self, images, labels):
         real = images * 2.0 - 1.0
@@ -208,12 +209,15 @@ class GANStep:
         g_loss.backward()
         self.discriminator.requires_grad_(True)
         fake = fake.detach()
-        real.requires_grad_(True)
+        with_r1 = self.steps % self.r1_interval == 0  # as imgjax.gan.step_options
+        self.steps += 1
+        real.requires_grad_(with_r1)
         real_scores = self.discriminator(real, labels)
-        (score_gradients,) = torch.autograd.grad(real_scores.sum(), real, create_graph=True)
-        penalty = score_gradients.pow(2).sum((1, 2, 3)).mean()
         d_loss = (F.softplus(-real_scores) + F.softplus(self.discriminator(fake, labels))).mean()
-        d_loss = d_loss + 0.5 * self.r1_gamma * penalty
+        if with_r1:
+            (score_gradients,) = torch.autograd.grad(real_scores.sum(), real, create_graph=True)
+            penalty = score_gradients.pow(2).sum((1, 2, 3)).mean()
+            d_loss = d_loss + 0.5 * self.r1_gamma * self.r1_interval * penalty
         self.d_optimizer.zero_grad(set_to_none=True)
         d_loss.backward()
         self.g_optimizer.step()

@@ -53,11 +53,14 @@ class Family:
     model_config: Any  # the family's architecture dataclass
     defaults: dict[str, Any]  # epochs, batch_size, learning_rate that reach the targets
     create: Callable[..., Any]  # (model_config, TrainConfig, total_steps) -> training state (nnx.Module)
-    train_step: Callable[..., dict]  # (training, images, labels, key) -> metrics (jit-compiled)
+    train_step: Callable[..., dict]  # (training, images, labels, key, **options) -> metrics (jit-compiled)
     evaluate: Callable[..., dict]  # (training, test Split, train Split) -> quick per-epoch metrics (floats)
     epoch_picture: Callable[..., Any]  # (training, test Split) -> uint8 picture
     build_model: Callable[..., Any]  # model_config -> a fresh serving nnx.Module (weights loaded after)
     serving_model: Callable[..., Any]  # training -> the nnx.Module written to <family>.safetensors
+    # (training, global step number) -> train_step's keyword options at that step: the GAN adds its
+    # R1 penalty every few steps only; the other families' steps are all alike.
+    step_options: Callable[[Any, int], dict] = lambda training, step: {}
 
 
 def load_family(name: str) -> Family:
@@ -100,7 +103,9 @@ def fit(family: Family, config: TrainConfig, command: str | None = None, log=pri
                    desc=f"{family.name} epoch {epoch + 1}/{config.epochs}", mininterval=2.0)
         for i, (images, labels) in enumerate(data.batches(train_split, config.batch_size, config.seed, epoch)):
             images, labels = parallel.shard(images, labels)
-            metrics = family.train_step(training, images, labels, jax.random.fold_in(key, epoch * steps + i))
+            step = epoch * steps + i
+            metrics = family.train_step(training, images, labels, jax.random.fold_in(key, step),
+                                        **family.step_options(training, step))
             bar.update(config.batch_size)
             if i % 25 == 0:
                 bar.set_postfix({k: f"{float(v):.4f}" for k, v in metrics.items()})

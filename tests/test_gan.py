@@ -56,3 +56,22 @@ def test_r1_penalty_is_half_gamma_times_each_real_images_squared_gradient():
     # The adversarial part is the non-saturating loss.
     expected = np.mean(jax.nn.softplus(-discriminator(real, labels)) + jax.nn.softplus(discriminator(fake, labels)))
     assert plain == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_r1_penalty_runs_every_interval_th_step_weighted_by_the_interval(tiny_dataset):
+    """Lazy regularisation: the loop's options put the penalty on steps 0, k, 2k, ..., and that step's
+    discriminator loss is the plain one plus gamma x k / 2 x the mean squared gradient on real images."""
+    config = gan.GANConfig()
+    k = config.r1_interval
+    training = gan.GANTraining(config, TrainConfig("gan", epochs=1, batch_size=8, learning_rate=2e-4), 100)
+    assert k > 1
+    assert [s for s in range(3 * k) if gan.step_options(training, s)["with_r1"]] == [0, k, 2 * k]
+    split = data.load_split("train", "mnist", data_dir=tiny_dataset)
+    images, labels = jnp.asarray(data.to_float(split.images[:8])), jnp.asarray(split.labels[:8])
+    one_score = lambda image, label: training.discriminator(image[None], label[None])[0]
+    squared = [float(jnp.sum(jax.grad(one_score)(images[i] * 2 - 1, labels[i]) ** 2)) for i in range(8)]
+    twin = nnx.clone(training)  # the same state: the same fakes and the same scores
+    plain = float(gan.train_step(training, images, labels, jax.random.key(0))["d_loss"])
+    regularised = float(gan.train_step(twin, images, labels, jax.random.key(0), with_r1=True)["d_loss"])
+    assert np.mean(squared) > 0
+    assert regularised - plain == pytest.approx(0.5 * config.r1_gamma * k * np.mean(squared), rel=1e-3)
