@@ -3,8 +3,8 @@
 * Training throughput (images/s, the median of timed windows after warm-up) of each family's real
   jit-compiled train step, and of the PyTorch mirror of the same architecture, loss, optimizer and
   batch size (``imgjax/torch_reference.py``; needs the ``bench`` extra), with the ratio JAX / PyTorch.
-* Achieved FLOP/s of each JAX train step (FLOPs counted by XLA's cost analysis of the step lowered for the CPU)
-  as a fraction of the machine's peak, with the peak's derivation.
+* Achieved FLOP/s of each JAX train step (FLOPs counted by XLA's cost analysis of the step lowered
+  for the CPU) as a fraction of the machine's peak, with the peak's derivation.
 * Inference latency (p50 / p99) of every function the studio serves, in-process, at batch 1 and at
   the batch sizes the page uses, and the compile time of each (first call minus a warm call).
 * Cold start: ``python app.py`` from process start to answering HTTP, with an empty persistent
@@ -93,9 +93,9 @@ def jax_train_step(name: str):
 
 
 def train_step_flops(family, train_config, steps: int = STEPS_PER_WINDOW) -> float:
-    """FLOPs of a train step as ``train_config`` sets it, the mean over ``steps`` steps (the GAN's differ):
-    XLA's cost analysis of the step built and lowered on the CPU, whatever device trains, since it
-    counts the model's arithmetic, the same everywhere. (A GPU's count, taken from the compiled step,
+    """FLOPs of a train step as ``train_config`` sets it, the mean over ``steps`` steps (the GAN's
+    differ): XLA's cost analysis of the step built and lowered on the CPU, whatever device trains,
+    since it counts the model's arithmetic, the same everywhere. (A GPU's count, taken from the compiled step,
     leaves cuDNN's convolutions out: 0.10 of the autoencoder's 28.3 GFLOP on an H200.) It lowers
     with nnx.jit itself: re-wrapping the step in jax.jit under-counts it, leaving out the nested
     backward pass."""
@@ -169,7 +169,7 @@ def device_peak_flops() -> tuple[float, str]:
 
 def bench_training(quick: bool, log) -> dict:
     import jax
-    windows, per_window = (3, STEPS_PER_WINDOW) if quick else (7, STEPS_PER_WINDOW)
+    windows = 3 if quick else 7
     peak, derivation = device_peak_flops()
     results = {"peak_flops": peak, "peak_derivation": derivation,
                "jax_devices_available": jax.device_count()}
@@ -183,7 +183,7 @@ def bench_training(quick: bool, log) -> dict:
             sides.append((torch_step, torch_wait))
         except ImportError as error:
             row["torch_missing"] = f"{error} (pip install -e '.[bench]')"
-        jax_rate, torch_rate = (_median_rates(sides, batch, windows, per_window) + [None])[:2]
+        jax_rate, torch_rate = (_median_rates(sides, batch, windows, STEPS_PER_WINDOW) + [None])[:2]
         row.update({"jax_images_per_s": jax_rate, "torch_images_per_s": torch_rate,
                     "jax_over_torch": jax_rate / torch_rate if torch_rate else None,
                     "flops_per_step": flops, "achieved_flops": flops * jax_rate / batch,
