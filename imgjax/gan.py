@@ -39,6 +39,10 @@ class GANConfig:
     # Both learning rates decay to 0 along a half cosine over this last fraction of the steps (constant
     # before), so the last epochs refine rather than wander.
     decay_fraction: float = 0.25
+    # Adam's (beta1, beta2) for both players: no momentum and a shorter second-moment memory, as in
+    # the R1 paper's and StyleGAN2's training, instead of DCGAN's (0.5, 0.999): 14.2x the floor
+    # against 16.7x after the 20-epoch compressed recipe (2 cores), ahead at every epoch.
+    adam_betas: tuple[float, float] = (0.0, 0.99)
 
 
 # ----------------------------------------------------------------------------- generator
@@ -140,8 +144,8 @@ class GANTraining(nnx.Module):
         self.generator = Generator(config, rngs=rngs, dtype=dtype)
         self.discriminator = Discriminator(config, rngs=rngs, dtype=dtype)
         self.ema_generator = nnx.clone(self.generator)
-        adam = optax.adam(learning_rate_schedule(train_config.learning_rate, total_steps, config.decay_fraction),
-                          b1=0.5, b2=0.999)  # DCGAN's settings (Radford et al. 2016)
+        b1, b2 = config.adam_betas
+        adam = optax.adam(learning_rate_schedule(train_config.learning_rate, total_steps, config.decay_fraction), b1, b2)
         self.g_optimizer = nnx.Optimizer(self.generator, adam, wrt=nnx.Param)
         self.d_optimizer = nnx.Optimizer(self.discriminator, adam, wrt=nnx.Param)
         self.ema_decay = config.ema_decay

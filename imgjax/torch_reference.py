@@ -190,8 +190,8 @@ class GANStep:
         self.generator, self.discriminator = Generator(config), Discriminator(config)
         self.ema = Generator(config)
         self.ema.load_state_dict(self.generator.state_dict())
-        self.g_optimizer = torch.optim.Adam(self.generator.parameters(), learning_rate, betas=(0.5, 0.999))
-        self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(), learning_rate, betas=(0.5, 0.999))
+        self.g_optimizer = torch.optim.Adam(self.generator.parameters(), learning_rate, betas=config.adam_betas)
+        self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(), learning_rate, betas=config.adam_betas)
         decay_steps = int(total_steps * config.decay_fraction)  # as imgjax.gan.learning_rate_schedule
         hold = total_steps - decay_steps
         factor = lambda step: 1.0 if step < hold else 0.5 * (1.0 + math.cos(math.pi * min(step - hold, decay_steps)
