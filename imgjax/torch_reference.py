@@ -209,7 +209,7 @@ class GANStep:
         g_loss.backward()
         self.discriminator.requires_grad_(True)
         fake = fake.detach()
-        with_r1 = self.steps % self.r1_interval == 0  # as imgjax.gan.step_options
+        with_r1 = bool(self.r1_gamma) and self.steps % self.r1_interval == 0  # as imgjax.gan.step_options
         self.steps += 1
         real.requires_grad_(with_r1)
         real_scores = self.discriminator(real, labels)
