@@ -4,7 +4,9 @@ exponential moving average (EMA) of the generator's weights for sampling, and tr
 Reads top to bottom: config, generator, discriminator, losses, jit-compiled train step, inference.
 Upsampling is a 3x3 convolution followed by depth-to-space instead of a transposed convolution
 (see ``imgjax.layers``); downsampling in the discriminator is space-to-depth followed by a
-convolution, the same receptive field as DCGAN's strided 4x4 convolutions.
+convolution, the same receptive field as DCGAN's strided 4x4 convolutions. Each network has one
+3x3 convolution more per resolution than DCGAN's (the ``refine`` layers): with them the 20-epoch
+recipe reached 3.8x the Fréchet floor instead of 7.6x (README, "How the recipe was found").
 """
 
 from __future__ import annotations
@@ -52,13 +54,20 @@ class Generator(nnx.Module):
 
     def __init__(self, config: GANConfig, *, rngs: nnx.Rngs, dtype=None):
         c7, c14, c28 = config.generator_widths
+        # After each upsampling, a 3x3 convolution at the new resolution (refine1, refine2): alone,
+        # 7.85x the Fréchet floor against 9.58x (20 epochs, learning rate 3e-4, GPU); with D's extra
+        # convolution, 4.33x against 5.56x.
         self.embed = nnx.Embed(config.num_classes, config.class_embedding, rngs=rngs)
         self.project = nnx.Linear(config.latent_dim + config.class_embedding, 7 * 7 * c7, dtype=dtype, rngs=rngs)
         self.norm0 = nnx.BatchNorm(7 * 7 * c7, rngs=rngs)
         self.up1 = nnx.Conv(c7, 4 * c14, (3, 3), use_bias=False, dtype=dtype, rngs=rngs)
         self.norm1 = nnx.BatchNorm(c14, rngs=rngs)
+        self.refine1 = nnx.Conv(c14, c14, (3, 3), use_bias=False, dtype=dtype, rngs=rngs)
+        self.refine_norm1 = nnx.BatchNorm(c14, rngs=rngs)
         self.up2 = nnx.Conv(c14, 4 * c28, (3, 3), use_bias=False, dtype=dtype, rngs=rngs)
         self.norm2 = nnx.BatchNorm(c28, rngs=rngs)
+        self.refine2 = nnx.Conv(c28, c28, (3, 3), use_bias=False, dtype=dtype, rngs=rngs)
+        self.refine_norm2 = nnx.BatchNorm(c28, rngs=rngs)
         self.to_image = nnx.Conv(c28, 1, (3, 3), dtype=dtype, rngs=rngs)
         self.c7 = c7
 
@@ -72,7 +81,9 @@ class Generator(nnx.Module):
         h = self.project(jnp.concatenate([latents, class_vectors], axis=-1))
         h = norm(self.norm0, h).reshape(latents.shape[0], 7, 7, self.c7)
         h = norm(self.norm1, depth_to_space(self.up1(h)))  # 14x14
+        h = norm(self.refine_norm1, self.refine1(h))
         h = norm(self.norm2, depth_to_space(self.up2(h)))  # 28x28
+        h = norm(self.refine_norm2, self.refine2(h))
         return jnp.tanh(self.to_image(h).astype(jnp.float32))
 
 
@@ -90,12 +101,17 @@ class Discriminator(nnx.Module):
         # here with the input gradients G's update and the R1 penalty need (see conv_by_patches).
         self.conv14 = nnx.Conv(4, c14, (3, 3), dtype=dtype, rngs=rngs, conv_general_dilated=conv_by_patches)
         self.conv7 = nnx.Conv(4 * c14, c7, (2, 2), dtype=dtype, rngs=rngs)
+        # A 3x3 convolution at 7x7 before the score: the largest single gain of the recipe search
+        # (20 epochs, learning rate 3e-4, GPU: 5.56x the Fréchet floor against 9.58x), for a quarter
+        # of the step's time on 2 cores.
+        self.refine7 = nnx.Conv(c7, c7, (3, 3), dtype=dtype, rngs=rngs)
         self.score = nnx.Linear(7 * 7 * c7, 1, dtype=dtype, rngs=rngs)
         self.class_projection = nnx.Embed(config.num_classes, 7 * 7 * c7, rngs=rngs)
 
     def __call__(self, images, labels):
         h = nnx.leaky_relu(self.conv14(space_to_depth(images)), 0.2)   # 14x14
         h = nnx.leaky_relu(self.conv7(space_to_depth(h)), 0.2)         # 7x7
+        h = nnx.leaky_relu(self.refine7(h), 0.2)
         h = h.reshape(h.shape[0], -1).astype(jnp.float32)
         return self.score(h)[:, 0].astype(jnp.float32) + jnp.sum(self.class_projection(labels) * h, axis=-1)
 
@@ -246,7 +262,9 @@ def _family():
     return Family(
         name="gan",
         model_config=GANConfig(),
-        defaults={"epochs": 50, "batch_size": 64, "learning_rate": 2e-4},
+        # 20 epochs: 55 minutes on 2 cores. Learning rate 5e-4 for both players (3e-4: 4.33x the
+        # floor, 7e-4: 4.71x, against 3.80x; 20 epochs, GPU).
+        defaults={"epochs": 20, "batch_size": 64, "learning_rate": 5e-4},
         create=GANTraining,
         train_step=train_step,
         step_options=step_options,

@@ -154,8 +154,12 @@ class Generator(nn.Module):
         self.norm0 = nn.BatchNorm1d(7 * 7 * c7)
         self.up1 = nn.Conv2d(c7, 4 * c14, 3, padding=1, bias=False)
         self.norm1 = nn.BatchNorm2d(c14)
+        self.refine1 = nn.Conv2d(c14, c14, 3, padding=1, bias=False)
+        self.refine_norm1 = nn.BatchNorm2d(c14)
         self.up2 = nn.Conv2d(c14, 4 * c28, 3, padding=1, bias=False)
         self.norm2 = nn.BatchNorm2d(c28)
+        self.refine2 = nn.Conv2d(c28, c28, 3, padding=1, bias=False)
+        self.refine_norm2 = nn.BatchNorm2d(c28)
         self.to_image = nn.Conv2d(c28, 1, 3, padding=1)
         self.c7 = c7
 
@@ -163,7 +167,9 @@ class Generator(nn.Module):
         h = F.relu(self.norm0(self.project(torch.cat([latents, self.embed(labels)], -1))))
         h = h.view(-1, self.c7, 7, 7)
         h = F.relu(self.norm1(depth_to_space(self.up1(h))))
+        h = F.relu(self.refine_norm1(self.refine1(h)))
         h = F.relu(self.norm2(depth_to_space(self.up2(h))))
+        h = F.relu(self.refine_norm2(self.refine2(h)))
         return torch.tanh(self.to_image(h))
 
 
@@ -173,12 +179,14 @@ class Discriminator(nn.Module):
         c14, c7 = config.discriminator_widths
         self.conv14 = nn.Conv2d(4, c14, 3, padding=1)
         self.conv7 = nn.Conv2d(4 * c14, c7, 2, padding="same")
+        self.refine7 = nn.Conv2d(c7, c7, 3, padding=1)
         self.score = nn.Linear(7 * 7 * c7, 1)
         self.class_projection = nn.Embedding(config.num_classes, 7 * 7 * c7)
 
     def forward(self, images, labels):
         h = F.leaky_relu(self.conv14(space_to_depth(images)), 0.2)
-        h = F.leaky_relu(self.conv7(space_to_depth(h)), 0.2).flatten(1)
+        h = F.leaky_relu(self.conv7(space_to_depth(h)), 0.2)
+        h = F.leaky_relu(self.refine7(h), 0.2).flatten(1)
         return self.score(h)[:, 0] + (self.class_projection(labels) * h).sum(-1)
 
 
