@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
@@ -25,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="output folder (default runs/<family>)")
     train.add_argument("--devices", type=int, help="data-parallel over the first N devices (default: all GPUs or "
                        "TPUs; on a CPU, two devices per core, at most one per 32 images of the batch)")
+    train.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="overrides",
+                       help="change a field of the family's model config, e.g. --set ema_decay=0.9995 "
+                       "--set generator_widths=128,64,32 (the card records the config trained)")
     train.add_argument("--precision", choices=PRECISIONS, default="float32", type=lambda v: PRECISIONS.get(v, v),
                        help="bf16 (= bfloat16): float32 master weights, bfloat16 convolutions and matmuls "
                        "(for GPUs and TPUs)")
@@ -53,8 +57,13 @@ def main(argv=None) -> int:
         configure_cpu_for_training()
         initialize_distributed()
     if args.command == "train":
-        from .train import TrainConfig, command_line, fit, load_family
+        from .train import TrainConfig, command_line, fit, load_family, override_config
         family = load_family(args.family)
+        try:
+            family = dataclasses.replace(family, model_config=override_config(family.model_config, args.overrides))
+        except ValueError as error:
+            print(f"imgjax train: error: {error}", file=sys.stderr)
+            return 2
         options = {k: getattr(args, k) for k in family.defaults if getattr(args, k) is not None}
         config = TrainConfig(family=args.family, seed=args.seed, dataset=args.dataset, data_dir=args.data_dir,
                              out=args.out, devices=args.devices, precision=args.precision,
@@ -63,7 +72,7 @@ def main(argv=None) -> int:
         from .data import DataError
         from .parallel import DeviceCountError
         try:
-            card = fit(family, config, command=command_line())
+            card = fit(family, config, command=command_line(argv))
         except (DeviceCountError, CheckpointError, DataError) as error:  # one clear line, no traceback
             print(f"imgjax train: error: {error}", file=sys.stderr)
             return 2

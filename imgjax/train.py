@@ -63,6 +63,43 @@ class Family:
     step_options: Callable[[Any, int], dict] = lambda training, step: {}
 
 
+def override_config(config, assignments: list[str]):
+    """``config`` (a frozen dataclass) with ``FIELD=VALUE`` assignments applied (``imgjax train --set``),
+    each value read as its field's default is typed: ``ema_decay=0.9995``, ``generator_widths=128,64,32``.
+    Raises ValueError naming the field and what it accepts."""
+    fields = {field.name: getattr(config, field.name) for field in dataclasses.fields(config)}
+    changes = {}
+    for assignment in assignments:
+        name, equals, text = assignment.partition("=")
+        if not equals or name not in fields:
+            raise ValueError(f"--set {assignment}: expected FIELD=VALUE with FIELD one of {', '.join(fields)}")
+        default = fields[name]
+        try:
+            if isinstance(default, tuple):
+                parts = text.split(",")
+                if len(parts) != len(default):
+                    raise ValueError
+                changes[name] = tuple(_parsed(d, part) for d, part in zip(default, parts))
+            else:
+                changes[name] = _parsed(default, text)
+        except (ValueError, KeyError):
+            raise ValueError(f"--set {assignment}: {name} takes {_described(default)}") from None
+    return dataclasses.replace(config, **changes)
+
+
+def _parsed(default, text: str):
+    if isinstance(default, bool):  # bool("false") would be True
+        return {"true": True, "false": False}[text.lower()]
+    return type(default)(text)
+
+
+def _described(default) -> str:
+    if isinstance(default, tuple):
+        return f"{len(default)} comma-separated {type(default[0]).__name__}s like {','.join(map(str, default))}"
+    kind = type(default).__name__
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} like {default}"
+
+
 def load_family(name: str) -> Family:
     """The Family record of ``imgjax.<name>``, imported on demand so ``imgjax --help`` stays fast."""
     return importlib.import_module(f"imgjax.{name}").FAMILY
@@ -137,5 +174,6 @@ def fit(family: Family, config: TrainConfig, command: str | None = None, log=pri
     return card or checkpoint.read_card(out / f"{family.name}.safetensors")
 
 
-def command_line() -> str:
-    return "imgjax " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+def command_line(argv: list[str] | None = None) -> str:
+    """The ``imgjax`` command as typed: ``argv`` (as given to ``cli.main``), else the process's arguments."""
+    return "imgjax " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))

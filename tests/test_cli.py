@@ -19,3 +19,28 @@ def test_train_command_end_to_end(tiny_dataset, tmp_path, capsys):
                  "--data-dir", str(tiny_dataset), "--out", str(tmp_path)]) == 0
     assert "psnr_gaussian_0.2" in capsys.readouterr().out
     assert (tmp_path / "ae.safetensors").is_file() and (tmp_path / "epoch_001.png").is_file()
+
+
+def test_set_overrides_model_config_fields_with_their_types():
+    from imgjax.gan import GANConfig
+    from imgjax.train import override_config
+    config = override_config(GANConfig(), ["ema_decay=0.9995", "generator_widths=128,64,32", "r1_interval=4"])
+    assert (config.ema_decay, config.generator_widths, config.r1_interval) == (0.9995, (128, 64, 32), 4)
+    assert isinstance(config.r1_interval, int) and all(isinstance(w, int) for w in config.generator_widths)
+    assert config.latent_dim == GANConfig().latent_dim  # the rest untouched
+    for bad, message in [("emma_decay=0.9", "FIELD one of latent_dim"), ("ema_decay", "FIELD=VALUE"),
+                         ("generator_widths=128,64", "3 comma-separated ints like 96,48,24"),
+                         ("r1_interval=2.5", "an int like 8"), ("ema_decay=slow", "a float like 0.999")]:
+        with pytest.raises(ValueError, match=message):
+            override_config(GANConfig(), [bad])
+
+
+def test_train_command_records_a_set_config_and_refuses_a_bad_one(tiny_dataset, tmp_path, capsys):
+    import json
+    common = ["--epochs", "1", "--batch-size", "32", "--dataset", "mnist", "--data-dir", str(tiny_dataset)]
+    assert main(["train", "ae", *common, "--out", str(tmp_path / "bad"), "--set", "widths=32"]) == 2
+    assert "widths takes 2 comma-separated ints" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+    assert main(["train", "ae", *common, "--out", str(tmp_path), "--set", "widths=16,32"]) == 0
+    card = json.loads((tmp_path / "ae.json").read_text())
+    assert card["config"]["widths"] == [16, 32] and "--set widths=16,32" in card["command"]
