@@ -198,7 +198,8 @@ def train_step(training: GANTraining, images, labels, key, with_r1: bool = False
 
 
 def step_options(training: GANTraining, step: int) -> dict:
-    """``train_step``'s options at global step ``step``: the R1 penalty on every r1_interval-th step."""
+    """``train_step``'s options at global step ``step``: the R1 penalty on every r1_interval-th step.
+    (Reads only ``r1_gamma`` and ``r1_interval``, so the PyTorch mirror follows the same schedule.)"""
     return {"with_r1": bool(training.r1_gamma) and step % training.r1_interval == 0}
 
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from .ae import AEConfig
 from .cnn import CNNConfig
-from .gan import GANConfig
+from .gan import GANConfig, step_options
 
 
 def space_to_depth(x, block: int = 2):
@@ -217,7 +217,7 @@ class GANStep:
         g_loss.backward()
         self.discriminator.requires_grad_(True)
         fake = fake.detach()
-        with_r1 = bool(self.r1_gamma) and self.steps % self.r1_interval == 0  # as imgjax.gan.step_options
+        with_r1 = step_options(self, self.steps)["with_r1"]  # JAX's schedule: it reads r1_gamma and r1_interval
         self.steps += 1
         real.requires_grad_(with_r1)
         real_scores = self.discriminator(real, labels)
