@@ -80,7 +80,7 @@ def test_pytorch_mirrors_have_the_same_parameters_as_the_jax_models():
 
 # The schedulers are stepped without optimizer steps here, which PyTorch warns about.
 @pytest.mark.filterwarnings("ignore:Detected call of:UserWarning")
-@pytest.mark.parametrize("decay_fraction", [0.25, 1.0])  # the shipped last-quarter decay, and a whole-run one
+@pytest.mark.parametrize("decay_fraction", [0.5, 1.0])  # the shipped last-half decay, and a whole-run one
 def test_gan_learning_rate_schedule_is_the_same_on_both_sides(decay_fraction):
     """Constant, then a half cosine to 0 over the last ``decay_fraction``, in JAX and in the PyTorch mirror."""
     import dataclasses
