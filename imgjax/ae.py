@@ -17,7 +17,13 @@ import optax
 from flax import nnx
 
 from . import corruptions
-from .layers import avg_pool_2x2, compute_dtype, depth_to_space, space_to_depth
+from .layers import (
+    avg_pool_2x2,
+    compute_dtype,
+    conv_by_taps,
+    depth_to_space,
+    space_to_depth,
+)
 from .metrics import psnr
 
 
@@ -57,7 +63,10 @@ class DenoisingAutoencoder(nnx.Module):
         self.upsample = conv(quarter, 4 * half, k=1)
         self.decode_half = nnx.List([conv(half, half) for _ in range(n_decode)])
         # Zero-initialised so the untrained network is the identity, the natural start for residual learning.
-        self.output = nnx.Conv(half, 4, (3, 3), kernel_init=nnx.initializers.zeros, dtype=dtype, rngs=rngs)
+        # Four output channels: computed by matrix products, 2.7x faster than XLA:CPU's convolution
+        # here (see conv_by_taps).
+        self.output = nnx.Conv(half, 4, (3, 3), kernel_init=nnx.initializers.zeros, dtype=dtype, rngs=rngs,
+                               conv_general_dilated=conv_by_taps)
 
     def __call__(self, images):
         h = space_to_depth(images * 2.0 - 1.0)

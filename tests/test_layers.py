@@ -6,6 +6,7 @@ from flax import nnx
 from imgjax.layers import (
     avg_pool_2x2,
     conv_by_patches,
+    conv_by_taps,
     depth_to_space,
     max_pool_2x2,
     space_to_depth,
@@ -36,7 +37,8 @@ def test_pooling_by_reshape_matches_flax_pooling_values_and_gradients():
     assert int((jax.grad(lambda v: max_pool_2x2(v).sum())(x) != 0).sum()) == x.size // 4
 
 
-def test_convolution_by_patches_matches_flax_convolution_values_and_gradients():
+@pytest.mark.parametrize("convolution", [conv_by_patches, conv_by_taps])
+def test_convolution_as_matrix_products_matches_flax_convolution_values_and_gradients(convolution):
     rngs = nnx.Rngs(0)
     x = jax.random.normal(jax.random.key(3), (2, 6, 5, 4))
     weights = jax.random.normal(jax.random.key(4), (2, 6, 5, 7))
@@ -48,13 +50,13 @@ def test_convolution_by_patches_matches_flax_convolution_values_and_gradients():
     # Full float32 products on both sides: GPUs otherwise round convolutions and matrix products to
     # TensorFloat-32 each in their own way (measured on an H200: 1.2e-3 apart).
     with jax.default_matmul_precision("highest"):
-        _compare_convolutions(rngs, x, gradients)
+        _compare_convolutions(rngs, x, gradients, convolution)
 
 
-def _compare_convolutions(rngs, x, gradients):
-    for kernel_size in ((3, 3), (2, 2), (1, 3)):
+def _compare_convolutions(rngs, x, gradients, convolution):
+    for kernel_size in ((3, 3), (2, 2), (1, 3), (5, 4)):
         reference = nnx.Conv(4, 7, kernel_size, rngs=rngs)
-        ours = nnx.Conv(4, 7, kernel_size, rngs=rngs, conv_general_dilated=conv_by_patches)
+        ours = nnx.Conv(4, 7, kernel_size, rngs=rngs, conv_general_dilated=convolution)
         nnx.update(ours, nnx.state(reference))  # the same parameters, so checkpoints carry over
         np.testing.assert_allclose(ours(x), reference(x), rtol=1e-5, atol=1e-5)
         for argnums in (0, 1):
@@ -62,10 +64,11 @@ def _compare_convolutions(rngs, x, gradients):
                 np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
-def test_convolution_by_patches_refuses_what_it_does_not_compute():
+@pytest.mark.parametrize("convolution", [conv_by_patches, conv_by_taps])
+def test_convolution_as_matrix_products_refuses_what_it_does_not_compute(convolution):
     rngs = nnx.Rngs(0)
     x = jax.numpy.ones((1, 6, 6, 2))
     for options in ({"strides": 2}, {"padding": "VALID"}, {"kernel_dilation": 2}):
-        conv = nnx.Conv(2, 3, (3, 3), rngs=rngs, conv_general_dilated=conv_by_patches, **options)
+        conv = nnx.Conv(2, 3, (3, 3), rngs=rngs, conv_general_dilated=convolution, **options)
         with pytest.raises(ValueError, match="stride-1 'SAME'"):
             conv(x)
