@@ -179,13 +179,19 @@ class Discriminator(nn.Module):
         c14, c7 = config.discriminator_widths
         self.conv14 = nn.Conv2d(4, c14, 3, padding=1)
         self.conv7 = nn.Conv2d(4 * c14, c7, 2, padding="same")
-        self.refine7 = nn.Conv2d(c7, c7, 3, padding=1)
+        self.std_group = config.minibatch_std_group
+        self.refine7 = nn.Conv2d(c7 + (1 if self.std_group else 0), c7, 3, padding=1)
         self.score = nn.Linear(7 * 7 * c7, 1)
         self.class_projection = nn.Embedding(config.num_classes, 7 * 7 * c7)
 
     def forward(self, images, labels):
         h = F.leaky_relu(self.conv14(space_to_depth(images)), 0.2)
         h = F.leaky_relu(self.conv7(space_to_depth(h)), 0.2)
+        if self.std_group:  # as imgjax.gan.append_minibatch_std: groups of consecutive images
+            n, _, height, width = h.shape
+            grouped = h.view(n // self.std_group, self.std_group, *h.shape[1:])
+            spread = (grouped.var(dim=1, unbiased=False) + 1e-8).sqrt().mean((1, 2, 3))
+            h = torch.cat([h, spread.repeat_interleave(self.std_group).view(n, 1, 1, 1).expand(n, 1, height, width)], 1)
         h = F.leaky_relu(self.refine7(h), 0.2).flatten(1)
         return self.score(h)[:, 0] + (self.class_projection(labels) * h).sum(-1)
 

@@ -40,8 +40,36 @@ def test_train_steps_teach_the_discriminator_and_move_the_ema(tiny_dataset):
     assert max(jax.tree.leaves(moved)) > 0
 
 
+def test_minibatch_std_channel_measures_each_group_of_consecutive_images():
+    rng = np.random.default_rng(0)
+    h = rng.normal(size=(8, 7, 7, 5)).astype(np.float32)
+    h[4:] = h[4]  # the second group of four: identical images, no spread
+    out = np.asarray(gan.append_minibatch_std(jnp.asarray(h), 4))
+    assert out.shape == (8, 7, 7, 6)
+    np.testing.assert_array_equal(out[..., :5], h)
+    expected = np.sqrt(h[:4].var(axis=0)).mean()
+    np.testing.assert_allclose(out[:4, ..., 5], expected, rtol=1e-4)
+    np.testing.assert_allclose(out[4:, ..., 5], 1e-4, rtol=1e-3)  # sqrt of the 1e-8 floor
+    # A batch that is not a multiple of the group: groups of gcd(6, 4) = 2.
+    np.testing.assert_allclose(np.asarray(gan.append_minibatch_std(jnp.asarray(h[:6]), 4))[:2, ..., 5],
+                               np.sqrt(h[:2].var(axis=0)).mean(), rtol=1e-4)
+
+    # In D, an image's score depends on the other images of its group and on no others.
+    discriminator = gan.Discriminator(gan.GANConfig(minibatch_std_group=4), rngs=nnx.Rngs(0))
+    images = jnp.asarray(rng.uniform(-1, 1, (8, 28, 28, 1)).astype(np.float32))
+    labels = jnp.arange(8) % 10
+    scores = np.asarray(discriminator(images, labels))
+    changed = np.asarray(discriminator(images.at[1].set(-images[1]), labels))
+    assert np.abs(changed[[0, 2, 3]] - scores[[0, 2, 3]]).min() > 0
+    np.testing.assert_array_equal(changed[4:], scores[4:])
+
+
+# Without the minibatch feature, so that each image's score depends on that image alone.
+PER_IMAGE_D = gan.GANConfig(minibatch_std_group=0)
+
+
 def test_r1_penalty_is_half_gamma_times_each_real_images_squared_gradient():
-    discriminator = gan.Discriminator(gan.GANConfig(), rngs=nnx.Rngs(0))
+    discriminator = gan.Discriminator(PER_IMAGE_D, rngs=nnx.Rngs(0))
     rng = np.random.default_rng(0)
     real = jnp.asarray(rng.uniform(-1, 1, (6, 28, 28, 1)).astype(np.float32))
     fake = jnp.asarray(rng.uniform(-1, 1, (6, 28, 28, 1)).astype(np.float32))
@@ -61,7 +89,7 @@ def test_r1_penalty_is_half_gamma_times_each_real_images_squared_gradient():
 def test_r1_penalty_runs_every_interval_th_step_weighted_by_the_interval(tiny_dataset):
     """Lazy regularisation: the loop's options put the penalty on steps 0, k, 2k, ..., and that step's
     discriminator loss is the plain one plus gamma x k / 2 x the mean squared gradient on real images."""
-    config = gan.GANConfig()
+    config = PER_IMAGE_D
     k = config.r1_interval
     training = gan.GANTraining(config, TrainConfig("gan", epochs=1, batch_size=8, learning_rate=2e-4), 100)
     assert k > 1
