@@ -84,6 +84,8 @@ def conv_by_taps(inputs, kernel, window_strides, padding, *, lhs_dilation=None, 
     pass as written takes 5.2 ms, most of it in the gradient of the neighbour sums."""
     _require_plain_convolution("conv_by_taps", window_strides, padding, lhs_dilation, rhs_dilation,
                                dimension_numbers, feature_group_count)
+    if precision is not None or preferred_element_type is not None:
+        raise ValueError("conv_by_taps computes in its inputs' dtype at the default precision")
     return _conv_by_taps(inputs, kernel)
 
 

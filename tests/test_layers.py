@@ -72,3 +72,7 @@ def test_convolution_as_matrix_products_refuses_what_it_does_not_compute(convolu
         conv = nnx.Conv(2, 3, (3, 3), rngs=rngs, conv_general_dilated=convolution, **options)
         with pytest.raises(ValueError, match="stride-1 'SAME'"):
             conv(x)
+    if convolution is conv_by_taps:  # its products take no precision options
+        conv = nnx.Conv(2, 3, (3, 3), rngs=rngs, conv_general_dilated=convolution, precision="highest")
+        with pytest.raises(ValueError, match="default precision"):
+            conv(x)
