@@ -32,7 +32,8 @@ class GANConfig:
     discriminator_widths: tuple[int, int] = (64, 128)  # channels at 14x14, 7x7
     # Sampling uses this moving average of G's weights. 0.9995 (a memory of ~2000 steps, two epochs
     # at the end of the rate's decay) rather than 0.999: 3.35x the floor against 3.54x on the same
-    # training (2 cores, from its epoch-10 state), and with the minibatch feature below.
+    # training (2 cores, resumed from its epoch-10 state); adopted together with the minibatch
+    # channel below.
     ema_decay: float = 0.9995
     # R1 penalty (Mescheder et al. 2018): gamma/2 x the squared gradient of D's score on real images.
     # It keeps D smooth where the data are; at 12 epochs (GPU) gamma 1 took the Fréchet distance from
