@@ -180,6 +180,7 @@ class Discriminator(nn.Module):
         self.conv14 = nn.Conv2d(4, c14, 3, padding=1)
         self.conv7 = nn.Conv2d(4 * c14, c7, 2, padding="same")
         self.std_group = config.minibatch_std_group
+        self.std_by_class, self.num_classes = config.minibatch_std_by_class, config.num_classes
         self.refine7 = nn.Conv2d(c7 + (1 if self.std_group else 0), c7, 3, padding=1)
         self.score = nn.Linear(7 * 7 * c7, 1)
         self.class_projection = nn.Embedding(config.num_classes, 7 * 7 * c7)
@@ -187,13 +188,29 @@ class Discriminator(nn.Module):
     def forward(self, images, labels):
         h = F.leaky_relu(self.conv14(space_to_depth(images)), 0.2)
         h = F.leaky_relu(self.conv7(space_to_depth(h)), 0.2)
-        if self.std_group:  # as imgjax.gan.append_minibatch_std: groups of consecutive images
+        if self.std_group and self.std_by_class:
+            h = append_class_std(h, labels, self.std_group, self.num_classes)
+        elif self.std_group:  # as imgjax.gan.append_minibatch_std: groups of consecutive images
             n, _, height, width = h.shape
             grouped = h.view(n // self.std_group, self.std_group, *h.shape[1:])
             spread = (grouped.var(dim=1, unbiased=False) + 1e-8).sqrt().mean((1, 2, 3))
             h = torch.cat([h, spread.repeat_interleave(self.std_group).view(n, 1, 1, 1).expand(n, 1, height, width)], 1)
         h = F.leaky_relu(self.refine7(h), 0.2).flatten(1)
         return self.score(h)[:, 0] + (self.class_projection(labels) * h).sum(-1)
+
+
+def append_class_std(h, labels, group: int, num_classes: int):
+    """imgjax.gan.append_class_std for (N, C, H, W) features."""
+    n, _, height, width = h.shape
+    group = math.gcd(group, n)
+    features = h.reshape(n // group, group, -1)
+    members = F.one_hot(labels.view(n // group, group), num_classes).to(h.dtype)
+    count = members.sum(1).clamp(min=1.0)[..., None]
+    mean = torch.einsum("bik,bif->bkf", members, features) / count
+    square = torch.einsum("bik,bif->bkf", members, features * features) / count
+    spread = ((square - mean * mean).clamp(min=0.0) + 1e-8).sqrt().mean(-1)
+    per_image = torch.einsum("bik,bk->bi", members, spread).reshape(n, 1, 1, 1)
+    return torch.cat([h, per_image.expand(n, 1, height, width)], 1)
 
 
 class GANStep:

@@ -73,9 +73,25 @@ def test_pytorch_mirrors_have_the_same_parameters_as_the_jax_models():
     assert jax_count(cnn.Classifier(cnn.CNNConfig(), rngs=rngs)) == torch_count(torch_reference.Classifier())
     assert (jax_count(ae.DenoisingAutoencoder(ae.AEConfig(), rngs=rngs))
             == torch_count(torch_reference.DenoisingAutoencoder()))
-    for config in (gan.GANConfig(), gan.GANConfig(minibatch_std_group=0)):
+    for config in (gan.GANConfig(), gan.GANConfig(minibatch_std_by_class=False, minibatch_std_group=4),
+                   gan.GANConfig(minibatch_std_group=0)):
         assert (jax_count(gan.Generator(config, rngs=rngs), gan.Discriminator(config, rngs=rngs))
                 == torch_count(torch_reference.Generator(config), torch_reference.Discriminator(config)))
+
+
+def test_pytorch_mirror_measures_the_same_class_spread_as_the_jax_discriminator():
+    import jax.numpy as jnp
+    import numpy as np
+    torch = pytest.importorskip("torch")
+    torch_reference = pytest.importorskip("imgjax.torch_reference")
+    from imgjax import gan
+    rng = np.random.default_rng(0)
+    h, labels = rng.normal(size=(64, 7, 7, 16)).astype(np.float32), rng.integers(0, 10, 64)
+    expected = np.asarray(gan.append_class_std(jnp.asarray(h), jnp.asarray(labels), 32, 10))
+    mirrored = torch_reference.append_class_std(torch.from_numpy(h).permute(0, 3, 1, 2), torch.from_numpy(labels),
+                                                32, 10)
+    assert float(np.ptp(expected[..., -1])) > 0.1  # the spreads differ between classes and groups
+    np.testing.assert_allclose(mirrored.permute(0, 2, 3, 1).numpy(), expected, rtol=1e-5, atol=1e-6)
 
 
 # The schedulers are stepped without optimizer steps here, which PyTorch warns about.

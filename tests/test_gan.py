@@ -55,13 +55,38 @@ def test_minibatch_std_channel_measures_each_group_of_consecutive_images():
                                np.sqrt(h[:2].var(axis=0)).mean(), rtol=1e-4)
 
     # In D, an image's score depends on the other images of its group and on no others.
-    discriminator = gan.Discriminator(gan.GANConfig(minibatch_std_group=4), rngs=nnx.Rngs(0))
+    discriminator = gan.Discriminator(gan.GANConfig(minibatch_std_group=4, minibatch_std_by_class=False),
+                                      rngs=nnx.Rngs(0))
     images = jnp.asarray(rng.uniform(-1, 1, (8, 28, 28, 1)).astype(np.float32))
     labels = jnp.arange(8) % 10
     scores = np.asarray(discriminator(images, labels))
     changed = np.asarray(discriminator(images.at[1].set(-images[1]), labels))
     assert np.abs(changed[[0, 2, 3]] - scores[[0, 2, 3]]).min() > 0
     np.testing.assert_array_equal(changed[4:], scores[4:])
+
+
+def test_class_std_channel_measures_the_images_of_each_class_within_each_group():
+    rng = np.random.default_rng(0)
+    h = rng.normal(size=(8, 7, 7, 6)).astype(np.float32)
+    labels = np.array([0, 1, 0, 0, 2, 2, 5, 2])  # groups of 4: {0, 2, 3} share class 0; {4, 5, 7} class 2
+    h[5] = h[4]
+    out = np.asarray(gan.append_class_std(jnp.asarray(h), jnp.asarray(labels), 4, 10))
+    assert out.shape == (8, 7, 7, 7)
+    np.testing.assert_array_equal(out[..., :6], h)
+    spread = lambda members: np.sqrt(h[members].var(axis=0) + 1e-8).mean()
+    expected = [spread([0, 2, 3]), 1e-4, spread([0, 2, 3]), spread([0, 2, 3]),
+                spread([4, 5, 7]), spread([4, 5, 7]), 1e-4, spread([4, 5, 7])]  # alone in its class: sqrt(1e-8)
+    np.testing.assert_allclose(out[:, 3, 3, 6], expected, rtol=1e-4)
+    assert np.ptp(out[..., 6], axis=(1, 2)).max() == 0  # one value per image, everywhere in the map
+
+    # In D, an image's score depends on the other images of its class in its group and on no others.
+    discriminator = gan.Discriminator(gan.GANConfig(minibatch_std_group=4, minibatch_std_by_class=True),
+                                      rngs=nnx.Rngs(0))
+    images = jnp.asarray(rng.uniform(-1, 1, (8, 28, 28, 1)).astype(np.float32))
+    scores = np.asarray(discriminator(images, jnp.asarray(labels)))
+    changed = np.asarray(discriminator(images.at[0].set(-images[0]), jnp.asarray(labels)))
+    assert np.abs(changed[[2, 3]] - scores[[2, 3]]).min() > 0
+    np.testing.assert_array_equal(changed[[1, 4, 5, 6, 7]], scores[[1, 4, 5, 6, 7]])
 
 
 # Without the minibatch feature, so that each image's score depends on that image alone.
