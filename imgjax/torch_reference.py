@@ -190,13 +190,19 @@ class Discriminator(nn.Module):
         h = F.leaky_relu(self.conv7(space_to_depth(h)), 0.2)
         if self.std_group and self.std_by_class:
             h = append_class_std(h, labels, self.std_group, self.num_classes)
-        elif self.std_group:  # as imgjax.gan.append_minibatch_std: groups of consecutive images
-            n, _, height, width = h.shape
-            grouped = h.view(n // self.std_group, self.std_group, *h.shape[1:])
-            spread = (grouped.var(dim=1, unbiased=False) + 1e-8).sqrt().mean((1, 2, 3))
-            h = torch.cat([h, spread.repeat_interleave(self.std_group).view(n, 1, 1, 1).expand(n, 1, height, width)], 1)
+        elif self.std_group:
+            h = append_minibatch_std(h, self.std_group)
         h = F.leaky_relu(self.refine7(h), 0.2).flatten(1)
         return self.score(h)[:, 0] + (self.class_projection(labels) * h).sum(-1)
+
+
+def append_minibatch_std(h, group: int):
+    """imgjax.gan.append_minibatch_std for (N, C, H, W) features: groups of consecutive images."""
+    n, _, height, width = h.shape
+    group = math.gcd(group, n)
+    grouped = h.view(n // group, group, *h.shape[1:])
+    spread = (grouped.var(dim=1, unbiased=False) + 1e-8).sqrt().mean((1, 2, 3))
+    return torch.cat([h, spread.repeat_interleave(group).view(n, 1, 1, 1).expand(n, 1, height, width)], 1)
 
 
 def append_class_std(h, labels, group: int, num_classes: int):
