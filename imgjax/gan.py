@@ -168,11 +168,10 @@ def append_class_std(h, labels, group: int, num_classes: int):
     members = jax.nn.one_hot(labels.reshape(n // group, group), num_classes)    # (blocks, group, K)
     count = jnp.maximum(members.sum(axis=1), 1.0)[..., None]                    # (blocks, K, 1)
     # Each class's mean and mean square in each block, as matrix products with the membership, at
-    # full float32 precision: a GPU would otherwise round their operands to TF32 (a TPU to bfloat16),
-    # and the spread, a difference of the two, lost so much that 20 epochs on an H100 ended 4.5x to
-    # 6.0x the Fréchet floor over three seeds, against 3.07x on the CPU (same seed as the first); with
-    # full precision the H100's runs followed the CPU's (4.75x to 4.92x after 14 epochs, CPU 4.67x).
-    # On the CPU, which computes float32 products in full anyway, the results are bit for bit the same.
+    # full float32 precision: a GPU rounds their operands to TF32 by default (a TPU to bfloat16), and
+    # the spread, a difference of the two, then loses most of its digits (on an H100, 20 epochs of
+    # the shipped recipe ended 4.5x to 6.0x the Fréchet floor instead of ~3x). The CPU computes
+    # float32 products in full anyway: there the results are the same bit for bit.
     mean = jnp.einsum("bik,bif->bkf", members, features, precision="highest") / count
     square = jnp.einsum("bik,bif->bkf", members, features * features, precision="highest") / count
     spread = jnp.sqrt(jnp.maximum(square - mean * mean, 0.0) + 1e-8).mean(axis=-1)  # (blocks, K)
