@@ -231,8 +231,9 @@ class GANStep:
         self.d_optimizer = torch.optim.Adam(self.discriminator.parameters(), learning_rate, betas=config.adam_betas)
         decay_steps = int(total_steps * config.decay_fraction)  # as imgjax.gan.learning_rate_schedule
         hold = total_steps - decay_steps
-        factor = lambda step: 1.0 if step < hold else 0.5 * (1.0 + math.cos(math.pi * min(step - hold, decay_steps)
-                                                                            / decay_steps))
+        def factor(step):
+            done = min(max(step - hold, 0), decay_steps) / decay_steps
+            return 1.0 - done if config.decay_shape == "linear" else 0.5 * (1.0 + math.cos(math.pi * done))
         self.schedules = [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in (self.g_optimizer, self.d_optimizer)]
         self.latent_dim, self.decay, self.r1_gamma = config.latent_dim, config.ema_decay, config.r1_gamma
         self.r1_interval, self.steps = config.r1_interval, 0

@@ -96,21 +96,24 @@ def test_pytorch_mirror_measures_the_same_class_spread_as_the_jax_discriminator(
 
 # The schedulers are stepped without optimizer steps here, which PyTorch warns about.
 @pytest.mark.filterwarnings("ignore:Detected call of:UserWarning")
-@pytest.mark.parametrize("decay_fraction", [0.5, 1.0])  # the shipped last-half decay, and a whole-run one
-def test_gan_learning_rate_schedule_is_the_same_on_both_sides(decay_fraction):
-    """Constant, then a half cosine to 0 over the last ``decay_fraction``, in JAX and in the PyTorch mirror."""
+@pytest.mark.parametrize("decay_fraction, decay_shape", [(0.5, "linear"), (0.5, "cosine"), (1.0, "cosine")])
+def test_gan_learning_rate_schedule_is_the_same_on_both_sides(decay_fraction, decay_shape):
+    """Constant, then down to 0 along a line or a half cosine over the last ``decay_fraction``, in JAX
+    and in the PyTorch mirror."""
     import dataclasses
 
     import numpy as np
     torch_reference = pytest.importorskip("imgjax.torch_reference")
     from imgjax import gan
     total, hold = 400, int(400 * (1 - decay_fraction))
-    schedule = gan.learning_rate_schedule(2e-4, total, decay_fraction)
+    schedule = gan.learning_rate_schedule(2e-4, total, decay_fraction, decay_shape)
     jax_rates = np.array([float(schedule(step)) for step in range(total + 1)])
     assert np.allclose(jax_rates[:hold + 1], 2e-4, rtol=1e-6)
-    assert jax_rates[(hold + total) // 2] == pytest.approx(1e-4, rel=1e-3)  # half way down the cosine
+    assert jax_rates[(hold + total) // 2] == pytest.approx(1e-4, rel=1e-3)  # half way down
+    quarter = jax_rates[hold + (total - hold) // 4]  # a quarter of the way: the line is lower
+    assert quarter == pytest.approx(1.5e-4 if decay_shape == "linear" else 2e-4 * (1 + np.cos(np.pi / 4)) / 2, rel=1e-3)
     assert jax_rates[total] == pytest.approx(0.0, abs=1e-12) and np.all(np.diff(jax_rates) <= 0)
-    config = dataclasses.replace(gan.GANConfig(), decay_fraction=decay_fraction)
+    config = dataclasses.replace(gan.GANConfig(), decay_fraction=decay_fraction, decay_shape=decay_shape)
     step = torch_reference.GANStep(2e-4, config, total_steps=total)
     torch_rates = []
     for _ in range(total + 1):

@@ -30,7 +30,8 @@ def test_set_overrides_model_config_fields_with_their_types():
     assert config.latent_dim == GANConfig().latent_dim  # the rest untouched
     for bad, message in [("emma_decay=0.9", "FIELD one of latent_dim"), ("ema_decay", "FIELD=VALUE"),
                          ("generator_widths=128,64", "3 comma-separated ints like 96,48,24"),
-                         ("r1_interval=2.5", "an int like 8"), ("ema_decay=slow", "a float like 0.999")]:
+                         ("r1_interval=2.5", "an int like 8"), ("ema_decay=slow", "a float like 0.999"),
+                         ("decay_shape=step", "decay_shape=step: expected linear or cosine")]:
         with pytest.raises(ValueError, match=message):
             override_config(GANConfig(), [bad])
 
