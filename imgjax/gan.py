@@ -53,7 +53,7 @@ class GANConfig:
     # the rate and moved the distance only from 3.08x to 3.07x; along a line it starts that epoch at
     # 10% and the distance fell to the end: 3.03x against 3.07x (2 cores, the same run resumed from
     # its epoch-10 state, where the two schedules are still the same constant; ahead after epochs 11
-    # to 16, behind after 17 and 18).
+    # to 16, behind after 17 to 19).
     decay_shape: str = "linear"
     # Adam's (beta1, beta2) for both players: no momentum and a shorter second-moment memory, as in
     # the R1 paper's and StyleGAN2's training, instead of DCGAN's (0.5, 0.999): 14.2x the floor
