@@ -180,7 +180,7 @@ def append_class_std(h, labels, group: int, num_classes: int):
     # Each class's mean and mean square in each block, as matrix products with the membership, at
     # full float32 precision: a GPU rounds their operands to TF32 by default (a TPU to bfloat16), and
     # the spread, a difference of the two, then loses most of its digits (on an H100, 20 epochs of
-    # the shipped recipe ended 4.5x to 6.0x the Fréchet floor instead of ~3x). The CPU computes
+    # the cosine-decay recipe ended 4.5x to 6.0x the Fréchet floor instead of ~3x). The CPU computes
     # float32 products in full anyway: there the results are the same bit for bit.
     mean = jnp.einsum("bik,bif->bkf", members, features, precision="highest") / count
     square = jnp.einsum("bik,bif->bkf", members, features * features, precision="highest") / count

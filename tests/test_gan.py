@@ -92,7 +92,7 @@ def test_class_std_channel_measures_the_images_of_each_class_within_each_group()
 def test_class_std_products_ask_for_full_precision_on_every_device():
     # A GPU rounds float32 matrix products to TF32 by default, a TPU to bfloat16, and the spread is a
     # difference of two such products (mean square minus squared mean): on an H100 that took the
-    # shipped recipe from 4.7x to 6-7x the Fréchet floor after 14 epochs. A CPU computes them in full
+    # cosine-decay recipe from 4.7x to 6-7x the Fréchet floor after 14 epochs. A CPU computes them in full
     # whatever the setting, so what can be checked here is the lowered program: each of the channel's
     # matrix products carries HIGHEST precision, so no device may round its operands.
     h, labels = jnp.ones((8, 7, 7, 6)), jnp.arange(8) % 10
