@@ -102,6 +102,18 @@ def test_class_std_products_ask_for_full_precision_on_every_device():
     assert all("precision = [HIGHEST, HIGHEST]" in line for line in products), products
 
 
+def test_train_step_computes_every_product_in_full_float32_on_every_device():
+    # A GPU's default TF32 made the recipe's results worse and far more seed-dependent (gan.train_step).
+    # As above, what a CPU can check is the lowered program: every convolution and matrix product
+    # of the step, forward and backward, carries HIGHEST precision.
+    training = gan.GANTraining(gan.GANConfig(), TrainConfig("gan", epochs=1, batch_size=8, learning_rate=1e-3), 10)
+    images, labels = jnp.zeros((8, 28, 28, 1)), jnp.arange(8) % 10
+    lowered = gan.train_step.lower(training, images, labels, jax.random.key(0), with_r1=True).as_text()
+    products = [line for line in lowered.splitlines() if "stablehlo.convolution" in line or "dot_general" in line]
+    assert len(products) > 30
+    assert all(line.count("HIGHEST") == 2 for line in products), [p for p in products if p.count("HIGHEST") != 2][:3]
+
+
 # Without the minibatch feature, so that each image's score depends on that image alone.
 PER_IMAGE_D = gan.GANConfig(minibatch_std_group=0)
 
