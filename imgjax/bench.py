@@ -36,25 +36,33 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _median_rates(sides, items: int, windows: int, steps_per_window: int, warmup: int = 2) -> list[float]:
-    """Items per second of each ``(step, wait)`` side: the median over ``windows`` timed windows of
-    ``steps_per_window`` calls, ``wait(result)`` blocking until a window's last call has finished
-    (for asynchronous steps). The sides' windows take turns (A B, then B A, ...), so when the load
-    of a shared machine drifts during the run, the drift falls on every side alike (measured one
-    after the other, the PyTorch classifier ran at 1717 images/s in one run and 2062 in the next)."""
-    for step, wait in sides:
-        for _ in range(warmup):
-            wait(step())
+    """Items per second of each side, a callable ``run(steps) -> seconds`` that times ``steps``
+    calls of its step, ending when the last has finished (``in_process`` or a ``TrainingWorker``):
+    the median over ``windows`` timed windows of ``steps_per_window`` calls. The sides' windows take
+    turns (A B, then B A, ...), so when the load of a shared machine drifts during the run, the drift
+    falls on every side alike (measured one after the other, the PyTorch classifier ran at 1717
+    images/s in one run and 2062 in the next)."""
+    for run in sides:
+        run(warmup)
     rates = [[] for _ in sides]
     for window in range(windows):
         order = range(len(sides)) if window % 2 == 0 else reversed(range(len(sides)))
         for side in order:
-            step, wait = sides[side]
-            start = time.perf_counter()
-            for _ in range(steps_per_window):
-                result = step()
-            wait(result)
-            rates[side].append(items * steps_per_window / (time.perf_counter() - start))
+            rates[side].append(items * steps_per_window / sides[side](steps_per_window))
     return [float(np.median(side_rates)) for side_rates in rates]
+
+
+def in_process(step, wait):
+    """A side for ``_median_rates`` run in this process: ``step()`` called ``steps`` times, then
+    ``wait(result)`` blocking until the last call has finished (for asynchronous steps)."""
+    def run(steps: int) -> float:
+        start = time.perf_counter()
+        result = None
+        for _ in range(steps):
+            result = step()
+        wait(result)
+        return time.perf_counter() - start
+    return run
 
 
 # ----------------------------------------------------------------------------- training
@@ -115,22 +123,106 @@ def train_step_flops(family, train_config, steps: int = STEPS_PER_WINDOW) -> flo
     return sum(per_step) / steps
 
 
-def torch_train_step(name: str):
+def torch_train_step(name: str, on_gpu: bool | None = None):
     """(step, wait, batch size) of the PyTorch mirror, on the GPU when JAX is on one (so both sides
-    use the same chip; CUDA queues steps like XLA, so both are waited for once per window)."""
-    import jax
+    use the same chip; CUDA queues steps like XLA, so both are waited for once per window).
+    ``on_gpu`` says where without asking JAX (which would start it in this process)."""
     import torch
     from . import torch_reference
     from .train import load_family
     defaults = load_family(name).defaults
     batch = defaults["batch_size"]
-    on_gpu = jax.devices()[0].platform == "gpu" and torch.cuda.is_available()
+    if on_gpu is None:
+        import jax
+        on_gpu = jax.devices()[0].platform == "gpu"
+    on_gpu = on_gpu and torch.cuda.is_available()
     torch.set_default_device("cuda" if on_gpu else "cpu")
     torch.manual_seed(0)
     step_state = torch_reference.STEPS[name](defaults["learning_rate"])
     images, labels = torch.rand(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
 
     return (lambda: step_state(images, labels)), (lambda _: torch.cuda.synchronize() if on_gpu else None), batch
+
+
+class TrainingWorker:
+    """One framework's train step in a process of its own, timed window by window on request: a side
+    for ``_median_rates``. On the CPU each framework trains in its own process, as its users run it:
+    sharing one process, each inherits the other's allocator state (glibc hands large freed blocks
+    back to the kernel or keeps them depending on what the process freed before), and PyTorch's
+    autoencoder step ran 15-20% faster beside JAX's than alone (see the README's speed section).
+    ``info`` is what the worker reports once its step is built. The worker is a new interpreter
+    (``python -c``), so it works whatever script started the bench, and inherits this process's
+    environment (XLA_FLAGS: the devices ``imgjax bench`` asked for)."""
+
+    def __init__(self, framework: str, name: str, environment: dict | None = None):
+        code = f"from imgjax.bench import _training_worker; _training_worker({framework!r}, {name!r})"
+        self.process = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True, bufsize=1, cwd=ROOT,
+                                        env={**os.environ, **(environment or {})})
+        reply = self._receive()
+        if reply is None:  # it died building its step; its traceback went to stderr
+            self.close()
+            raise RuntimeError(f"the {framework} training worker for {name} exited (its traceback is above)")
+        if "import_error" in reply:
+            self.close()
+            raise ImportError(reply["import_error"])
+        self.info = reply
+
+    def _receive(self):
+        line = self.process.stdout.readline()
+        return json.loads(line) if line else None
+
+    def __call__(self, steps: int) -> float:
+        self.process.stdin.write(f"{steps}\n")
+        seconds = self._receive()
+        if seconds is None:
+            raise RuntimeError("a training worker exited mid-run (its traceback is above)")
+        return seconds
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.process.stdin.close()  # the worker's signal to stop
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+# glibc malloc settings that keep freed memory for reuse (a 64 MB pad at the top of each heap, no
+# trimming, and a fixed 32 MB threshold for giving an allocation its own mapping), set through glibc's
+# environment variables. By default PyTorch's CPU steps get much of their memory fresh from the kernel
+# every step (the autoencoder's: 10k to 20k page faults a step, alone in its process); tuning the
+# allocator is the usual advice for PyTorch on CPUs (jemalloc or tcmalloc, in Intel's tuning guide).
+# The bench times PyTorch with these settings too, as a third side, so that the comparison with
+# PyTorch at its defaults is not the only one. JAX's steps, which fault rarely, did not change with
+# them (2 cores, alternating processes: images/s within 5%, either way).
+TUNED_MALLOC = {"MALLOC_TOP_PAD_": str(64 << 20), "MALLOC_TRIM_THRESHOLD_": str(2**31 - 1),
+                "MALLOC_MMAP_THRESHOLD_": str(32 << 20)}
+
+
+def _training_worker(framework: str, name: str) -> None:
+    """The body of a ``TrainingWorker``: build the step, report, then time windows, one per line of
+    stdin, until stdin closes. Replies are JSON lines on the original stdout; anything else printed
+    goes to stderr."""
+    replies = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    try:
+        if framework == "jax":
+            side = jax_train_step(name)
+            step, wait = side["step"], side["wait"]
+            info = {key: side[key] for key in ("batch", "flops", "devices")}
+        else:
+            step, wait, batch = torch_train_step(name, on_gpu=False)
+            info = {"batch": batch}
+    except ImportError as error:  # PyTorch not installed: the parent reports it and goes on
+        replies.write(json.dumps({"import_error": str(error)}) + "\n")
+        return
+    from jax._src.xla_bridge import backends_are_initialized
+    replies.write(json.dumps({**info, "pid": os.getpid(), "jax_started": backends_are_initialized()}) + "\n")
+    run = in_process(step, wait)
+    for line in sys.stdin:
+        replies.write(f"{run(int(line))}\n")
 
 
 # float32 peaks (no tensor cores) from the vendors' datasheets, for the accelerators we have run on.
@@ -173,24 +265,49 @@ def bench_training(quick: bool, log) -> dict:
     peak, derivation = device_peak_flops()
     results = {"peak_flops": peak, "peak_derivation": derivation,
                "jax_devices_available": jax.device_count()}
+    # On a GPU both stay in this process, which has started JAX on the GPU already (a second process
+    # would find most of its memory taken by the first's preallocation); CUDA has no glibc heap to share.
+    separate = jax.devices()[0].platform == "cpu"
+    results["processes"] = "one per framework" if separate else "shared"
     for name in ("cnn", "ae", "gan"):
-        jax_side = jax_train_step(name)
-        batch, flops = jax_side["batch"], jax_side["flops"]
-        sides = [(jax_side["step"], jax_side["wait"])]
-        row = {"batch_size": batch, "jax_devices": jax_side["devices"]}
+        row, workers = {}, []
         try:
-            torch_step, torch_wait, _ = torch_train_step(name)
-            sides.append((torch_step, torch_wait))
-        except ImportError as error:
-            row["torch_missing"] = f"{error} (pip install -e '.[bench]')"
-        jax_rate, torch_rate = (_median_rates(sides, batch, windows, STEPS_PER_WINDOW) + [None])[:2]
+            if separate:
+                jax_worker = TrainingWorker("jax", name)
+                workers.append(jax_worker)
+                jax_side, sides = jax_worker.info, [jax_worker]
+                row["jax_pid"] = jax_worker.info["pid"]
+            else:
+                jax_side = jax_train_step(name)
+                sides = [in_process(jax_side["step"], jax_side["wait"])]
+            batch, flops = jax_side["batch"], jax_side["flops"]
+            row.update({"batch_size": batch, "jax_devices": jax_side["devices"]})
+            try:
+                if separate:
+                    workers += [TrainingWorker("torch", name), TrainingWorker("torch", name, TUNED_MALLOC)]
+                    sides += workers[1:]
+                    row.update({"torch_pid": workers[1].info["pid"],
+                                "torch_process_started_jax": workers[1].info["jax_started"]})
+                else:
+                    torch_step, torch_wait, _ = torch_train_step(name)
+                    sides.append(in_process(torch_step, torch_wait))
+            except ImportError as error:
+                row["torch_missing"] = f"{error} (pip install -e '.[bench]')"
+            jax_rate, torch_rate, tuned_rate = (_median_rates(sides, batch, windows, STEPS_PER_WINDOW) + [None, None])[:3]
+        finally:
+            for worker in workers:
+                worker.close()
         row.update({"jax_images_per_s": jax_rate, "torch_images_per_s": torch_rate,
                     "jax_over_torch": jax_rate / torch_rate if torch_rate else None,
+                    "torch_tuned_malloc_images_per_s": tuned_rate,
+                    "jax_over_torch_tuned_malloc": jax_rate / tuned_rate if tuned_rate else None,
                     "flops_per_step": flops, "achieved_flops": flops * jax_rate / batch,
                     "fraction_of_peak": flops * jax_rate / batch / peak if peak else None})
         results[name] = row
         log(f"train {name}: JAX {jax_rate:.0f} img/s on {jax_side['devices']} device(s), PyTorch "
-            f"{row['torch_images_per_s'] or float('nan'):.0f} img/s, ratio {row['jax_over_torch'] or float('nan'):.2f}, "
+            f"{row['torch_images_per_s'] or float('nan'):.0f} img/s, ratio {row['jax_over_torch'] or float('nan'):.2f} "
+            f"(PyTorch with malloc tuned: {tuned_rate or float('nan'):.0f} img/s, ratio "
+            f"{row['jax_over_torch_tuned_malloc'] or float('nan'):.2f}), "
             f"{row['achieved_flops'] / 1e9:.1f} GFLOP/s = {row['fraction_of_peak'] or 0:.1%} of peak")
     return results
 

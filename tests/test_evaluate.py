@@ -9,6 +9,7 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from imgjax import baselines, checkpoint, corruptions, data, evaluate
@@ -95,6 +96,35 @@ def test_gan_frechet_distance_does_not_regress(gan_figures):
                    "not met: the shipped GAN measures 3.01x at 10k samples")
 def test_gan_frechet_distance_target(gan_figures):
     assert gan_figures["frechet_ratio_to_floor"] <= 3.0
+
+
+def test_gan_measurement_computes_in_full_float32_on_every_device(monkeypatch):
+    # As the GAN's train step (tests/test_gan.py): a GPU's default TF32 would round the products of the
+    # generator and of the classifier whose features the Fréchet distance compares, on a floor of 1.47.
+    # A CPU computes float32 in full whatever the setting, so what is checked is that every compiled
+    # function the measurement calls is called (and so traced) with the full-precision default.
+    from flax import nnx
+
+    from imgjax import cnn, gan
+    seen = []
+
+    def spy(function):
+        def called(*args):
+            seen.append((function.__name__, jax.config.jax_default_matmul_precision))
+            return function(*args)
+        called.__name__ = function.__name__
+        return called
+
+    for module, name in ((gan, "generate_images"), (cnn, "extract_features"), (cnn, "predict_probabilities")):
+        monkeypatch.setattr(module, name, spy(getattr(module, name)))
+    monkeypatch.setattr(evaluate, "GAN_SAMPLES", 20)
+    generator = gan.Generator(gan.GANConfig(), rngs=nnx.Rngs(0))
+    classifier = cnn.Classifier(cnn.CNNConfig(), rngs=nnx.Rngs(0))
+    split = lambda n: data.Split(np.random.default_rng(n).integers(0, 256, (n, 28, 28), np.uint8), np.arange(n) % 10)
+    figures = evaluate.measure_generator(generator, classifier, evaluate.reference_features(classifier, split(30), split(40)))
+    assert figures["frechet_distance"] > 0
+    assert {name for name, _ in seen} == {"generate_images", "extract_features", "predict_probabilities"}
+    assert all(precision == "highest" for _, precision in seen), seen
 
 
 def test_eval_command_prints_json(fashion_test):
