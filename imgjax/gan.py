@@ -37,7 +37,9 @@ class GANConfig:
     ema_decay: float = 0.9993
     # R1 penalty (Mescheder et al. 2018): gamma/2 x the squared gradient of D's score on real images.
     # It keeps D smooth where the data are; at 12 epochs (GPU) gamma 1 took the Fréchet distance from
-    # 62x to 29x the floor (gamma 10: 33x; hinge loss or a two-time-scale update rule: no better).
+    # 62x to 29x the floor (gamma 10: 33x; hinge loss or a two-time-scale update rule: no better);
+    # on later recipes gamma 0.3, 0.5 and 3 were behind too, and on the shipped one gamma 0.1 (8.1x
+    # against 6.10x after 10 epochs, 2 cores).
     r1_gamma: float = 1.0
     # Lazy regularisation (Karras et al. 2020, StyleGAN2): the penalty, weighted by the interval, on
     # every r1_interval-th step only. Its second backward pass costs 16% of a step (2 cores: 489
