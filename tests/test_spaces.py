@@ -1,4 +1,5 @@
-"""Hugging Face Spaces readiness: the README's front matter and the requirements file Spaces installs."""
+"""Hugging Face Spaces readiness: the README's front matter, the requirements file Spaces installs,
+and what a built wheel carries."""
 
 import ast
 import importlib.metadata
@@ -84,3 +85,18 @@ def test_readme_front_matter_configures_the_space():
 def test_checkpoints_are_small_enough_for_a_space():
     for path in (ROOT / "checkpoints").iterdir():
         assert path.stat().st_size < 10 * 2**20, path
+
+
+def test_the_built_wheel_carries_the_studio_example_pictures(tmp_path):
+    # `pip install .` (not editable) installs from a wheel: the studio's example pictures must travel
+    # in it, as a data-only package, and the build must not warn that setuptools would leave a folder out.
+    import subprocess
+    import zipfile
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-w", str(tmp_path)],
+                            capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "would be ignored" not in result.stdout + result.stderr
+    wheel, = tmp_path.glob("imgjax-*.whl")
+    packed = {name for name in zipfile.ZipFile(wheel).namelist() if name.startswith("imgjax/assets/")}
+    assert packed == {f"imgjax/assets/{path.name}" for path in (ROOT / "imgjax" / "assets").glob("*.png")}
+    assert len(packed) == 10  # one example per class
