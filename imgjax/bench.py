@@ -2,7 +2,8 @@
 
 * Training throughput (images/s, the median of timed windows after warm-up) of each family's real
   jit-compiled train step, and of the PyTorch mirror of the same architecture, loss, optimizer and
-  batch size (``imgjax/torch_reference.py``; needs the ``bench`` extra), with the ratio JAX / PyTorch.
+  batch size (``imgjax/torch_reference.py``; needs the ``bench`` extra), with the ratio JAX / PyTorch;
+  on a CPU each in a process of its own, PyTorch at glibc's malloc defaults and again tuned.
 * Achieved FLOP/s of each JAX train step (FLOPs counted by XLA's cost analysis of the step lowered
   for the CPU) as a fraction of the machine's peak, with the peak's derivation.
 * Inference latency (p50 / p99) of every function the studio serves, in-process, at batch 1 and at
