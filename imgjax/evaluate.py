@@ -20,17 +20,13 @@ import numpy as np
 
 from . import checkpoint, data
 from .images import save_png
+from .layers import full_float32
 
 GAN_SAMPLES = 10_000
 SEED = 0
-
-
-def full_float32():
-    """Convolutions and matrix products in full float32 on any device, as in the GAN's train step.
-    The GAN's measurement runs in it: a GPU rounds their operands to TF32 by default, and the Fréchet
-    distance sits on a floor of 1.47 in features whose variance totals 784, where that rounding is
-    not negligible. (A CPU computes float32 in full anyway: there it changes nothing.)"""
-    return jax.default_matmul_precision("highest")
+# The GAN's measurement (reference_features, measure_generator) runs in full_float32: a GPU's default
+# TF32 would round the products of the generator and of the classifier, and the Fréchet distance sits
+# on a floor of 1.47 in features whose variance totals 784, where that rounding is not negligible.
 
 
 # ----------------------------------------------------------------------------- shared with gan.py

@@ -27,6 +27,14 @@ def compute_dtype(precision: str):
     return {"float32": None, "bfloat16": jnp.bfloat16}[precision]
 
 
+def full_float32():
+    """A context in which every convolution and matrix product computes in full float32, whatever the
+    device: a GPU rounds float32 operands to TF32 by default (a TPU to bfloat16). The GAN trains and is
+    measured in it (see ``gan.train_step`` and ``evaluate``). A CPU computes float32 in full anyway:
+    there it changes nothing. Explicit lower precisions (``--precision bfloat16``) stay as they are."""
+    return jax.default_matmul_precision("highest")
+
+
 def _require_plain_convolution(name, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
                                feature_group_count):
     if (any(s != 1 for s in window_strides) or padding != "SAME" or feature_group_count != 1
