@@ -150,7 +150,7 @@ class TrainingWorker:
     for ``_median_rates``. On the CPU each framework trains in its own process, as its users run it:
     sharing one process, each inherits the other's allocator state (glibc hands large freed blocks
     back to the kernel or keeps them depending on what the process freed before), and PyTorch's
-    autoencoder step ran 15-20% faster beside JAX's than alone (see the README's speed section).
+    autoencoder step ran 15-20% faster beside JAX's than alone (see docs/speed.md).
     ``info`` is what the worker reports once its step is built. The worker is a new interpreter
     (``python -c``), so it works whatever script started the bench, and inherits this process's
     environment (XLA_FLAGS: the devices ``imgjax bench`` asked for)."""

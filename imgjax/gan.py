@@ -6,7 +6,7 @@ Upsampling is a 3x3 convolution followed by depth-to-space instead of a transpos
 (see ``imgjax.layers``); downsampling in the discriminator is space-to-depth followed by a
 convolution, the same receptive field as DCGAN's strided 4x4 convolutions. Each network has one
 3x3 convolution more per resolution than DCGAN's (the ``refine`` layers): with them the 20-epoch
-recipe reached 3.8x the Fréchet floor instead of 7.6x (README, "How the recipe was found").
+recipe reached 3.8x the Fréchet floor instead of 7.6x (docs/gan-recipe.md).
 """
 
 from __future__ import annotations
