@@ -22,9 +22,16 @@ from .service import InputError, Studio
 
 ASSETS = Path(__file__).parent / "assets"
 MAX_UPLOAD = "10mb"
-# Small pictures (28x28) are shown enlarged: keep their pixels sharp instead of blurred.
-CSS = "img { image-rendering: pixelated; }"
+# Small pictures (28x28) are shown enlarged, with their pixels sharp instead of blurred. Gradio shows
+# an image no larger than its own size, so the classifier's input and the denoising baseline are
+# stretched to their frames (keeping their shape), as large as the pictures beside them.
+CSS = ("img { image-rendering: pixelated; }\n"
+       "#classify-input img, #baseline img { width: 100%; height: 100%; object-fit: contain; }")
 QUEUE_SIZE = 32  # requests waiting beyond this are refused at once rather than piling up
+# What each tab shows on arrival, computed when the page loads (a few milliseconds each): a visitor
+# sees what every model does before touching a control.
+ARRIVAL_CLASSIFY = "example_9_ankle-boot.png"
+ARRIVAL_DENOISE = "example_0_t-shirt-top.png"
 
 ABOUT = """# imgjax studio
 Three small models trained on [Fashion-MNIST](https://github.com/zalandoresearch/fashion-mnist)
@@ -159,8 +166,9 @@ def build_demo(studio: Studio | None = None) -> gr.Blocks:
             with gr.Row():
                 with gr.Column():
                     with gr.Tab("Image"):
-                        photo = _checked(gr.Image(label="Upload or paste an image", type="filepath", image_mode=None,
-                                                  sources=["upload", "clipboard"], height=280))
+                        photo = _checked(gr.Image(str(ASSETS / ARRIVAL_CLASSIFY), label="Upload or paste an image",
+                                                  type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                                                  height=280, elem_id="classify-input"))
                         photo_button = gr.Button("Classify", variant="primary")
                         gr.Examples(examples, inputs=photo, label="Test-set examples", elem_id="classify-examples")
                     with gr.Tab("Draw"):
@@ -185,7 +193,8 @@ def build_demo(studio: Studio | None = None) -> gr.Blocks:
             with gr.Row():
                 with gr.Column():
                     editor = _checked(gr.ImageEditor(
-                        label="Image (for Brush mask: paint over what to hide)", type="pil", image_mode=None,
+                        str(ASSETS / ARRIVAL_DENOISE), label="Image (for Brush mask: paint over what to hide)",
+                        type="pil", image_mode=None,
                         sources=["upload", "clipboard"], brush=gr.Brush(colors=["#ff0000"], color_mode="fixed", default_size=4),
                         transforms=(), layers=False, height=360))
                     gr.Examples(examples, inputs=editor, label="Test-set examples", elem_id="denoise-examples")
@@ -198,7 +207,7 @@ def build_demo(studio: Studio | None = None) -> gr.Blocks:
                     denoise_button = gr.Button("Corrupt and restore", variant="primary")
             with gr.Row():
                 slider = gr.ImageSlider(label="Corrupted | restored by the autoencoder (drag)", format="png")
-                baseline = gr.Image(label="Classical baseline", format="png", height=400)
+                baseline = gr.Image(label="Classical baseline", format="png", height=400, elem_id="baseline")
             scores = gr.Dataframe(headers=["result", "PSNR (dB)", "SSIM"], label="Against the clean image",
                                   interactive=False, elem_id="scores")
             note = gr.Markdown()
@@ -207,6 +216,13 @@ def build_demo(studio: Studio | None = None) -> gr.Blocks:
                         f"whose long side exceeds {service.DENOISE_MAX_SIDE} pixels.")
             denoise_button.click(denoise, [editor, kind, level, noise_seed, already_noisy],
                                  [slider, baseline, scores, note], api_name="denoise", concurrency_limit=2)
+
+        # Every tab arrives with its pictures: the default grid, the classified example, the restored one.
+        # Private: the API keeps one name per action (the buttons' above).
+        demo.load(generate, [class_name, seed, count, truncation], grid, api_visibility="private")
+        demo.load(classify, photo, classify_outputs, api_visibility="private")
+        demo.load(denoise, [editor, kind, level, noise_seed, already_noisy], [slider, baseline, scores, note],
+                  api_visibility="private")
     return demo
 
 
