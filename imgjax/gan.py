@@ -35,7 +35,9 @@ class GANConfig:
     num_classes: int = 10
     class_embedding: int = 32
     generator_widths: tuple[int, int, int] = (96, 48, 24)  # channels at 7x7, 14x14, 28x28
-    discriminator_widths: tuple[int, int] = (64, 128)  # channels at 14x14, 7x7
+    # Channels at 14x14, 7x7. Wider (80, 160) costs a quarter more time an epoch and ended at 3.21x
+    # the floor against 3.01x after 20 epochs (2 cores; level all the way: docs/gan-recipe.md).
+    discriminator_widths: tuple[int, int] = (64, 128)
     # Sampling uses this moving average of G's weights. 0.9993 (a memory of ~1400 steps, 1.5 epochs):
     # on the linear decay below, 3.01x the floor after 20 epochs against 3.02x, 3.03x, 3.05x for 0.9992,
     # 0.9991, 0.999 and 3.03x for 0.9995 (2 cores, the same training, the averages kept side by side).
