@@ -217,9 +217,11 @@ def build_demo(studio: Studio | None = None) -> gr.Blocks:
             denoise_button.click(denoise, [editor, kind, level, noise_seed, already_noisy],
                                  [slider, baseline, scores, note], api_name="denoise", concurrency_limit=2)
 
-        # Every tab arrives with its pictures: the default grid, the classified example, the restored one.
-        # Private: the API keeps one name per action (the buttons' above).
+        # Every tab arrives with its pictures: the default grid and latent walk, the classified example,
+        # the restored one. Private: the API keeps one name per action (the buttons' above).
         demo.load(generate, [class_name, seed, count, truncation], grid, api_visibility="private")
+        demo.load(interpolate, [mode, walk_class, seed_a, seed_b, frames, truncation], [strip, animation],
+                  api_visibility="private")
         demo.load(classify, photo, classify_outputs, api_visibility="private")
         demo.load(denoise, [editor, kind, level, noise_seed, already_noisy], [slider, baseline, scores, note],
                   api_visibility="private")

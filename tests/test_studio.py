@@ -222,8 +222,14 @@ def test_browser_generate_classify_denoise(server, tmp_path):
         page.wait_for_function("src => document.querySelector('#generated img').src !== src", arg=arrival,
                                timeout=30_000)
         assert generated.evaluate("img => img.complete && img.naturalWidth") == 488
+        walk = page.locator("#frames img")
+        walk.wait_for(timeout=30_000)  # the default walk comes with the page too
+        arrival = walk.get_attribute("src")
+        page.get_by_label("Second seed", exact=True).fill("5")
+        page.get_by_label("Second seed", exact=True).press("Tab")
         page.get_by_role("button", name="Interpolate", exact=True).click()
-        page.locator("#frames img").wait_for(timeout=30_000)
+        page.wait_for_function("src => document.querySelector('#frames img').src !== src", arg=arrival,
+                               timeout=30_000)
         page.screenshot(path=str(tmp_path / "generate.png"), full_page=True)
 
         page.get_by_role("tab", name="Classify").click()
