@@ -198,8 +198,8 @@ def test_bad_inputs_get_clear_errors_and_the_server_keeps_serving(client, tmp_pa
 
 
 def test_browser_generate_classify_denoise(server, tmp_path):
-    """Open the page in headless chromium: each tab arrives with its pictures (the default grid, a
-    classified and a restored example); then click through the three tabs and see them change."""
+    """Open the page in headless chromium: each tab arrives with its pictures (the default grid and
+    walk, a classified and a restored example); then click through the three tabs and see them change."""
     playwright = pytest.importorskip("playwright.sync_api")
     chromium = shutil.which("chromium")
     if chromium is None:
