@@ -82,19 +82,19 @@ def test_gan_conditional_accuracy(gan_figures):
 
 
 def test_gan_frechet_distance_does_not_regress(gan_figures):
-    # The shipped checkpoint measures 4.41 = 3.01x the floor of 1.47 (the ones before it: 3.07x
-    # with the rates' decay along a half cosine and EMA 0.9995, 3.21x with D's minibatch channel over
-    # groups of 4 of any class, 3.54x without the channel and with EMA 0.999, 3.77x with the learning
-    # rate decayed over the last quarter only, 6.6x after 50 epochs of shallower networks, 8.8x after
-    # 28; without the R1 penalty: 24.4x after 32).
+    # The shipped checkpoint measures 4.34 = 2.96x the floor of 1.47 (the ones before it: 3.01x
+    # with the decay over the last half, 3.07x with the rates' decay along a half cosine and EMA
+    # 0.9995, 3.21x with D's minibatch channel over groups of 4 of any class, 3.54x without the
+    # channel and with EMA 0.999, 3.77x with the learning rate decayed over the last quarter only,
+    # 6.6x after 50 epochs of shallower networks, 8.8x after 28; without the R1 penalty: 24.4x after 32).
     # Deterministic protocol, so the margin only absorbs float differences between machines.
     assert gan_figures["frechet_ratio_to_floor"] <= 3.3
     assert gan_figures["frechet_distance_train_vs_test_floor"] == pytest.approx(1.465, rel=0.01)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 2 target (Fréchet distance <= 3x the train-vs-test floor) "
-                   "not met: the shipped GAN measures 3.01x at 10k samples")
 def test_gan_frechet_distance_target(gan_figures):
+    # Issue 2's target: at most 3x the train-vs-test floor (the shipped checkpoint: 2.96x). The margin
+    # is small; the protocol is deterministic, and two hosts measured the same ratio to 5 digits.
     assert gan_figures["frechet_ratio_to_floor"] <= 3.0
 
 
