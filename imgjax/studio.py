@@ -157,10 +157,10 @@ def build_demo(studio: Studio | None = None) -> gr.Blocks:
                     strip = gr.Image(label="Frames", format="png", elem_id="frames")
                     animation = gr.Image(label="Animation", type="filepath")
             dice.click(lambda: random.randint(0, service.MAX_SEED), None, seed, api_name="random_seed")
-            generate_button.click(generate, [class_name, seed, count, truncation], grid,
-                                  api_name="generate", concurrency_limit=2)
-            walk_button.click(interpolate, [mode, walk_class, seed_a, seed_b, frames, truncation],
-                              [strip, animation], api_name="interpolate", concurrency_limit=1)
+            generate_inputs = [class_name, seed, count, truncation]
+            walk_inputs, walk_outputs = [mode, walk_class, seed_a, seed_b, frames, truncation], [strip, animation]
+            generate_button.click(generate, generate_inputs, grid, api_name="generate", concurrency_limit=2)
+            walk_button.click(interpolate, walk_inputs, walk_outputs, api_name="interpolate", concurrency_limit=1)
 
         with gr.Tab("Classify"):
             with gr.Row():
@@ -214,17 +214,16 @@ def build_demo(studio: Studio | None = None) -> gr.Blocks:
             gr.Markdown("Any size and mode: colour images are restored channel by channel, and the autoencoder "
                         f"(fully convolutional) runs at the image's own resolution, after downscaling images "
                         f"whose long side exceeds {service.DENOISE_MAX_SIDE} pixels.")
-            denoise_button.click(denoise, [editor, kind, level, noise_seed, already_noisy],
-                                 [slider, baseline, scores, note], api_name="denoise", concurrency_limit=2)
+            denoise_inputs = [editor, kind, level, noise_seed, already_noisy]
+            denoise_outputs = [slider, baseline, scores, note]
+            denoise_button.click(denoise, denoise_inputs, denoise_outputs, api_name="denoise", concurrency_limit=2)
 
         # Every tab arrives with its pictures: the default grid and latent walk, the classified example,
         # the restored one. Private: the API keeps one name per action (the buttons' above).
-        demo.load(generate, [class_name, seed, count, truncation], grid, api_visibility="private")
-        demo.load(interpolate, [mode, walk_class, seed_a, seed_b, frames, truncation], [strip, animation],
-                  api_visibility="private")
+        demo.load(generate, generate_inputs, grid, api_visibility="private")
+        demo.load(interpolate, walk_inputs, walk_outputs, api_visibility="private")
         demo.load(classify, photo, classify_outputs, api_visibility="private")
-        demo.load(denoise, [editor, kind, level, noise_seed, already_noisy], [slider, baseline, scores, note],
-                  api_visibility="private")
+        demo.load(denoise, denoise_inputs, denoise_outputs, api_visibility="private")
     return demo
 
 
