@@ -37,6 +37,20 @@ def test_pooling_by_reshape_matches_flax_pooling_values_and_gradients():
     assert int((jax.grad(lambda v: max_pool_2x2(v).sum())(x) != 0).sum()) == x.size // 4
 
 
+def test_max_pooling_shares_a_windows_gradient_among_tied_maxima_as_jax_does():
+    # After batch norm and ReLU a flat background gives windows of equal values: zeros, and
+    # positive ties. The written-out gradient must split those windows' gradients as JAX's own
+    # gradient of a maximum does, bit for bit.
+    x = jax.nn.relu(jax.random.normal(jax.random.key(5), (2, 8, 6, 3)))
+    x = x.at[0, :4, :4].set(0.7).at[1, 4:, 2:].set(0.0).at[1, 0, 0].set(x[1, 0, 1])
+    weights = jax.random.normal(jax.random.key(6), (2, 4, 3, 3))
+    jax_max = lambda v: v.reshape(2, 4, 2, 3, 2, 3).max(axis=(2, 4))
+    grad = lambda pool: np.asarray(jax.grad(lambda v: (pool(v) * weights).sum())(x))
+    np.testing.assert_array_equal(max_pool_2x2(x), jax_max(x))
+    np.testing.assert_array_equal(grad(max_pool_2x2), grad(jax_max))
+    assert np.allclose(grad(max_pool_2x2)[0, :2, :2], weights[0, 0, 0] / 4)  # four tied maxima
+
+
 @pytest.mark.parametrize("convolution", [conv_by_patches, conv_by_taps])
 def test_convolution_as_matrix_products_matches_flax_convolution_values_and_gradients(convolution):
     rngs = nnx.Rngs(0)
