@@ -156,10 +156,12 @@ def _window_corners(x: jnp.ndarray):
 
 @jax.custom_vjp
 def max_pool_2x2(x: jnp.ndarray) -> jnp.ndarray:
-    """2x2 max pooling with stride 2 (H and W even): the same values and gradients as
-    ``nnx.max_pool(x, (2, 2), (2, 2))`` and as JAX's own gradient of the maximum over each window:
-    a window's gradient is shared equally by its tied maxima. Ties are common here: the flat
-    background of a Fashion-MNIST image gives equal activations after batch norm and ReLU.
+    """2x2 max pooling with stride 2 (H and W even): the same values as
+    ``nnx.max_pool(x, (2, 2), (2, 2))``, and the same gradients as JAX's own gradient of the maximum
+    over each window: a window's gradient goes to its maximum, shared equally when the maximum is
+    tied (``nnx.max_pool``, like PyTorch, gives it all to one of the tied pixels). Ties are common
+    here: the flat background of a Fashion-MNIST image gives equal activations after batch norm and
+    ReLU.
 
     The gradient is written out because JAX's (the same numbers) counts each window's ties with a
     reduction over a reshaped 2x2 axis, which XLA:CPU runs slowly: the classifier's two poolings

@@ -25,7 +25,7 @@ def test_depth_to_space_places_channels_as_2x2_blocks():
     np.testing.assert_array_equal(depth_to_space(x)[0, :, :, 0], [[0, 1], [2, 3]])
 
 
-def test_pooling_by_reshape_matches_flax_pooling_values_and_gradients():
+def test_pooling_matches_flax_pooling_values_and_gradients_without_ties():
     x = jax.random.normal(jax.random.key(1), (3, 8, 6, 5))  # continuous values: no ties in a window
     weights = jax.random.normal(jax.random.key(2), (3, 4, 3, 5))
     for ours, flax_pool in ((max_pool_2x2, nnx.max_pool), (avg_pool_2x2, nnx.avg_pool)):
