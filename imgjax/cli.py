@@ -38,8 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--checkpoint", help="weights file (default checkpoints/<family>.safetensors)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--data-dir")
-    evaluate.add_argument("--out", help="folder for pictures (default: beside the checkpoint)")
-    evaluate.add_argument("--write-card", action="store_true", help="store the metrics in the checkpoint's JSON card")
+    evaluate.add_argument("--out", help="folder for pictures and statistics (default runs/eval/<family>)")
+    evaluate.add_argument("--write-card", action="store_true", help="store the metrics in the checkpoint's JSON card "
+                          "and write the pictures and statistics beside it (ignores --out)")
     evaluate.add_argument("--bm3d-images", type=int, default=200, help="test images for the BM3D baseline")
 
     bench = commands.add_parser("bench", help="training and serving speed, side by side with PyTorch")

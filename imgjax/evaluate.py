@@ -74,6 +74,7 @@ def fit_familiarity(model, train, test, path: Path, log) -> dict:
     images, set its threshold on the other 10k, write it beside the checkpoint, and measure the
     fraction of test images it flags and of noise images it recognises as unfamiliar."""
     from safetensors.numpy import save as save_safetensors_bytes
+
     from .checkpoint import atomic_write, sha256_file
     from .cnn import Familiarity, extract_channel_means, predict_in_batches
     features = lambda x: predict_in_batches(extract_channel_means, model, data.to_float(x))
@@ -163,8 +164,8 @@ def eval_ae(model, test, train, out: Path, log, bm3d_images: int = 200) -> dict:
 
 
 def reference_features(classifier, test, train) -> dict:
-    """The classifier's penultimate features of the test set, and the Fréchet distance between 10k
-    training images and the test set: the floor a perfect generator would reach."""
+    """The classifier's penultimate features of the test set (with its labels) and of 10k training
+    images, and the Fréchet distance between the two: the floor a perfect generator would reach."""
     from .cnn import extract_features, predict_in_batches
     from .metrics import frechet_distance
     features = lambda x: predict_in_batches(extract_features, classifier, x)
@@ -172,20 +173,29 @@ def reference_features(classifier, test, train) -> dict:
         test_features = features(data.to_float(test.images))
         subset = np.random.default_rng(SEED).permutation(len(train))[:len(test)]
         train_features = features(data.to_float(train.images[subset]))
-    return {"test_features": test_features, "floor": frechet_distance(train_features, test_features)}
+    return {"test_features": test_features, "test_labels": np.asarray(test.labels), "train_features": train_features,
+            "floor": frechet_distance(train_features, test_features)}
 
 
-def measure_generator(generator, classifier, reference: dict) -> dict:
-    """Conditional accuracy (overall and per class) and Fréchet distance to the test set of
-    ``GAN_SAMPLES`` images generated for classes 0..9 in turn."""
+def within_class_spread(features: np.ndarray, labels: np.ndarray, reference: np.ndarray, reference_labels) -> float:
+    """Mean over classes of the total feature variance of ``features`` within the class, as a
+    fraction of the reference's: 1.0 is as varied as real garments; truncation lowers it."""
+    classes = np.unique(reference_labels)
+    variance = lambda x: float(np.trace(np.cov(x, rowvar=False)))
+    return float(np.mean([variance(features[labels == c]) / variance(reference[reference_labels == c]) for c in classes]))
+
+
+def measure_generator(generator, classifier, reference: dict, seed: int = SEED, truncation=None) -> dict:
+    """Conditional accuracy (overall and per class), Fréchet distance to the test set and within-class
+    spread of ``GAN_SAMPLES`` images generated for classes 0..9 in turn from latent ``seed``."""
     from .cnn import extract_features, predict_in_batches, predict_probabilities
     from .metrics import frechet_distance
     with full_float32():
-        images, labels = generate_for_classes(generator, GAN_SAMPLES)
+        images, labels = generate_for_classes(generator, GAN_SAMPLES, seed, truncation)
         predicted = predict_in_batches(predict_probabilities, classifier, images).argmax(-1)
         features = predict_in_batches(extract_features, classifier, images)
     distance = frechet_distance(features, reference["test_features"])
-    return {
+    figures = {
         "conditional_accuracy": float(np.mean(predicted == labels)),
         "per_class_conditional_accuracy": {name: float(np.mean(predicted[labels == c] == c))
                                            for c, name in enumerate(data.FASHION_CLASSES)},
@@ -193,27 +203,63 @@ def measure_generator(generator, classifier, reference: dict) -> dict:
         "frechet_distance_train_vs_test_floor": reference["floor"],
         "frechet_ratio_to_floor": distance / reference["floor"],
     }
+    if "test_labels" in reference:
+        figures["within_class_spread"] = within_class_spread(features, labels, reference["test_features"],
+                                                             reference["test_labels"])
+    if "train_features" in reference:  # for choices: a distance that leaves the test set out
+        figures["frechet_distance_to_train"] = frechet_distance(features, reference["train_features"])
+    return figures
 
 
-def eval_gan(generator, test, train, out: Path, log) -> dict:
+# Latent seeds of the reported figures. Seed 0, on which the recipe was chosen, is left out.
+GAN_SEEDS = (1, 2, 3, 4, 5)
+# The studio's truncation levels measured for its trade-off curve (None: the untruncated normal).
+TRUNCATIONS = (None, 2.5, 2.0, 1.5, 1.0, 0.5)
+
+
+def over_seeds(per_seed: list[dict]) -> dict:
+    """The mean of each figure over seeds, with the range (min, max) of the scalar ones."""
+    summary = {}
+    for key, value in per_seed[0].items():
+        if isinstance(value, dict):
+            summary[key] = {k: float(np.mean([s[key][k] for s in per_seed])) for k in value}
+        else:
+            values = [s[key] for s in per_seed]
+            summary[key] = float(np.mean(values))
+            summary[f"{key}_range"] = [float(min(values)), float(max(values))]
+    return summary
+
+
+def eval_gan(generator, test, train, out: Path, log, seeds=GAN_SEEDS, truncations=TRUNCATIONS) -> dict:
     classifier = load_classifier_if_present()
     if classifier is None:
         raise checkpoint.CheckpointError("the GAN is measured with the shipped classifier: train and ship cnn first")
-    results = measure_generator(generator, classifier, reference_features(classifier, test, train))
+    reference = reference_features(classifier, test, train)
+    curve = []
+    for truncation in truncations:
+        figures = over_seeds([measure_generator(generator, classifier, reference, seed, truncation) for seed in seeds])
+        curve.append({"truncation": truncation, **{k: v for k, v in figures.items() if not isinstance(v, dict)}})
+        if truncation is None:
+            results = figures
+        log(f"truncation {truncation}: {figures['frechet_ratio_to_floor']:.2f}x the floor "
+            f"({figures['frechet_ratio_to_floor_range'][0]:.2f}-{figures['frechet_ratio_to_floor_range'][1]:.2f}), "
+            f"spread {figures['within_class_spread']:.2f}, accuracy {figures['conditional_accuracy']:.1%}")
 
     picture = out / "gan_samples.png"
     from .images import image_grid
     grid = generate_for_classes(generator, 100)[0].reshape(10, 10, 28, 28, 1).transpose(1, 0, 2, 3, 4)
     save_png(image_grid(grid.reshape(100, 28, 28, 1), rows=10), picture, scale=2)
     log(f"samples: {picture}")
-    return {"samples": GAN_SAMPLES, **results}
+    return {"samples": GAN_SAMPLES, "seeds": list(seeds), **results, "truncation_curve": curve}
 
 
 def run_eval(family_name: str, weights_path=None, data_dir=None, out=None, write_card: bool = False,
              bm3d_images: int = 200, log=print) -> dict:
     path = Path(weights_path or checkpoint.default_weights(family_name))
     model, card = checkpoint.load_model(family_name, path)
-    out = Path(out or path.parent)
+    # Files beside the checkpoint only with its card (which records their SHA-256); else runs/eval.
+    out = path.parent if write_card else Path(out or Path("runs") / "eval" / family_name)
+    out.mkdir(parents=True, exist_ok=True)
     dataset = card.get("dataset", "fashion-mnist")
     test = data.load_split("test", dataset, data_dir)
     started = time.perf_counter()
@@ -223,7 +269,8 @@ def run_eval(family_name: str, weights_path=None, data_dir=None, out=None, write
         results = eval_ae(model, test, data.load_split("train", dataset, data_dir), out, log, bm3d_images)
     else:
         results = eval_gan(model, test, data.load_split("train", dataset, data_dir), out, log)
-    results = {"family": family_name, "checkpoint": str(path), "dataset": dataset, **results,
+    # The card names its weights relative to itself: no machine's absolute path.
+    results = {"family": family_name, "checkpoint": path.name if write_card else str(path), "dataset": dataset, **results,
                "eval_seconds": round(time.perf_counter() - started, 1)}
     if write_card:
         checkpoint.update_card(path, metrics=results)

@@ -76,3 +76,16 @@ def test_weights_for_another_architecture_are_refused(tmp_path):
     checkpoint.card_path(path).write_text(json.dumps(card))
     with pytest.raises(checkpoint.CheckpointError, match="shape"):
         checkpoint.load_model("cnn", path)
+
+
+def test_shipped_cards_record_no_absolute_paths():
+    """A card travels with its checkpoint: paths in it are relative to its folder."""
+    def strings(value):
+        if isinstance(value, dict):
+            return [s for v in value.values() for s in strings(v)]
+        if isinstance(value, list):
+            return [s for v in value for s in strings(v)]
+        return [value] if isinstance(value, str) else []
+    for card in sorted(checkpoint.CHECKPOINT_DIR.glob("*.json")):
+        found = [s for s in strings(json.loads(card.read_text())) if s.startswith("/") or ":\\" in s]
+        assert not found, (card.name, found)

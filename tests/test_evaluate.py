@@ -67,11 +67,13 @@ def test_ae_restores_salt_pepper_and_masks_better_than_classical(fashion_test):
 
 @pytest.fixture(scope="module")
 def gan_figures(fashion_test, fashion_train, tmp_path_factory):
-    """``imgjax eval gan``'s own protocol: 10k samples, their conditional accuracy under the shipped
-    classifier and their Fréchet distance to the 10k test images in its features, beside the floor
-    (10k training images to the same test images). Deterministic: fixed seeds and subsets. ~10 s."""
+    """``imgjax eval gan``'s own protocol: 10k samples from each of 5 latent seeds, their conditional
+    accuracy under the shipped classifier and their Fréchet distance to the 10k test images in its
+    features, beside the floor (10k training images to the same test images); untruncated only (the
+    card also holds the truncation curve). Deterministic: fixed seeds and subsets. ~90 s."""
     generator, _ = checkpoint.load_model("gan")
-    return evaluate.eval_gan(generator, fashion_test, fashion_train, tmp_path_factory.mktemp("gan"), log=lambda *_: None)
+    return evaluate.eval_gan(generator, fashion_test, fashion_train, tmp_path_factory.mktemp("gan"),
+                             log=lambda *_: None, truncations=(None,))
 
 
 def test_gan_conditional_accuracy(gan_figures):
@@ -82,19 +84,19 @@ def test_gan_conditional_accuracy(gan_figures):
 
 
 def test_gan_frechet_distance_does_not_regress(gan_figures):
-    # The shipped checkpoint measures 4.34 = 2.96x the floor of 1.47 (the ones before it: 3.01x
-    # with the decay over the last half, 3.07x with the rates' decay along a half cosine and EMA
-    # 0.9995, 3.21x with D's minibatch channel over groups of 4 of any class, 3.54x without the
-    # channel and with EMA 0.999, 3.77x with the learning rate decayed over the last quarter only,
-    # 6.6x after 50 epochs of shallower networks, 8.8x after 28; without the R1 penalty: 24.4x after 32).
-    # Deterministic protocol, so the margin only absorbs float differences between machines.
+    # The shipped checkpoint: 3.16x the floor of 1.47 on average over latent seeds 1-5 (2.97x to
+    # 3.30x); the recipes before it are in docs/gan-recipe.md. Deterministic protocol, so the margin
+    # only absorbs float differences between machines.
+    _, card = checkpoint.load_model("gan")
+    assert gan_figures["seeds"] == [1, 2, 3, 4, 5]
+    assert gan_figures["frechet_ratio_to_floor"] == pytest.approx(card["metrics"]["frechet_ratio_to_floor"], rel=1e-3)
     assert gan_figures["frechet_ratio_to_floor"] <= 3.3
     assert gan_figures["frechet_distance_train_vs_test_floor"] == pytest.approx(1.465, rel=0.01)
 
 
+@pytest.mark.xfail(strict=True, reason="issue 2's target (at most 3x the floor) holds for latent seed 0, on which "
+                   "the recipe was chosen, not on average: 3.16x over seeds 1-5")
 def test_gan_frechet_distance_target(gan_figures):
-    # Issue 2's target: at most 3x the train-vs-test floor (the shipped checkpoint: 2.96x). The margin
-    # is small; the protocol is deterministic, and two hosts measured the same ratio to 5 digits.
     assert gan_figures["frechet_ratio_to_floor"] <= 3.0
 
 
@@ -127,9 +129,17 @@ def test_gan_measurement_computes_in_full_float32_on_every_device(monkeypatch):
     assert all(precision == "highest" for _, precision in seen), seen
 
 
-def test_eval_command_prints_json(fashion_test):
-    result = subprocess.run([sys.executable, "-m", "imgjax.cli", "eval", "cnn", "--json", "--out", "/tmp"],
+def test_eval_command_prints_json_and_leaves_checkpoints_alone(fashion_test, tmp_path):
+    """Without --write-card, `imgjax eval` writes its pictures and statistics under runs/eval: a
+    rewritten familiarity file whose last bits differ would no longer match cnn.json's SHA-256."""
+    shipped = sorted(checkpoint.CHECKPOINT_DIR.iterdir())
+    before = {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in shipped}
+    result = subprocess.run([sys.executable, "-m", "imgjax.cli", "eval", "cnn", "--json"], cwd=tmp_path,
                             capture_output=True, text=True, check=True)
+    assert sorted(checkpoint.CHECKPOINT_DIR.iterdir()) == shipped
+    assert {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in shipped} == before
+    assert (tmp_path / "runs" / "eval" / "cnn" / "cnn_confusion.png").is_file()
+    assert (tmp_path / "runs" / "eval" / "cnn" / evaluate.FAMILIARITY_FILE).is_file()
     figures = json.loads(result.stdout)
     assert figures["family"] == "cnn" and 0.935 <= figures["test_accuracy"] <= 1.0
     assert len(figures["per_class_accuracy"]) == 10
