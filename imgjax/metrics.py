@@ -30,14 +30,18 @@ def _blur(x: jnp.ndarray, window: jnp.ndarray) -> jnp.ndarray:
 def ssim(reference: jnp.ndarray, estimate: jnp.ndarray, max_value: float = 1.0) -> jnp.ndarray:
     """Structural similarity (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1=0.01, K2=0.03,
     valid region), the mean SSIM per image. Inputs (N, H, W, C) with H, W >= 11; returns (N,)."""
+    return ssim_map(reference, estimate, max_value).mean(axis=(1, 2, 3))
+
+
+def ssim_map(reference: jnp.ndarray, estimate: jnp.ndarray, max_value: float = 1.0) -> jnp.ndarray:
+    """SSIM of every 11x11 window lying inside the (N, H, W, C) images: (N, H - 10, W - 10, C)."""
     window = _gaussian_window()
     c1, c2 = (0.01 * max_value) ** 2, (0.03 * max_value) ** 2
     mu_x, mu_y = _blur(reference, window), _blur(estimate, window)
     var_x = _blur(reference**2, window) - mu_x**2
     var_y = _blur(estimate**2, window) - mu_y**2
     cov = _blur(reference * estimate, window) - mu_x * mu_y
-    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
-    return ssim_map.mean(axis=(1, 2, 3))
+    return ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
 
 
 def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:

@@ -1,13 +1,16 @@
-"""What the studio serves, without the UI: the three shipped models loaded once, input checking,
-and one function per action (generate, interpolate, classify, denoise) from plain values to
-numpy pictures and figures.
+"""What the studio serves, without the UI: the three shipped models loaded once, and one function
+per action (generate, interpolate, classify, denoise) from plain values to numpy pictures and
+figures.
 
-Every problem with a user's input raises ``InputError`` with a message meant for that user; the UI
-shows it and goes on serving. Nothing here imports Gradio.
+Every problem with a user's input raises ``InputError`` (``imgjax.user_input``, which also reads
+their images within the server's limits) with a message meant for that user; the UI shows it and
+goes on serving. Nothing here imports Gradio.
 
-Shapes are bucketed so that XLA compiles a bounded set of programs, all of them during ``warm_up``
-for the common cases: generation runs in batches of 1, 4, 16 or 64; 28x28 images go straight
-through; larger images are padded to multiples of 64 pixels.
+Shapes are bucketed so that XLA compiles a bounded set of programs (the common ones during
+``warm_up``): generation runs in batches of 16 or 64; 28x28 images go straight through; larger
+images are padded to a square of side 64, 128, 256 or 512 (``DENOISE_SIDES``), one or three
+channels, and every jitted step of a denoise (corruption, models, baselines, scores) runs at that
+shape.
 """
 
 from __future__ import annotations
@@ -20,27 +23,30 @@ from functools import partial
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from . import baselines, checkpoint, corruptions, data
 from .images import image_grid, to_uint8
-from .metrics import psnr, ssim
-
-
-class InputError(ValueError):
-    """A user's input cannot be used; the message says why and what would work."""
-
+from .metrics import ssim_map
+from .user_input import (  # noqa: F401
+    InputError,
+    check_choice,
+    check_int,
+    check_range,
+    read_image,
+    read_mask,
+)
 
 # ----------------------------------------------------------------------------- limits
 
-MAX_PIXELS = 25_000_000  # uploads above this many pixels are refused before decoding (decompression bombs)
-MIN_SIDE = 8  # smaller images carry too little to classify or denoise
 DENOISE_MAX_SIDE = 512  # larger images are downscaled to this long side before denoising
+CLASSIFY_MAX_SIDE = 1024  # the classifier sees 28x28; a long side of 1024 keeps a small garment's detail
 MAX_SEED = 2**31 - 1
 MAX_IMAGES = 64
-TRUNCATION_RANGE = (0.1, 3.0)
+TRUNCATION_RANGE = (0.1, 3.0)  # the top value means no truncation: the generator `imgjax eval gan` measures
 GAUSSIAN_RANGE = (0.0, 0.5)
 SALT_PEPPER_RANGE = (0.0, 0.5)
 MAX_FRAMES = 32
@@ -50,97 +56,14 @@ CORRUPTIONS = (GAUSSIAN, SALT_PEPPER, MASK)
 ALL_CLASSES = "All classes"
 INTERPOLATE_SEEDS, INTERPOLATE_CLASSES = "Between two seeds", "Across classes (same style)"
 
-# Pillow refuses to open images more than twice this size (DecompressionBombError) and warns above it.
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-
 
 # ----------------------------------------------------------------------------- reading images
-
-def read_image(source) -> np.ndarray:
-    """A file path, bytes or PIL image -> (H, W, 3) float32 RGB in [0, 1].
-
-    Handles 1-bit, 8-bit, 16-bit and float grayscale, palette, RGB, CMYK and images with alpha
-    (composited onto white, so black strokes on a transparent sketch canvas stay black); applies
-    the EXIF orientation. Raises InputError for anything that is not a usable image."""
-    try:
-        image = source if isinstance(source, Image.Image) else Image.open(source)
-    except UnidentifiedImageError:
-        raise InputError("That file is not an image (or not in a format Pillow can read): try PNG or JPEG.") from None
-    except Image.DecompressionBombError:
-        raise InputError(f"That image is too large: at most {MAX_PIXELS // 1_000_000} megapixels.") from None
-    except OSError as error:
-        raise InputError(f"Could not open the image: {error}.") from None
-    width, height = image.size
-    if width * height > MAX_PIXELS:
-        raise InputError(f"That image is too large ({width}x{height} pixels): at most {MAX_PIXELS // 1_000_000} megapixels.")
-    if min(width, height) < MIN_SIDE:
-        raise InputError(f"That image is only {width}x{height} pixels: at least {MIN_SIDE}x{MIN_SIDE} is needed.")
-    try:
-        image.load()
-        image = ImageOps.exif_transpose(image)
-        return _to_rgb_float(image)
-    except (OSError, ValueError, SyntaxError) as error:  # Pillow's errors for truncated or corrupt data
-        raise InputError(f"The image file is truncated or corrupt ({error}).") from None
-
-
-def _to_rgb_float(image: Image.Image) -> np.ndarray:
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):  # high bit depth grayscale
-        values = np.asarray(image, np.float32)
-        if image.mode == "F":
-            top = 1.0 if values.max() <= 1.0 else values.max()
-        else:
-            top = 65535.0 if values.max() <= 65535 else float(values.max())
-        gray = np.clip(values / max(top, 1e-12), 0.0, 1.0)
-        return np.repeat(gray[..., None], 3, axis=-1)
-    if image.mode == "P":
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = np.asarray(image.convert("RGBA"), np.float32) / 255.0
-        alpha = rgba[..., 3:]
-        return rgba[..., :3] * alpha + (1.0 - alpha)  # onto white
-    return np.asarray(image.convert("RGB"), np.float32) / 255.0
-
 
 def to_gray(rgb: np.ndarray) -> np.ndarray:
     """(H, W, 3) -> (H, W) luminance (ITU-R 601 weights, as Pillow's 'L'); gray images exactly."""
     if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
         return rgb[..., 0].copy()
     return rgb @ np.array([0.299, 0.587, 0.114], np.float32)
-
-
-def read_mask(source, shape: tuple[int, int]) -> np.ndarray:
-    """A painted layer (strokes opaque on transparent, or white on black) -> (H, W) {0, 1} float32
-    mask resized to ``shape``: 1 where painted."""
-    image = source if isinstance(source, Image.Image) else Image.open(source)
-    if "A" in image.getbands() or "transparency" in image.info:
-        values = np.asarray(image.convert("RGBA"))[..., 3]
-    else:
-        values = np.asarray(image.convert("L"))
-    mask = Image.fromarray(((values > 127) * 255).astype(np.uint8)).resize(shape[::-1], Image.NEAREST)
-    return (np.asarray(mask) > 127).astype(np.float32)
-
-
-def check_range(name: str, value, low: float, high: float) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number, got {value!r}.") from None
-    if not (low <= value <= high) or math.isnan(value):
-        raise InputError(f"{name} must be between {low:g} and {high:g}, got {value:g}.")
-    return value
-
-
-def check_int(name: str, value, low: int, high: int) -> int:
-    number = check_range(name, value, low, high)
-    if number != int(number):
-        raise InputError(f"{name} must be a whole number, got {value!r}.")
-    return int(number)
-
-
-def check_choice(name: str, value, choices) -> str:
-    if value not in choices:
-        raise InputError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}.")
-    return value
 
 
 # ----------------------------------------------------------------------------- classifier input
@@ -165,12 +88,28 @@ def classifier_view(rgb: np.ndarray) -> np.ndarray:
     if foreground.any():
         rows, cols = np.nonzero(foreground.any(1))[0], np.nonzero(foreground.any(0))[0]
         gray = gray[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
-    side = max(gray.shape)
-    square = np.zeros((side, side), np.float32)
-    top, left = (side - gray.shape[0]) // 2, (side - gray.shape[1]) // 2
-    square[top:top + gray.shape[0], left:left + gray.shape[1]] = gray
-    resized = Image.fromarray(square, mode="F").resize((28, 28), Image.BOX if side > 28 else Image.BILINEAR)
-    return np.clip(np.asarray(resized, np.float32), 0.0, 1.0)
+    # Resize the crop first, then centre it on the 28x28 canvas: memory stays that of the crop.
+    height, width = gray.shape
+    scale = 28 / max(height, width)
+    size = (min(28, max(1, round(width * scale))), min(28, max(1, round(height * scale))))
+    resized = np.asarray(Image.fromarray(gray.astype(np.float32), mode="F")
+                         .resize(size, Image.BOX if scale < 1 else Image.BILINEAR), np.float32)
+    view = np.zeros((28, 28), np.float32)
+    top, left = (28 - size[1]) // 2, (28 - size[0]) // 2
+    view[top:top + size[1], left:left + size[0]] = resized
+    return np.clip(view, 0.0, 1.0)
+
+
+def label_rows(grid: np.ndarray, names, left: int) -> np.ndarray:
+    """(H, W) uint8 grid of len(names) equal blocks stacked vertically -> (H, left + W) with each
+    block's name written in the margin at its middle (white on the grid's gray)."""
+    from PIL import ImageDraw, ImageFont
+    canvas = Image.fromarray(np.pad(grid, ((0, 0), (left, 0)), constant_values=64))
+    draw, font = ImageDraw.Draw(canvas), ImageFont.load_default(size=22)
+    block = grid.shape[0] / len(names)
+    for i, name in enumerate(names):
+        draw.text((8, (i + 0.5) * block), name, fill=255, font=font, anchor="lm")
+    return np.asarray(canvas)
 
 
 def upscale(picture: np.ndarray, factor: int) -> np.ndarray:
@@ -209,7 +148,9 @@ class Restoration:
 
 # ----------------------------------------------------------------------------- the service
 
-GENERATE_BUCKETS = (16, 64)  # a request for fewer images is padded: one compile serves 1 to 16
+GENERATE_BUCKETS = (16, 64)
+ALL_CLASSES_COLUMNS = 16  # "All classes" wraps each class's images at this many columns
+CLASS_LABEL_WIDTH = 150  # pixels left of the "All classes" grid for the class names  # a request for fewer images is padded: one compile serves 1 to 16
 
 
 class Studio:
@@ -257,6 +198,7 @@ class Studio:
 
     def _latents(self, seed: int, count: int, truncation: float) -> np.ndarray:
         from .gan import sample_latents
+        truncation = None if truncation >= TRUNCATION_RANGE[1] else truncation
         return np.asarray(sample_latents(seed, count, self.latent_dim, truncation))
 
     def _generate(self, latents: np.ndarray, class_weights: np.ndarray) -> np.ndarray:
@@ -282,15 +224,17 @@ class Studio:
         count = check_int("Number of images", count, 1, MAX_IMAGES)
         truncation = check_range("Truncation", truncation, *TRUNCATION_RANGE)
         latents = self._latents(seed, count, truncation)
-        if class_name == ALL_CLASSES:
-            classes = len(self.class_names)
-            images = self._generate(np.tile(latents, (classes, 1)), self._one_hot(np.repeat(np.arange(classes), count)))
-            rows = classes
-        else:
+        if class_name != ALL_CLASSES:
             images = self._generate(latents, self._one_hot(np.full(count, self.class_names.index(class_name))))
-            rows = max(1, round(math.sqrt(count)))
-        grid = image_grid(images, rows=rows)
-        return upscale(grid, max(1, min(4, 1024 // grid.shape[1])))
+            grid = image_grid(images, rows=max(1, round(math.sqrt(count))))
+            return upscale(grid, max(1, min(4, 1024 // grid.shape[1])))
+        classes = len(self.class_names)
+        images = self._generate(np.tile(latents, (classes, 1)), self._one_hot(np.repeat(np.arange(classes), count)))
+        # One block per class, wrapped at ALL_CLASSES_COLUMNS images, its name on the left.
+        rows = -(-count // ALL_CLASSES_COLUMNS)
+        blocks = [image_grid(images[c * count:(c + 1) * count], rows=rows)[:-2] for c in range(classes)]
+        grid = upscale(np.concatenate(blocks + [blocks[0][:2] * 0 + 64]), 4)
+        return label_rows(grid, self.class_names, left=CLASS_LABEL_WIDTH)
 
     def interpolate(self, mode: str, class_name: str, seed_a, seed_b, frames, truncation) -> list[np.ndarray]:
         """Frames (each (112, 112) uint8) of a walk through the generator's inputs:
@@ -342,79 +286,81 @@ class Studio:
     # -- denoise ---------------------------------------------------------------------------------
 
     def denoise(self, rgb: np.ndarray, kind: str, level, seed, mask: np.ndarray | None = None,
-                already_noisy: bool = False) -> Restoration:
+                already_noisy: bool = False, original_size: tuple[int, int] | None = None) -> Restoration:
         """Corrupt a clean image (unless ``already_noisy``) and restore it with the autoencoder and
         with the classical baseline for that corruption; figures against the clean image.
 
         Colour images are restored one channel at a time (the model is grayscale); images with a
         long side over 512 pixels are first downscaled to it; the autoencoder, being fully
-        convolutional, runs at the image's own resolution."""
+        convolutional, runs at the image's own resolution (padded to its bucket).
+        ``original_size`` (width, height) is the uploaded file's, when the caller already reduced it."""
         check_choice("Corruption", kind, CORRUPTIONS)
         limits = GAUSSIAN_RANGE if kind == GAUSSIAN else SALT_PEPPER_RANGE
         level = check_range("Noise level" if kind == GAUSSIAN else "Amount", level, *limits)
         seed = check_int("Seed", seed, 0, MAX_SEED)
-        notes = []
+        original_size = original_size or (rgb.shape[1], rgb.shape[0])
         if max(rgb.shape[:2]) > DENOISE_MAX_SIDE:
             scale = DENOISE_MAX_SIDE / max(rgb.shape[:2])
             size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
             rgb = np.stack([np.asarray(Image.fromarray(rgb[..., c], mode="F").resize(size, Image.BOX)) for c in range(3)], -1)
-            notes.append(f"downscaled to {size[0]}x{size[1]} (the long side is capped at {DENOISE_MAX_SIDE} pixels)")
+        h, w = rgb.shape[:2]
+        notes = [f"{original_size[0]}x{original_size[1]}"]
+        if (w, h) != tuple(original_size):
+            notes.append(f"downscaled to {w}x{h} (the long side is capped at {DENOISE_MAX_SIDE} pixels)")
         colour = bool(np.abs(rgb - rgb.mean(-1, keepdims=True)).max() > 2 / 255)
-        # channels as a batch of grayscale images (N, H, W, 1)
+        # channels as a batch of grayscale images (N, H, W, 1), padded to the bucket's square
         clean = (np.moveaxis(rgb, -1, 0) if colour else to_gray(rgb)[None])[..., None].astype(np.float32)
-        clean = np.clip(clean, 0.0, 1.0)
+        clean = pad_to_bucket(np.clip(clean, 0.0, 1.0))
         notes.append("colour: each channel restored separately" if colour else "grayscale")
-        h, w = clean.shape[1:3]
 
         if kind == MASK:
             if mask is None or not np.any(mask):
                 raise InputError("Paint over the part of the image to mask (Brush mask), or choose another corruption.")
             mask = np.asarray(Image.fromarray(mask.astype(np.float32), mode="F").resize((w, h), Image.NEAREST)) > 0.5
-            mask = np.broadcast_to(mask[None, ..., None], clean.shape).astype(np.float32)
-
-        if already_noisy:
-            corrupted = clean
+            mask = np.broadcast_to(_pad_zeros(mask, clean.shape[1:3]), clean.shape).astype(np.float32)
         else:
-            corrupted = _corrupt(kind, jax.random.key(seed), clean, level, mask)
-        corrupted = np.asarray(corrupted, np.float32)
+            mask = np.zeros_like(clean)
 
-        padded = pad_to_bucket(corrupted)
-        restored = self._restore(padded)[:, :h, :w]
+        corrupted = clean if already_noisy else np.asarray(_corrupt(kind, jax.random.key(seed), clean, level, mask))
+        restored = self._restore(corrupted)
         if kind == GAUSSIAN:
             # The weights tuned at sigma 0.1 / 0.2 / 0.3, interpolated (and held beyond them).
             weight = float(np.interp(level, *self.tv_weights))
             baseline_name = f"total variation (weight {weight:.2f})"
-            baseline = np.asarray(baselines.tv_denoise(padded, weight))[:, :h, :w]
+            baseline = baselines.tv_denoise(corrupted, weight)
         elif kind == SALT_PEPPER:
             baseline_name = "3x3 median filter"
-            baseline = np.asarray(baselines.median_filter_3x3(padded))[:, :h, :w]
+            baseline = baselines.median_filter_3x3(corrupted)
         else:
             baseline_name = "harmonic inpainting (told the mask)"
-            baseline = np.asarray(baselines.harmonic_inpaint(padded, pad_to_bucket(mask)))[:, :h, :w]
+            baseline = baselines.harmonic_inpaint(corrupted, mask)
+        baseline = np.asarray(baseline)
 
         figures = []
         if not already_noisy:
-            estimates = np.stack([corrupted, baseline, restored])
+            psnrs, ssims = _quality(clean, np.stack([corrupted, baseline, restored]), h, w)
             with_ssim = min(h, w) >= 11  # SSIM's 11x11 window
-            psnrs, ssims = _quality(clean, estimates, with_ssim)
             for name, p_value, s_value in zip(("corrupted", baseline_name, "autoencoder"), psnrs, ssims):
                 figures.append([name, round(float(p_value), 2), round(float(s_value), 3) if with_ssim else None])
 
         def picture(batch):
-            channels = to_uint8(batch[..., 0])
+            channels = to_uint8(batch[:, :h, :w, 0])
             return np.moveaxis(channels, 0, -1) if colour else channels[0]
 
-        note = f"{w}x{h}, " + ", ".join(notes) + "; the autoencoder runs fully convolutionally at this resolution."
+        note = ", ".join(notes) + "; the autoencoder runs fully convolutionally at this resolution."
         return Restoration(picture(corrupted), picture(restored), picture(baseline), baseline_name, figures, note)
 
     def _restore(self, padded: np.ndarray) -> np.ndarray:
-        return np.asarray(self._restore_fn(padded))
+        """(N, S, S, 1) -> restored, one channel at a time: a 512x512 channel's activations take
+        ~110 MB, and three at once would triple a request's memory."""
+        return np.concatenate([np.asarray(self._restore_fn(channel[None])) for channel in padded])
 
 
 def _load_familiarity(directory: Path, card: dict):
     """The classifier's feature statistics (``imgjax eval cnn --write-card`` writes them), checked
     against the SHA-256 in its card."""
     from safetensors.numpy import load_file
+
     from .cnn import Familiarity
     info = card.get("metrics", {}).get("familiarity")
     if info is None:
@@ -434,23 +380,43 @@ def _corrupt(kind: str, key, clean, level, mask):
     return corruptions.apply_mask(clean, mask)
 
 
-@partial(jax.jit, static_argnames="with_ssim")
-def _quality(clean, estimates, with_ssim: bool):
-    """Mean PSNR and SSIM over the batch of each of the (K, N, H, W, 1) estimates, in one program."""
-    mean_psnr = jax.vmap(lambda e: psnr(clean, e).mean())(estimates)
-    if not with_ssim:
-        return mean_psnr, mean_psnr * 0
-    return mean_psnr, jax.vmap(lambda e: ssim(clean, e).mean())(estimates)
+@jax.jit
+def _quality(clean, estimates, height, width):
+    """Mean PSNR and SSIM over the batch of each of the (K, N, S, S, 1) estimates, counting only
+    the image's own (height, width) corner of its padded square: one program per bucket."""
+    size = clean.shape[1]
+    inside = lambda n, margin: ((jnp.arange(n)[:, None] < height - margin)
+                                & (jnp.arange(n)[None, :] < width - margin))[None, ..., None]
+    pixels = inside(size, 0)
+    windows = inside(size - 10, 10)  # SSIM's valid 11x11 windows that lie inside the image
+
+    def scores(estimate):
+        mse = jnp.sum(jnp.where(pixels, (clean - estimate) ** 2, 0.0)) / (jnp.sum(pixels) * clean.shape[0])
+        structural = jnp.sum(jnp.where(windows, ssim_map(clean, estimate), 0.0)) / jnp.maximum(
+            jnp.sum(windows) * clean.shape[0], 1)
+        return 10.0 * jnp.log10(1.0 / jnp.maximum(mse, 1e-12)), structural
+
+    return jax.vmap(scores)(estimates)
 
 
-def pad_to_bucket(images: np.ndarray, multiple: int = 64) -> np.ndarray:
-    """Pad (N, H, W, C) by reflection to the next multiple of ``multiple`` (28x28 stays as it is),
-    so that uploads of many sizes share a few compiled programs."""
+DENOISE_SIDES = (64, 128, 256, DENOISE_MAX_SIDE)
+
+
+def pad_to_bucket(images: np.ndarray) -> np.ndarray:
+    """Pad (N, H, W, C) by reflection to the smallest square of ``DENOISE_SIDES`` that holds it (28x28
+    stays as it is), so that uploads of any size share a few compiled programs."""
     h, w = images.shape[1:3]
     if (h, w) == (28, 28):
         return images
-    pad = ((0, 0), (0, -h % multiple), (0, -w % multiple), (0, 0))
-    return np.pad(images, pad, mode="symmetric")
+    side = next(s for s in DENOISE_SIDES if s >= max(h, w))
+    return np.pad(images, ((0, 0), (0, side - h), (0, side - w), (0, 0)), mode="symmetric")
+
+
+def _pad_zeros(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(H, W) -> (1, *shape, 1): the mask in the top-left corner of a square of zeros."""
+    out = np.zeros(shape, np.float32)
+    out[:mask.shape[0], :mask.shape[1]] = mask
+    return out[None, ..., None]
 
 
 def tv_weights_from_card(card: dict) -> tuple[list[float], list[float]]:
@@ -473,12 +439,17 @@ def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
     return (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)
 
 
+XLA_CACHE_MAX_BYTES = 512 * 2**20  # the page's bounded set of programs takes a small part of it
+
+
 def enable_compilation_cache(directory: str | None = None) -> Path:
     """Turn on JAX's persistent compilation cache (default ``~/.cache/imgjax/xla``, or
-    ``IMGJAX_XLA_CACHE``), keeping every program, so that a second start compiles nothing."""
+    ``IMGJAX_XLA_CACHE``), keeping every program up to ``XLA_CACHE_MAX_BYTES`` (least recently used
+    dropped first), so that a second start compiles nothing."""
     path = Path(directory or os.environ.get("IMGJAX_XLA_CACHE") or Path.home() / ".cache" / "imgjax" / "xla")
     path.mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    jax.config.update("jax_compilation_cache_max_size", XLA_CACHE_MAX_BYTES)
     return path

@@ -87,7 +87,7 @@ def test_checkpoints_are_small_enough_for_a_space():
         assert path.stat().st_size < 10 * 2**20, path
 
 
-def test_the_built_wheel_carries_the_studio_example_pictures(tmp_path):
+def test_the_built_wheel_carries_the_studio_example_pictures_and_script(tmp_path):
     # `pip install .` (not editable) installs from a wheel: the studio's example pictures must travel
     # in it, as a data-only package, and the build must not warn that setuptools would leave a folder out.
     import subprocess
@@ -98,5 +98,6 @@ def test_the_built_wheel_carries_the_studio_example_pictures(tmp_path):
     assert "would be ignored" not in result.stdout + result.stderr
     wheel, = tmp_path.glob("imgjax-*.whl")
     packed = {name for name in zipfile.ZipFile(wheel).namelist() if name.startswith("imgjax/assets/")}
-    assert packed == {f"imgjax/assets/{path.name}" for path in (ROOT / "imgjax" / "assets").glob("*.png")}
-    assert len(packed) == 10  # one example per class
+    assets = [path for pattern in ("*.png", "*.js") for path in (ROOT / "imgjax" / "assets").glob(pattern)]
+    assert packed == {f"imgjax/assets/{path.name}" for path in assets}
+    assert len(packed) == 11  # one example per class, and the page's script

@@ -10,11 +10,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+import awkward_images
 import numpy as np
 import pytest
 from PIL import Image
 
-import awkward_images
 from imgjax import checkpoint, data, service
 from imgjax.bench import CHROMIUM_FLAGS
 from imgjax.cnn import predict_probabilities
@@ -29,9 +29,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(port: int, xla_cache: Path, log: Path) -> subprocess.Popen:
+def _start(port: int, xla_cache: Path, log: Path, **environment) -> subprocess.Popen:
     """Launch app.py on ``port`` and return once it answers HTTP (failing with its log if it dies)."""
-    env = {**os.environ, "IMGJAX_XLA_CACHE": str(xla_cache), "GRADIO_ANALYTICS_ENABLED": "False"}
+    env = {**os.environ, "IMGJAX_XLA_CACHE": str(xla_cache), "GRADIO_ANALYTICS_ENABLED": "False", **environment}
     with open(log, "w") as out:
         process = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--mcp"], cwd=ROOT, env=env,
                                    stdout=out, stderr=subprocess.STDOUT)
@@ -54,11 +54,28 @@ def xla_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("xla")
 
 
+class Server(str):
+    """The server's URL, with its process, log and the folders it writes files to."""
+    process: subprocess.Popen
+    log: Path
+    uploads: Path  # Gradio's upload and output cache (GRADIO_TEMP_DIR)
+    temp: Path  # TMPDIR: the walks' GIFs
+
+
+CACHE_LIMIT_MB = 16  # the test server prunes its cache to this, every second
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, xla_cache):
-    port = _free_port()
-    process = _start(port, xla_cache, tmp_path_factory.mktemp("server") / "server.log")
-    yield f"http://127.0.0.1:{port}/"
+    port, folder = _free_port(), tmp_path_factory.mktemp("server")
+    (folder / "uploads").mkdir()
+    (folder / "tmp").mkdir()
+    log = folder / "server.log"
+    process = _start(port, xla_cache, log, GRADIO_TEMP_DIR=str(folder / "uploads"), TMPDIR=str(folder / "tmp"),
+                     IMGJAX_CACHE_MAX_MB=str(CACHE_LIMIT_MB), IMGJAX_PRUNE_EVERY_S="1")
+    url = Server(f"http://127.0.0.1:{port}/")
+    url.process, url.log, url.uploads, url.temp = process, log, folder / "uploads", folder / "tmp"
+    yield url
     process.terminate()
     process.wait(timeout=30)
 
@@ -197,9 +214,186 @@ def test_bad_inputs_get_clear_errors_and_the_server_keeps_serving(client, tmp_pa
         assert _classify(client, ASSETS / "example_1_trouser.png") == "Trouser"  # still serving
 
 
-def test_browser_generate_classify_denoise(server, tmp_path):
-    """Open the page in headless chromium: each tab arrives with its pictures (the default grid and
-    walk, a classified and a restored example); then click through the three tabs and see them change."""
+def _call_raw(server, api_name: str, body: str) -> tuple[str, object]:
+    """POST a JSON body as any HTTP client can (inline data, NaN, wrong types) to /gradio_api/call;
+    returns the event ("complete" or "error") and its data, or ("http <status>", text)."""
+    import json
+
+    import httpx
+    reply = httpx.post(f"{server}gradio_api/call/{api_name}", content=body, timeout=60,
+                       headers={"content-type": "application/json"})
+    if reply.status_code != 200:
+        return f"http {reply.status_code}", reply.text
+    with httpx.stream("GET", f"{server}gradio_api/call/{api_name}/{reply.json()['event_id']}", timeout=120) as events:
+        lines = "".join(events.iter_text()).strip().splitlines()
+    event = next(line.split(": ", 1)[1] for line in lines if line.startswith("event: "))
+    return event, json.loads(next(line.split(": ", 1)[1] for line in lines if line.startswith("data: ")))
+
+
+def _inline(png: bytes) -> dict:
+    import base64
+    return {"path": None, "url": "data:image/png;base64," + base64.b64encode(png).decode(),
+            "meta": {"_type": "gradio.FileData"}}
+
+
+def _png_bytes(array: np.ndarray) -> bytes:
+    import io
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _vm_peak_mb(process) -> float:
+    """The server's peak resident memory so far (Linux's VmHWM), in MB."""
+    line = next(l for l in Path(f"/proc/{process.pid}/status").read_text().splitlines() if l.startswith("VmHWM"))
+    return int(line.split()[1]) / 1024
+
+
+def test_every_route_keeps_the_size_and_pixel_limits(server, client, tmp_path):
+    """Uploads, inline data: URLs and editor layers are all refused from the header when they are too
+    large, too many pixels or a long thin strip, before anything is decoded."""
+    import json
+
+    from gradio_client import handle_file
+    Image.fromarray(np.zeros((8, 30000), np.uint8)).save(tmp_path / "strip.png")  # 325 bytes, 240k pixels
+    with pytest.raises(Exception, match="strip more than 20 times longer"):
+        client.predict(handle_file(str(tmp_path / "strip.png")), api_name="/classify")
+    bomb = _png_bytes(np.zeros((7000, 7000), np.uint8))  # 49 MP in 60 kB
+    event, reply = _call_raw(server, "classify", json.dumps({"data": [_inline(bomb)]}))
+    assert event == "error" and "too large (7000x7000 pixels)" in reply["error"]
+    big = _png_bytes(np.random.default_rng(0).integers(0, 255, (1900, 1900, 3), np.uint8))  # 10.3 MB of noise
+    assert len(big) > 10 * 2**20
+    event, reply = _call_raw(server, "classify", json.dumps({"data": [_inline(big)]}))
+    assert event == "error" and "larger than 10 MB" in reply["error"]
+    small = _png_bytes(np.asarray(Image.open(ASSETS / "example_9_ankle-boot.png")))
+    event, reply = _call_raw(server, "classify", json.dumps({"data": [_inline(small)]}))
+    assert event == "complete" and reply[0]["label"] == "Ankle boot"  # inline data itself is fine
+    (tmp_path / "layer.png").write_bytes(bomb)  # a brush-mask layer far larger than its image
+    editor = {"background": handle_file(str(ASSETS / "example_9_ankle-boot.png")),
+              "layers": [handle_file(str(tmp_path / "layer.png"))], "composite": None}
+    with pytest.raises(Exception, match=r"too large \(7000x7000 pixels\)"):
+        client.predict(editor, service.MASK, 0.2, 0, False, api_name="/denoise")
+    event, reply = _call_raw(server, "generate", json.dumps({"data": ["x" * (17 * 2**20)]}))
+    assert event == "http 413" and "at most 16 MB" in reply
+
+
+def test_worst_allowed_inputs_at_once_stay_under_the_memory_budget(server, client, tmp_path):
+    """The largest inputs the limits allow (25 MP in RGBA, 16-bit and float, a 20:1 strip), sent to
+    every image route at once, twice over: the server's peak memory stays under 1.5 GB."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gradio_client import handle_file
+    y, x = np.mgrid[0:5000, 0:5000]
+    rgba = np.stack([x % 256, y % 256, (x + y) % 256, np.full_like(x, 255)], -1).astype(np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    Image.fromarray(((x * 13 + y) % 65536).astype(np.uint16)).save(tmp_path / "gray16.png")
+    Image.fromarray((x % 97 / 97).astype(np.float32), "F").save(tmp_path / "float.tiff", compression="tiff_adobe_deflate")
+    Image.fromarray((np.mgrid[0:1000, 0:20000][1] % 256).astype(np.uint8)).save(tmp_path / "strip.png")
+    layer = np.zeros((5000, 5000, 4), np.uint8)
+    layer[2000:3000, 2000:3000] = 255  # a painted square on a transparent layer
+    Image.fromarray(layer, "RGBA").save(tmp_path / "layer.png")
+    files = [str(tmp_path / name) for name in ("rgba.png", "gray16.png", "float.tiff", "strip.png")]
+    assert all(Path(f).stat().st_size < 10 * 2**20 for f in files)
+    editor = lambda f: {"background": handle_file(f), "layers": [handle_file(str(tmp_path / "layer.png"))],
+                        "composite": None}
+    calls = [lambda f=f: client.predict(handle_file(f), api_name="/classify") for f in files]
+    calls += [lambda f=f: client.predict(editor(f), service.MASK, 0.2, 0, False, api_name="/denoise") for f in files[:3]]
+    calls += [lambda f=f: client.predict({"background": None, "layers": [], "composite": handle_file(f)},
+                                         api_name="/classify_sketch") for f in files[:2]]
+    with ThreadPoolExecutor(len(calls) * 2) as pool:
+        results = list(pool.map(lambda call: call(), calls * 2))
+    assert all(result is not None for result in results)
+    assert _vm_peak_mb(server.process) < 1500
+
+
+def test_new_image_sizes_reuse_compiled_programs(server, client, xla_cache, tmp_path):
+    """Forty image sizes in one bucket (sides 30 to 64) compile one bucket's programs, not forty."""
+    from gradio_client import handle_file
+    before = {p.name for p in xla_cache.iterdir()}
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        size = (30 + i % 35, 64 - i % 33)
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(rng.integers(0, 255, size[::-1], np.uint8)).save(path)
+        client.predict({"background": handle_file(str(path)), "layers": [], "composite": None},
+                       service.GAUSSIAN, 0.1, i, False, api_name="/denoise")
+    # each program is stored as <name>-<hash>-cache with an -atime file beside it
+    added = {name.rsplit("-", 1)[0] for name in {p.name for p in xla_cache.iterdir()} - before}
+    assert len(added) <= 4, sorted(added)  # corruption, model, baseline, scores at the 64x64 bucket
+
+
+def test_uploads_and_outputs_stay_within_the_cache_limit(server, client, tmp_path):
+    """One request carries at most 16 MB, however many files; the upload and output cache is pruned
+    to its limit (16 MB on the test server), and the walks' GIFs share one pruned folder."""
+    import httpx
+    chunk = os.urandom(2**20)
+    many = [("files", (f"{i}.png", chunk)) for i in range(20)]
+    assert httpx.post(f"{server}gradio_api/upload", files=many, timeout=60).status_code == 413
+    for request in range(6):
+        reply = httpx.post(f"{server}gradio_api/upload", timeout=60,
+                           files=[("files", (f"{request}-{i}.png", os.urandom(2**20))) for i in range(8)])
+        assert reply.status_code == 200
+    for seed in range(3):
+        client.predict(service.INTERPOLATE_SEEDS, "Coat", seed, seed + 1, 4, 1.0, api_name="/interpolate")
+    size = lambda: sum(f.stat().st_size for f in server.uploads.rglob("*") if f.is_file())
+    deadline = time.monotonic() + 30
+    while size() > CACHE_LIMIT_MB * 2**20 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert size() <= CACHE_LIMIT_MB * 2**20
+    assert [p.name for p in server.temp.iterdir() if "gif" in p.name] == ["imgjax-gifs"]
+
+
+def test_bad_values_get_messages_that_name_them(server, tmp_path):
+    """Wrong types, NaN, a wrong argument count or a malformed editor payload: each message names
+    the input and says what it takes; a fractional seed is refused as a fractional count is."""
+    import json
+    sneaker = _inline(_png_bytes(np.asarray(Image.open(ASSETS / "example_7_sneaker.png"))))
+    cases = [
+        ('{"data": ["Sneaker", "abc", 4, 1.0]}', "generate", "Seed must be a number; got 'abc'"),
+        ('{"data": ["Sneaker", null, 4, 1.0]}', "generate", "Seed must be a number between 0 and 2147483647"),
+        ('{"data": ["Sneaker", NaN, 4, 1.0]}', "generate", "Seed must be between 0 and 2147483647, got nan"),
+        ('{"data": ["Sneaker", 1.5, 4, 1.0]}', "generate", "Seed must be a whole number, got 1.5"),
+        ('{"data": ["Sneaker", 1, 1.5, 1.0]}', "generate", "Number of images must be a whole number, got 1.5"),
+        ('{"data": ["Sneaker", 1]}', "generate", "takes 4 values"),
+        ('{"data": [{"background": 5}, "Gaussian noise", 0.2, 0, false]}', "denoise", "must be background and"),
+        (json.dumps({"data": [{"background": sneaker, "layers": "x"}, "Gaussian noise", 0.2, 0, False]}), "denoise",
+         "layers a list of files"),
+        (json.dumps({"data": [sneaker, 1]}), "classify", "takes 1 values"),
+        (json.dumps({"data": [{"background": sneaker, "layers": [], "composite": None}, "Gaussian noise", 0.2, 0,
+                              "yes"]}), "denoise", "must be true or false"),
+    ]
+    for body, api_name, message in cases:
+        event, reply = _call_raw(server, api_name, body)
+        assert event == "error" and message in (reply["error"] or ""), (body[:80], reply)
+    Image.fromarray(np.full((64, 64), np.nan, np.float32), "F").save(tmp_path / "nan.tiff")
+    from gradio_client import Client, handle_file
+    with pytest.raises(Exception, match="not numbers"):
+        Client(server, verbose=False).predict(handle_file(str(tmp_path / "nan.tiff")), api_name="/classify")
+
+
+def test_a_bad_file_gets_one_plain_message_on_every_tab(server, client, tmp_path):
+    """The same broken files give the same words on Classify, Draw and Denoise, with no server paths
+    and no exception names."""
+    from gradio_client import handle_file
+    files = awkward_images.unusable(tmp_path, ASSETS / "example_7_sneaker.png")
+    for name in ("not_an_image.png", "truncated.png", "bomb.png"):
+        upload = handle_file(str(files[name]))
+        messages = []
+        for call in (lambda f=upload: client.predict(f, api_name="/classify"),
+                     lambda f=upload: client.predict({"background": None, "layers": [], "composite": f},
+                                                     api_name="/classify_sketch"),
+                     lambda f=upload: client.predict({"background": f, "layers": [], "composite": None},
+                                                     service.GAUSSIAN, 0.2, 0, False, api_name="/denoise")):
+            with pytest.raises(Exception) as refused:
+                call()
+            messages.append(str(refused.value))
+        assert len(set(messages)) == 1, messages
+        assert "/" not in messages[0] and "Error" not in messages[0], messages[0]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium driven by Playwright (never a downloaded browser)."""
     playwright = pytest.importorskip("playwright.sync_api")
     chromium = shutil.which("chromium")
     if chromium is None:
@@ -208,44 +402,138 @@ def test_browser_generate_classify_denoise(server, tmp_path):
         pytest.skip("Debian's chromium is not installed (apt install chromium)")
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1600})
-        page.goto(server)
-
-        generated = page.locator("#generated img")
-        generated.wait_for(timeout=30_000)  # no click: the default grid comes with the page
-        assert generated.evaluate("img => img.complete && img.naturalWidth") == 488  # 4x4 grid, x4
-        seed = page.get_by_label("Seed", exact=True)
-        seed.fill("7")
-        seed.press("Tab")
-        arrival = generated.get_attribute("src")
-        page.get_by_role("button", name="Generate", exact=True).click()
-        page.wait_for_function("src => document.querySelector('#generated img').src !== src", arg=arrival,
-                               timeout=30_000)
-        assert generated.evaluate("img => img.complete && img.naturalWidth") == 488
-        walk = page.locator("#frames img")
-        walk.wait_for(timeout=30_000)  # the default walk comes with the page too
-        arrival = walk.get_attribute("src")
-        page.get_by_label("Second seed", exact=True).fill("5")
-        page.get_by_label("Second seed", exact=True).press("Tab")
-        page.get_by_role("button", name="Interpolate", exact=True).click()
-        page.wait_for_function("src => document.querySelector('#frames img').src !== src", arg=arrival,
-                               timeout=30_000)
-        page.screenshot(path=str(tmp_path / "generate.png"), full_page=True)
-
-        page.get_by_role("tab", name="Classify").click()
-        page.locator("#verdict", has_text="Ankle boot (").wait_for(timeout=30_000)  # the arrival example
-        page.locator("#classify-examples button").nth(7).click()  # example_7_sneaker.png
-        page.get_by_role("button", name="Classify", exact=True).click()
-        page.locator("#verdict", has_text="Sneaker (").wait_for(timeout=30_000)
-        page.screenshot(path=str(tmp_path / "classify.png"), full_page=True)
-
-        page.get_by_role("tab", name="Denoise").click()
-        page.locator("#scores", has_text="total variation").wait_for(timeout=30_000)  # Gaussian, on arrival
-        page.locator("#denoise-examples button").nth(2).click()  # example_2_pullover.png
-        page.get_by_label("Salt and pepper").check()
-        page.get_by_role("button", name="Corrupt and restore").click()
-        page.locator("#scores", has_text="median filter").wait_for(timeout=30_000)
-        page.screenshot(path=str(tmp_path / "denoise.png"), full_page=True)
-        for row in ("corrupted", "autoencoder"):
-            assert row in page.locator("#scores").inner_text()
+        yield browser
         browser.close()
+
+
+# Waits until the picture in ``selector`` differs from ``before`` and has loaded: what the test asserts.
+NEW_PICTURE = """([selector, before]) => { const img = document.querySelector(selector);
+    return img && img.src !== before && img.complete && img.naturalWidth > 0; }"""
+
+
+def test_browser_generate_classify_denoise(server, browser, tmp_path):
+    """Open the page in headless chromium: each tab arrives with its pictures (the default grid and
+    walk, a classified and a restored example); then click through the three tabs and see them change."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1600})
+    page.goto(server)
+
+    generated = page.locator("#generated img")
+    generated.wait_for(timeout=30_000)  # no click: the default grid comes with the page
+    page.wait_for_function(NEW_PICTURE, arg=["#generated img", ""], timeout=30_000)
+    assert generated.evaluate("img => img.naturalWidth") == 488  # 4x4 grid, x4
+    seed = page.get_by_label("Seed", exact=True)
+    seed.fill("7")
+    seed.press("Tab")
+    arrival = generated.get_attribute("src")
+    page.get_by_role("button", name="Generate", exact=True).click()
+    page.wait_for_function(NEW_PICTURE, arg=["#generated img", arrival], timeout=30_000)
+    assert generated.evaluate("img => img.naturalWidth") == 488
+    walk = page.locator("#frames img")
+    walk.wait_for(timeout=30_000)  # the default walk comes with the page too
+    arrival = walk.get_attribute("src")
+    page.get_by_label("Second seed", exact=True).fill("5")
+    page.get_by_label("Second seed", exact=True).press("Tab")
+    page.get_by_role("button", name="Interpolate", exact=True).click()
+    page.wait_for_function(NEW_PICTURE, arg=["#frames img", arrival], timeout=30_000)
+    page.get_by_label("Across classes (same style)").check()  # a tour keeps one seed: no second seed
+    page.get_by_label("Second seed", exact=True).wait_for(state="hidden", timeout=10_000)
+    page.screenshot(path=str(tmp_path / "generate.png"), full_page=True)
+
+    page.get_by_role("tab", name="Classify").click()
+    page.locator("#verdict", has_text="Ankle boot (").wait_for(timeout=30_000)  # the arrival example
+    page.locator("#classify-examples button").nth(7).click()  # example_7_sneaker.png: classified at once
+    page.locator("#verdict", has_text="Sneaker (").wait_for(timeout=30_000)
+    page.screenshot(path=str(tmp_path / "classify.png"), full_page=True)
+
+    page.get_by_role("tab", name="Denoise").click()
+    page.locator("#scores", has_text="total variation").wait_for(timeout=30_000)  # Gaussian, on arrival
+    page.locator("#denoise-examples button").nth(2).click()  # example_2_pullover.png
+    page.get_by_label("Salt and pepper").check()
+    page.get_by_role("button", name="Corrupt and restore").click()
+    page.locator("#scores", has_text="median filter").wait_for(timeout=30_000)
+    for row in ("corrupted", "autoencoder"):
+        assert row in page.locator("#scores").inner_text()
+    page.get_by_label("Brush mask").check()  # the level does not apply to a mask
+    page.get_by_label("Level: noise sigma, or salt-and-pepper amount").wait_for(state="hidden", timeout=10_000)
+    page.screenshot(path=str(tmp_path / "denoise.png"), full_page=True)
+    page.close()
+
+
+def _choose_file(page, selector: str, path: Path, expected) -> None:
+    """Give the file input ``selector`` a file until ``expected`` (a locator) shows: an input the page
+    replaces while its editor starts up drops a file chosen at that moment, which no user can do."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    deadline = time.monotonic() + 30
+    while True:
+        page.locator(selector).set_input_files(str(path))
+        try:
+            expected.wait_for(timeout=2_000)
+            return
+        except PlaywrightTimeout:
+            if time.monotonic() > deadline:
+                raise
+
+
+def test_browser_refusals_end_in_a_message_and_a_usable_page(server, browser, tmp_path):
+    """A file over 10 MB or 25 megapixels is refused in the browser with a message (Gradio's upload
+    otherwise spins for good on the server's 413); a broken file's message shows above the results;
+    the sketchpad draws at once; the page goes on working."""
+    Image.new("L", (6000, 4500)).save(tmp_path / "27mp.png")  # 27 MP in 26 kB
+    (tmp_path / "11mb.png").write_bytes(b"\x89PNG" + os.urandom(11 * 2**20))
+    (tmp_path / "text.png").write_text("not a picture\n" * 20)
+    page = browser.new_page(viewport={"width": 1280, "height": 1400})
+    page.goto(server)
+    page.get_by_role("tab", name="Classify").click()
+    page.locator("#verdict", has_text="Ankle boot (").wait_for(timeout=30_000)
+    _choose_file(page, "#classify-input input[type=file]", tmp_path / "text.png",
+                 page.locator("#classify-status", has_text="That file is not an image"))
+    assert "Ankle boot" not in page.locator("#verdict").inner_text()  # the old verdict went with its image
+    page.get_by_role("tab", name="Draw").click()
+    canvas = page.locator("#sketch canvas").first
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.2)
+    page.mouse.down()  # no tool chosen first: the sketchpad opens ready to draw
+    page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.8, steps=12)
+    page.mouse.up()
+    page.get_by_role("button", name="Classify drawing").click()
+    page.locator("#verdict", has_text="%").wait_for(timeout=30_000)
+
+    page.get_by_role("tab", name="Denoise").click()
+    page.locator("#scores", has_text="total variation").wait_for(timeout=30_000)
+    for name, message in (("11mb.png", "larger than 10 MB"), ("27mp.png", "too large (6000x4500 pixels)")):
+        _choose_file(page, "#denoise-input input[type=file]", tmp_path / name,
+                     page.locator("#imgjax-alert", has_text=message))
+    page.locator("#denoise-examples button").nth(2).click()
+    page.get_by_label("Salt and pepper").check()
+    page.get_by_role("button", name="Corrupt and restore").click()
+    page.locator("#scores", has_text="median filter").wait_for(timeout=30_000)
+    page.close()
+
+
+@pytest.mark.parametrize("viewport", [{"width": 1280, "height": 1000}, {"width": 390, "height": 844}],
+                         ids=["desktop", "phone"])
+def test_browser_every_tab_passes_wcag_21_aa_checks(server, browser, viewport):
+    """axe-core (bundled with the axe-playwright-python package) finds no WCAG 2.1 A or AA violation
+    on any tab, at desktop and phone sizes: names for every control and image, 4.5:1 contrast."""
+    import axe_playwright_python
+    axe = (Path(axe_playwright_python.__file__).parent / "axe.min.js").read_text()
+    page = browser.new_page(viewport=viewport)
+    page.goto(server)
+    page.locator("#generated img").wait_for(timeout=30_000)
+    for tab, ready in (("Generate", "#frames img"), ("Classify", "#verdict p"), ("Denoise", "#scores table")):
+        page.get_by_role("tab", name=tab).click()
+        page.locator(ready).first.wait_for(timeout=30_000)
+        page.evaluate(axe)
+        report = page.evaluate("axe.run(document, {runOnly: {type: 'tag', "
+                               "values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}})")
+        violations = [(v["id"], [n["target"] for n in v["nodes"][:3]]) for v in report["violations"]]
+        assert not violations, (tab, violations)
+    page.close()
+
+
+def test_user_errors_log_one_line_without_a_traceback(server):
+    """After every refusal above, the log holds one line per refused request and no traceback
+    (tracebacks are for bugs)."""
+    log = server.log.read_text()
+    assert log.count("imgjax: refused") >= 20
+    assert "Traceback" not in log, log[log.index("Traceback") - 300:][:3000]

@@ -1,0 +1,107 @@
+// imgjax studio, in the browser: checks and repairs that run before and beside Gradio's own code.
+(() => {
+  const MAX_BYTES = 10 * 1024 * 1024;  // user_input.MAX_FILE_BYTES
+  const MAX_PIXELS = 25e6;  // user_input.MAX_PIXELS
+
+  // One message line at the top of the page for files refused here (role=alert: read out at once).
+  function show(message) {
+    let box = document.getElementById("imgjax-alert");
+    if (!box) {
+      box = document.createElement("div");
+      box.id = "imgjax-alert";
+      box.setAttribute("role", "alert");
+      box.addEventListener("click", () => show(""));
+      document.body.prepend(box);
+    }
+    box.textContent = message ? `⚠️ ${message} (click to close)` : "";
+    box.hidden = !message;
+  }
+
+  // Why a chosen file cannot be sent, or null. Too large a file makes the server answer 413, which
+  // Gradio's upload does not catch (the page then spins for good); too many pixels makes the image
+  // editor export a huge canvas first.
+  async function problem(file) {
+    if (file.size > MAX_BYTES) return "That file is larger than 10 MB: send a smaller one (PNG or JPEG).";
+    if (!file.type.startsWith("image/")) return null;  // the server says what is wrong with it
+    const url = URL.createObjectURL(file);
+    try {
+      const image = new Image();
+      const loaded = new Promise((resolve) => { image.onload = image.onerror = resolve; });
+      image.src = url;
+      await loaded;
+      const [width, height] = [image.naturalWidth, image.naturalHeight];
+      if (width * height > MAX_PIXELS) {
+        return `That image is too large (${width}x${height} pixels): at most 25 megapixels. Downscale it first.`;
+      }
+    } finally {
+      URL.revokeObjectURL(url);
+    }
+    return null;
+  }
+
+  // File inputs and drops are held in the capture phase, checked, then passed on to Gradio unchanged;
+  // a refused file is dropped with its message.
+  const checked = new WeakSet();
+  async function hold(event, files, passOn, refuse) {
+    if (checked.has(event) || !files || !files.length) return;
+    event.preventDefault();
+    event.stopImmediatePropagation();
+    for (const file of files) {
+      const reason = await problem(file);
+      if (reason) return refuse(reason);
+    }
+    show("");
+    passOn();
+  }
+  document.addEventListener("change", (event) => {
+    const input = event.target;
+    if (!(input instanceof HTMLInputElement) || input.type !== "file") return;
+    hold(event, input.files, () => {
+      const again = new Event("change", { bubbles: true });
+      checked.add(again);
+      input.dispatchEvent(again);
+    }, (reason) => { input.value = ""; show(reason); });
+  }, true);
+  document.addEventListener("drop", (event) => {
+    const files = event.dataTransfer?.files;
+    hold(event, files, () => {
+      const transfer = new DataTransfer();
+      for (const file of files) transfer.items.add(file);
+      const again = new DragEvent("drop", { bubbles: true, cancelable: true, dataTransfer: transfer });
+      checked.add(again);
+      event.target.dispatchEvent(again);
+    }, show);
+  }, true);
+
+  // Names for controls Gradio leaves unnamed, and markup axe-core flags (WCAG 2.1 AA).
+  function repair() {
+    for (const item of document.querySelectorAll(".gallery-item:not([aria-label])")) {
+      const name = (item.querySelector("img")?.getAttribute("src") || "").match(/example_\d+_([a-z-]+)\.png/);
+      if (name) item.setAttribute("aria-label", `Example: ${name[1].replace(/-/g, " ")}`);
+    }
+    for (const meter of document.querySelectorAll("meter[aria-valuenow]")) {
+      for (const name of ["aria-valuemin", "aria-valuemax", "aria-valuenow"]) meter.removeAttribute(name);
+    }
+    for (const icon of document.querySelectorAll("svg[id='icon']")) icon.removeAttribute("id");
+    for (const button of document.querySelectorAll(".image-container > button:not([aria-label])")) {
+      const label = button.closest(".block")?.querySelector("[data-testid='block-label']")?.textContent?.trim();
+      button.setAttribute("aria-label", `Enlarge: ${label || "image"}`);
+    }
+  }
+  // The sketchpad opens ready to draw and stays so after Clear: its brush is chosen whenever no tool is.
+  function brushReady() {
+    const sketch = document.getElementById("sketch");
+    if (!sketch || !sketch.offsetParent) return;  // not on screen
+    const tools = [...sketch.querySelectorAll("button")]
+      .filter((b) => ["Brush", "Erase", "Pan"].includes(b.getAttribute("aria-label")));
+    if (tools.length && !tools.some((b) => b.classList.contains("highlight"))) {
+      tools.find((b) => b.getAttribute("aria-label") === "Brush")?.click();
+    }
+  }
+  document.addEventListener("click", (event) => {
+    if (event.target.closest?.("[role=tab], #sketch button[aria-label='Clear canvas']")) setTimeout(brushReady, 50);
+  });
+
+  new MutationObserver(() => { repair(); brushReady(); })
+    .observe(document.documentElement, { subtree: true, childList: true });
+})();

@@ -1,0 +1,284 @@
+"""The studio's defences at the Gradio boundary: every route into the server keeps the same limits
+and answers a bad request with one plain sentence.
+
+* ``BodyLimit``: an ASGI middleware refusing any request body over ``MAX_BODY_BYTES`` (uploads,
+  JSON with inline ``data:`` images, editor blobs), before it is read into memory.
+* ``guard_api``: wraps the page's ``process_api`` so that a wrong argument count or a value of the
+  wrong type gets a message naming the input, and user errors log one line instead of a traceback.
+* ``raw_image`` / ``raw_editor``: image inputs hand the service the uploaded bytes or file, never
+  an image Gradio decoded (the service decodes within its limits).
+* ``prune_cache``: keeps Gradio's upload and output cache under an age and a size.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+import gradio as gr
+import pydantic
+
+from .user_input import MAX_FILE_BYTES, TOO_BIG_FILE, InputError, shown
+
+MAX_BODY_BYTES = 16 * 2**20  # one request: a 10 MB file with its multipart or base64 overhead
+MAX_PENDING_BLOBS = 64  # editor images sent ahead of a click, kept per editor (oldest dropped)
+log = logging.getLogger("imgjax.studio")
+
+
+# ----------------------------------------------------------------------------- request bodies
+
+class BodyLimit:
+    """ASGI middleware: 413 for a request whose body exceeds ``max_bytes`` (declared or streamed)."""
+
+    def __init__(self, app, max_bytes: int = MAX_BODY_BYTES):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            return await self._refuse(send)
+        received, started, refused = 0, False, False
+
+        async def limited_receive():
+            nonlocal received, refused
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    refused = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def tracking_send(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                if refused:
+                    return
+                started = True
+            if not refused:
+                await send(message)
+
+        await self.app(scope, limited_receive, tracking_send)
+        if refused and not started:
+            await self._refuse(send)
+
+    async def _refuse(self, send):
+        body = json.dumps({"detail": f"Request too large: at most {self.max_bytes // 2**20} MB."}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+# ----------------------------------------------------------------------------- user errors
+
+def user_error(message: str, where: str = "") -> gr.Error:
+    """The gr.Error a user sees for ``message``; logged as one line, without a traceback."""
+    log.info("refused%s: %s", f" {where}" if where else "", message)
+    return gr.Error(message, title="Input problem", print_exception=False)
+
+
+def _label(component) -> str:
+    return str(component.label or type(component).__name__)
+
+
+def _is_file(value) -> bool:
+    return isinstance(value, dict) and (isinstance(value.get("path"), str) or isinstance(value.get("url"), str))
+
+
+def _check_value(component, value) -> str | None:
+    """Why ``value`` cannot be a payload of ``component``, or None when its shape is right (the
+    service checks ranges and choices itself)."""
+    if value is None:
+        return None
+    if isinstance(component, gr.ImageEditor):
+        if not isinstance(value, dict) or not set(value) <= {"background", "layers", "composite", "id"}:
+            return "an object with keys background, layers and composite"
+        parts = [value.get("background"), value.get("composite"), *(value.get("layers") or [])]
+        if not isinstance(value.get("layers") or [], list) or not all(p is None or _is_file(p) for p in parts):
+            return "background and composite each a file (or null), layers a list of files"
+        return None
+    if isinstance(component, gr.Image):
+        return None if _is_file(value) else "a file: {\"path\": ...} from an upload, or {\"url\": \"data:...\"}"
+    if isinstance(component, (gr.Number, gr.Slider)):
+        return None if isinstance(value, (int, float)) and not isinstance(value, bool) else "a number"
+    if isinstance(component, gr.Checkbox):
+        return None if isinstance(value, bool) else "true or false"
+    if isinstance(component, (gr.Radio, gr.Dropdown)):
+        return None if isinstance(value, str) else "one of the listed choices (a string)"
+    return None
+
+
+def _fits_data_model(component, value) -> bool:
+    model = getattr(component, "data_model", None)
+    if model is None or value is None:
+        return True
+    try:
+        model.model_validate(value, context={"validate_meta": True})
+        return True
+    except pydantic.ValidationError:
+        return False
+
+
+def guard_api(demo: gr.Blocks) -> None:
+    """Check each request's arguments before Gradio processes them, and turn the errors Gradio
+    raises for hostile payloads into plain messages (no exception names, no server paths)."""
+    process_api = demo.process_api
+
+    async def checked_process_api(block_fn, inputs, *args, **kwargs):
+        fn = demo.fns[block_fn] if isinstance(block_fn, int) else block_fn
+        where = f"/{fn.api_name}" if fn.api_name else (fn.name or "")
+        components = list(fn.inputs)
+        if not isinstance(inputs, list) or len(inputs) != len(components):
+            names = ", ".join(_label(c) for c in components)
+            got = len(inputs) if isinstance(inputs, list) else type(inputs).__name__
+            raise user_error(f"{where or 'This action'} takes {len(components)} values ({names}); got {got}.", where)
+        for component, value in zip(components, inputs):
+            problem = _check_value(component, value)
+            if problem is not None:
+                raise user_error(f"{_label(component)} must be {problem}; got {shown(value)}.", where)
+        try:
+            return await process_api(block_fn, inputs, *args, **kwargs)
+        except gr.exceptions.ComponentProcessingError as error:
+            if isinstance(error.__cause__, InputError):  # raised by raw_image / raw_editor
+                raise user_error(str(error.__cause__), where) from None
+            raise user_error(f"{_label(next(iter(components)))} is not in the form this input takes.", where) from None
+        except pydantic.ValidationError:
+            label = next((_label(c) for c, v in zip(components, inputs) if not _fits_data_model(c, v)), "A value")
+            raise user_error(f"{label} is not in the form this input takes (see the page's API description).",
+                             where) from None
+        except gr.exceptions.InvalidPathError:
+            raise user_error("That file is not one this server was sent: upload it first.", where) from None
+        except InputError as error:
+            raise user_error(str(error), where) from None
+        except gr.Error as error:
+            if error.print_exception:  # Gradio's own checks: the user's error, logged as such
+                log.info("refused %s: %s", where, error.message)
+                error.print_exception = False
+            raise
+
+    demo.process_api = checked_process_api
+
+
+# ----------------------------------------------------------------------------- image payloads
+
+def _source(file) -> str | io.BytesIO | bytes | None:
+    """A FileData (upload or inline ``data:`` URL) or editor blob -> what user_input.open_image reads."""
+    if file is None:
+        return None
+    if isinstance(file, bytes):
+        return file
+    url = getattr(file, "url", None) or ""
+    if url.startswith("data:"):
+        encoded = url.partition(",")[2]
+        if len(encoded) > (MAX_FILE_BYTES * 4) // 3 + 4:
+            raise InputError(TOO_BIG_FILE)
+        try:
+            return base64.b64decode(encoded, validate=False)
+        except (binascii.Error, ValueError):
+            raise InputError("The inline image is not valid base64 data.") from None
+    return file.path
+
+
+def raw_image(component: gr.Image) -> gr.Image:
+    """``component`` handing its function the upload's path (or inline bytes) without decoding it.
+    Wrapped on the instance: subclassing a component would make Gradio write a type stub."""
+    component.preprocess = lambda payload: _source(payload)
+    return component
+
+
+def raw_editor(component: gr.ImageEditor) -> gr.ImageEditor:
+    """``component`` handing its function {"background", "layers", "composite"} as paths or bytes,
+    and keeping the blobs the browser sends ahead within the file limit and a bounded store."""
+    storage = component.blob_storage
+
+    def preprocess(payload):
+        if payload is None:
+            return None
+        parts = payload
+        if payload.id is not None:
+            parts = storage.pop(payload.id, None) or payload
+        layers = [_source(layer) for layer in (parts.layers or []) if layer is not None]
+        return {"background": _source(parts.background), "layers": layers, "composite": _source(parts.composite)}
+
+    accept = component.accept_blobs
+
+    def accept_blobs(data):
+        kind, index = data.data.get("type"), data.data.get("index")
+        file = data.files[0][1] if data.files else b""
+        if kind not in ("background", "layer", "composite") or len(file) > MAX_FILE_BYTES:
+            raise user_error(TOO_BIG_FILE if len(file) > MAX_FILE_BYTES else "Unknown editor part.")
+        if kind == "layer" and str(index) not in ("0", "None", "null"):
+            raise user_error("This editor has one layer.")
+        while len(storage) >= MAX_PENDING_BLOBS and data.data.get("id") not in storage:
+            storage.pop(next(iter(storage)))
+        return accept(data)
+
+    accept_blobs._is_server_fn = True
+    component.preprocess, component.accept_blobs = preprocess, accept_blobs
+    return component
+
+
+def raw_values(*components):
+    """Number, slider, radio, dropdown and checkbox inputs passed as sent: the service checks each
+    and names it in its message (Gradio would round a seed of 1.5 and refuse a count of 1.5)."""
+    for component in components:
+        component.preprocess = lambda payload: payload
+    return components
+
+
+# ----------------------------------------------------------------------------- disk
+
+def temporary_files(demo: gr.Blocks, *directories) -> list[Path]:
+    """The files Gradio wrote for ``demo`` (uploads, outputs; not the examples it keeps) and every
+    file under ``directories``."""
+    keep = set().union(*(getattr(block, "keep_in_cache", set()) for block in demo.blocks.values()))
+    files = {Path(f) for files in list(demo.temp_file_sets) for f in list(files) if f not in keep}
+    for directory in directories:
+        files.update(Path(root) / name for root, _, names in os.walk(directory) for name in names)
+    return sorted(files)
+
+
+def prune_cache(files, max_age: float, max_bytes: int) -> None:
+    """Delete the ``files`` older than ``max_age`` seconds, then the oldest until the rest hold at
+    most ``max_bytes``; remove the per-file folders Gradio made for them once empty."""
+    found = []
+    for path in files:
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        found.append((stat.st_mtime, stat.st_size, path))
+    found.sort()
+    total, now = sum(size for _, size, _ in found), time.time()
+    for modified, size, path in found:
+        if now - modified <= max_age and total <= max_bytes:
+            break
+        path.unlink(missing_ok=True)
+        total -= size
+        try:
+            path.parent.rmdir()  # Gradio keeps each file in a folder of its own hash
+        except OSError:
+            pass
+
+
+def keep_pruning(files, max_age: float, max_bytes: int, every: float) -> threading.Thread:
+    """Run ``prune_cache(files(), ...)`` every ``every`` seconds in a daemon thread."""
+    def loop():
+        while True:
+            try:
+                prune_cache(files(), max_age, max_bytes)
+            except Exception:  # a pruning failure must not stop the server; it tries again
+                log.exception("pruning the cache failed")
+            time.sleep(every)
+    thread = threading.Thread(target=loop, name="imgjax-prune", daemon=True)
+    thread.start()
+    return thread
