@@ -24,6 +24,7 @@ from pathlib import Path
 
 import gradio as gr
 import pydantic
+from starlette.exceptions import HTTPException
 
 from .user_input import MAX_FILE_BYTES, TOO_BIG_FILE, InputError, shown
 
@@ -67,7 +68,11 @@ class BodyLimit:
             if not refused:
                 await send(message)
 
-        await self.app(scope, limited_receive, tracking_send)
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except Exception:  # the route's reaction to the cut-off body (ClientDisconnect): refused below
+            if not refused:
+                raise
         if refused and not started:
             await self._refuse(send)
 
@@ -214,10 +219,13 @@ def raw_editor(component: gr.ImageEditor) -> gr.ImageEditor:
     def accept_blobs(data):
         kind, index = data.data.get("type"), data.data.get("index")
         file = data.files[0][1] if data.files else b""
-        if kind not in ("background", "layer", "composite") or len(file) > MAX_FILE_BYTES:
-            raise user_error(TOO_BIG_FILE if len(file) > MAX_FILE_BYTES else "Unknown editor part.")
-        if kind == "layer" and str(index) not in ("0", "None", "null"):
-            raise user_error("This editor has one layer.")
+        problem = (TOO_BIG_FILE if len(file) > MAX_FILE_BYTES
+                   else "Unknown editor part." if kind not in ("background", "layer", "composite")
+                   else "This editor has one layer." if kind == "layer" and str(index) not in ("0", "None", "null")
+                   else None)
+        if problem:  # a plain 400 for the client, one log line (a gr.Error here would be a 500 with a traceback)
+            log.info("refused editor blob: %s", problem)
+            raise HTTPException(status_code=400, detail=problem)
         while len(storage) >= MAX_PENDING_BLOBS and data.data.get("id") not in storage:
             storage.pop(next(iter(storage)))
         return accept(data)

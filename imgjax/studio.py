@@ -53,7 +53,8 @@ CSS = ("img { image-rendering: pixelated; }\n"
        " background: #fef2f2; color: #991b1b; border: 1px solid #b91c1c; }\n"
        "footer, footer a, footer button { color: #4b5563 !important; }\n"
        # a picture's label above it, not over its top-left corner
-       ".block:has(> label.float) > .image-container:not(:has(canvas)) { padding-top: 30px; }")
+       ".block:has(> label.float) > .image-container:not(:has(canvas)) { padding-top: 30px; }\n"
+       "#restored > .image-container { margin-top: 30px; height: calc(100% - 30px); }")
 # Gradio's default colours, darkened where they miss WCAG 2.1 AA's 4.5:1 (white on orange and the
 # selected tab's orange on white were 2.8:1, the slider's limits and the footer 1.9:1).
 THEME = gr.themes.Default().set(
@@ -301,7 +302,8 @@ def build_demo(studio: Studio | None = None) -> gr.Blocks:
                     denoise_button = gr.Button("Corrupt and restore", variant="primary")
             denoise_status = status("denoise-status")
             with gr.Row():
-                slider = gr.ImageSlider(label="Corrupted | restored by the autoencoder (drag)", format="png")
+                slider = gr.ImageSlider(label="Corrupted | restored by the autoencoder (drag)", format="png",
+                                        elem_id="restored")
                 baseline = gr.Image(label="Classical baseline", format="png", height=400, elem_id="baseline",
                                     alt_text="The classical baseline's restoration")
             scores = gr.Dataframe(headers=["result", "PSNR (dB)", "SSIM"], label="Against the clean image",

@@ -1,6 +1,8 @@
 """The real studio: `python app.py` launched on localhost, driven through `gradio_client` and through
 a headless browser (Debian's chromium, driven by Playwright)."""
 
+import base64
+import contextlib
 import os
 import shutil
 import socket
@@ -277,6 +279,31 @@ def test_every_route_keeps_the_size_and_pixel_limits(server, client, tmp_path):
     assert event == "http 413" and "at most 16 MB" in reply
 
 
+def test_editor_blobs_keep_the_limits(server, client):
+    """The image editor sends its layers ahead of a click (component_server's accept_blobs): a layer
+    index of a billion (which would have Gradio allocate a list of a billion entries) and unknown
+    parts are refused with a plain 400, and a file over the limit never reaches the editor."""
+    import json
+
+    import httpx
+    config = httpx.get(f"{server}config", timeout=30).json()
+    editor = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "denoise-input")
+    before = _vm_peak_mb(server.process)
+
+    def send(kind, index, size=1000):
+        fields = {"component_id": str(editor), "session_hash": "blobtest", "fn_name": "accept_blobs",
+                  "type": kind, "index": index, "id": "blob-1"}
+        return httpx.post(f"{server}gradio_api/component_server/", data=fields, timeout=30,
+                          files={"file": ("blob", b"\0" * size, "application/octet-stream")})
+    refused = send("layer", "1000000000")
+    assert refused.status_code == 400 and "one layer" in json.loads(refused.text)["detail"]
+    assert send("bomb", "null").status_code == 400
+    assert send("layer", "0", size=10 * 2**20 + 1).status_code in (400, 413)
+    assert send("layer", "0").status_code == 200
+    assert _vm_peak_mb(server.process) < before + 100
+    assert _classify(client, ASSETS / "example_1_trouser.png") == "Trouser"
+
+
 def test_worst_allowed_inputs_at_once_stay_under_the_memory_budget(server, client, tmp_path):
     """The largest inputs the limits allow (25 MP in RGBA, 16-bit and float, a 20:1 strip), sent to
     every image route at once, twice over: the server's peak memory stays under 1.5 GB."""
@@ -335,7 +362,14 @@ def test_uploads_and_outputs_stay_within_the_cache_limit(server, client, tmp_pat
         assert reply.status_code == 200
     for seed in range(3):
         client.predict(service.INTERPOLATE_SEEDS, "Coat", seed, seed + 1, 4, 1.0, api_name="/interpolate")
-    size = lambda: sum(f.stat().st_size for f in server.uploads.rglob("*") if f.is_file())
+
+    def size():  # the server prunes while this walks: files vanish
+        total = 0
+        for root, _, names in os.walk(server.uploads):
+            for name in names:
+                with contextlib.suppress(FileNotFoundError):
+                    total += (Path(root) / name).stat().st_size
+        return total
     deadline = time.monotonic() + 30
     while size() > CACHE_LIMIT_MB * 2**20 and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -475,19 +509,29 @@ def _choose_file(page, selector: str, path: Path, expected) -> None:
 
 
 def test_browser_refusals_end_in_a_message_and_a_usable_page(server, browser, tmp_path):
-    """A file over 10 MB or 25 megapixels is refused in the browser with a message (Gradio's upload
-    otherwise spins for good on the server's 413); a broken file's message shows above the results;
-    the sketchpad draws at once; the page goes on working."""
+    """A file over 10 MB or 25 megapixels, chosen, dropped or pasted, is refused in the browser with a
+    message (Gradio's upload otherwise spins for good on the server's 413); a broken file's message
+    shows above the results; the sketchpad draws at once; the page goes on working."""
     Image.new("L", (6000, 4500)).save(tmp_path / "27mp.png")  # 27 MP in 26 kB
     (tmp_path / "11mb.png").write_bytes(b"\x89PNG" + os.urandom(11 * 2**20))
     (tmp_path / "text.png").write_text("not a picture\n" * 20)
-    page = browser.new_page(viewport={"width": 1280, "height": 1400})
+    context = browser.new_context(viewport={"width": 1280, "height": 1400})
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.rstrip("/"))
+    page = context.new_page()
     page.goto(server)
     page.get_by_role("tab", name="Classify").click()
     page.locator("#verdict", has_text="Ankle boot (").wait_for(timeout=30_000)
     _choose_file(page, "#classify-input input[type=file]", tmp_path / "text.png",
                  page.locator("#classify-status", has_text="That file is not an image"))
     assert "Ankle boot" not in page.locator("#verdict").inner_text()  # the old verdict went with its image
+    _choose_file(page, "#classify-input input[type=file]", tmp_path / "11mb.png",
+                 page.locator("#imgjax-alert", has_text="larger than 10 MB"))
+    # The upload's clipboard button reads the clipboard itself: a 27 MP image there is refused too.
+    page.evaluate("""async (data) => { const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+        await navigator.clipboard.write([new ClipboardItem({"image/png": new Blob([bytes], {type: "image/png"})})]); }""",
+                  base64.b64encode((tmp_path / "27mp.png").read_bytes()).decode())
+    page.locator("#classify-input button[aria-label='Paste from clipboard']").click()
+    page.locator("#imgjax-alert", has_text="too large (6000x4500 pixels)").wait_for(timeout=30_000)
     page.get_by_role("tab", name="Draw").click()
     canvas = page.locator("#sketch canvas").first
     box = canvas.bounding_box()
@@ -500,14 +544,21 @@ def test_browser_refusals_end_in_a_message_and_a_usable_page(server, browser, tm
 
     page.get_by_role("tab", name="Denoise").click()
     page.locator("#scores", has_text="total variation").wait_for(timeout=30_000)
+    page.locator("#imgjax-alert").click()  # closes the message
     for name, message in (("11mb.png", "larger than 10 MB"), ("27mp.png", "too large (6000x4500 pixels)")):
-        _choose_file(page, "#denoise-input input[type=file]", tmp_path / name,
-                     page.locator("#imgjax-alert", has_text=message))
+        page.evaluate("""([data, name]) => {  // a file dragged onto the image editor
+            const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], name, {type: "image/png"}));
+            document.querySelector("#denoise-input").dispatchEvent(
+                new DragEvent("drop", {bubbles: true, cancelable: true, dataTransfer: transfer}));
+        }""", [base64.b64encode((tmp_path / name).read_bytes()).decode(), name])
+        page.locator("#imgjax-alert", has_text=message).wait_for(timeout=30_000)
     page.locator("#denoise-examples button").nth(2).click()
     page.get_by_label("Salt and pepper").check()
     page.get_by_role("button", name="Corrupt and restore").click()
     page.locator("#scores", has_text="median filter").wait_for(timeout=30_000)
-    page.close()
+    context.close()
 
 
 @pytest.mark.parametrize("viewport", [{"width": 1280, "height": 1000}, {"width": 390, "height": 844}],
@@ -531,9 +582,20 @@ def test_browser_every_tab_passes_wcag_21_aa_checks(server, browser, viewport):
     page.close()
 
 
-def test_user_errors_log_one_line_without_a_traceback(server):
-    """After every refusal above, the log holds one line per refused request and no traceback
-    (tracebacks are for bugs)."""
+def test_user_errors_log_one_line_without_a_traceback(server, client, tmp_path):
+    """A user's error is one line in the server's log; a traceback is for bugs, and none of the
+    refusals in this module (run last, after all of them) printed one."""
+    from gradio_client import handle_file
+    (tmp_path / "text.png").write_text("not a picture\n" * 20)
+    before = server.log.read_text().count("imgjax: refused")
+    for call in (lambda: client.predict(handle_file(str(tmp_path / "text.png")), api_name="/classify"),
+                 lambda: client.predict("Sneaker", 1.5, 4, 1.0, api_name="/generate"),
+                 lambda: _call_raw(server, "generate", '{"data": ["Sneaker"]}')):
+        with contextlib.suppress(Exception):
+            call()
+    deadline = time.monotonic() + 10
+    while server.log.read_text().count("imgjax: refused") < before + 3 and time.monotonic() < deadline:
+        time.sleep(0.2)  # the log is written by the server's process
     log = server.log.read_text()
-    assert log.count("imgjax: refused") >= 20
+    assert log.count("imgjax: refused") == before + 3
     assert "Traceback" not in log, log[log.index("Traceback") - 300:][:3000]

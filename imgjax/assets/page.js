@@ -39,7 +39,7 @@
     return null;
   }
 
-  // File inputs and drops are held in the capture phase, checked, then passed on to Gradio unchanged;
+  // Chosen, dropped and pasted files are held in the capture phase, checked, then passed on to Gradio;
   // a refused file is dropped with its message.
   const checked = new WeakSet();
   async function hold(event, files, passOn, refuse) {
@@ -62,16 +62,39 @@
       input.dispatchEvent(again);
     }, (reason) => { input.value = ""; show(reason); });
   }, true);
-  document.addEventListener("drop", (event) => {
-    const files = event.dataTransfer?.files;
+  // Dropped and pasted files: checked, then sent on in a new event carrying the same files.
+  function refire(event, files, makeEvent) {
     hold(event, files, () => {
       const transfer = new DataTransfer();
       for (const file of files) transfer.items.add(file);
-      const again = new DragEvent("drop", { bubbles: true, cancelable: true, dataTransfer: transfer });
+      const again = makeEvent(transfer);
       checked.add(again);
       event.target.dispatchEvent(again);
     }, show);
-  }, true);
+  }
+  const init = { bubbles: true, cancelable: true };
+  document.addEventListener("drop", (event) => refire(event, event.dataTransfer?.files,
+    (transfer) => new DragEvent("drop", { ...init, dataTransfer: transfer })), true);
+  document.addEventListener("paste", (event) => refire(event, event.clipboardData?.files,
+    (transfer) => new ClipboardEvent("paste", { ...init, clipboardData: transfer })), true);
+  // The upload's clipboard button reads the clipboard itself: a refused image fails the read.
+  if (navigator.clipboard?.read) {
+    const read = navigator.clipboard.read.bind(navigator.clipboard);
+    navigator.clipboard.read = async () => {
+      const items = await read();
+      for (const item of items) {
+        for (const type of item.types.filter((t) => t.startsWith("image/"))) {
+          const reason = await problem(new File([await item.getType(type)], "pasted", { type }));
+          if (reason) {
+            show(reason);
+            throw new DOMException(reason, "NotAllowedError");
+          }
+        }
+      }
+      show("");
+      return items;
+    };
+  }
 
   // Names for controls Gradio leaves unnamed, and markup axe-core flags (WCAG 2.1 AA).
   function repair() {
