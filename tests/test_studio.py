@@ -533,10 +533,12 @@ def test_browser_refusals_end_in_a_message_and_a_usable_page(server, browser, tm
     page.locator("#classify-input button[aria-label='Paste from clipboard']").click()
     page.locator("#imgjax-alert", has_text="too large (6000x4500 pixels)").wait_for(timeout=30_000)
     page.get_by_role("tab", name="Draw").click()
+    page.locator("#sketch button[aria-label='Brush'].highlight").wait_for(timeout=10_000)
     canvas = page.locator("#sketch canvas").first
+    canvas.scroll_into_view_if_needed()
     box = canvas.bounding_box()
     page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.2)
-    page.mouse.down()  # no tool chosen first: the sketchpad opens ready to draw
+    page.mouse.down()  # no tool chosen by the user: the sketchpad opens ready to draw
     page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.8, steps=12)
     page.mouse.up()
     page.get_by_role("button", name="Classify drawing").click()

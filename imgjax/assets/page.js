@@ -111,20 +111,23 @@
       button.setAttribute("aria-label", `Enlarge: ${label || "image"}`);
     }
   }
-  // The sketchpad opens ready to draw and stays so after Clear: its brush is chosen whenever no tool is.
-  function brushReady() {
-    const sketch = document.getElementById("sketch");
-    if (!sketch || !sketch.offsetParent) return;  // not on screen
-    const tools = [...sketch.querySelectorAll("button")]
+  // The sketchpad opens ready to draw and stays so after Clear, as does Denoise's image once "Brush
+  // mask" is chosen: the brush is picked whenever no tool is.
+  function brushReady(id) {
+    const editor = document.getElementById(id);
+    if (!editor || !editor.offsetParent) return;  // not on screen
+    const tools = [...editor.querySelectorAll("button")]
       .filter((b) => ["Brush", "Erase", "Pan"].includes(b.getAttribute("aria-label")));
     if (tools.length && !tools.some((b) => b.classList.contains("highlight"))) {
       tools.find((b) => b.getAttribute("aria-label") === "Brush")?.click();
     }
   }
-  document.addEventListener("click", (event) => {
-    if (event.target.closest?.("[role=tab], #sketch button[aria-label='Clear canvas']")) setTimeout(brushReady, 50);
-  });
+  function brushesReady() {
+    brushReady("sketch");
+    if (document.querySelector("input[type=radio][value='Brush mask']")?.checked) brushReady("denoise-input");
+  }
+  document.addEventListener("click", () => setTimeout(brushesReady, 50));
 
-  new MutationObserver(() => { repair(); brushReady(); })
+  new MutationObserver(() => { repair(); brushesReady(); })
     .observe(document.documentElement, { subtree: true, childList: true });
 })();
