@@ -318,10 +318,10 @@ def bench_training(quick: bool, log) -> dict:
 def bench_inference(quick: bool, log) -> dict:
     """p50 / p99 latency of the studio's actions, and each one's compile time (first call minus a
     warm one) in this process, with the persistent compilation cache off."""
-    from . import service
+    from . import service, user_input
     calls = 20 if quick else 200
     studio = service.Studio()
-    example = service.read_image(ROOT / "imgjax" / "assets" / "example_7_sneaker.png")
+    example = user_input.read_image(ROOT / "imgjax" / "assets" / "example_7_sneaker.png")
     mask = np.zeros((28, 28), np.float32)
     mask[8:18, 8:18] = 1
     photo = np.random.default_rng(0).random((256, 256, 3)).astype(np.float32)

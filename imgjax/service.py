@@ -31,14 +31,7 @@ from PIL import Image
 from . import baselines, checkpoint, corruptions, data
 from .images import image_grid, to_uint8
 from .metrics import ssim_map
-from .user_input import (  # noqa: F401
-    InputError,
-    check_choice,
-    check_int,
-    check_range,
-    read_image,
-    read_mask,
-)
+from .user_input import InputError, check_choice, check_int, check_range
 
 # ----------------------------------------------------------------------------- limits
 

@@ -8,7 +8,6 @@ server goes on serving. ``app.py`` parses flags and calls ``launch``.
 from __future__ import annotations
 
 import ctypes
-import functools
 import logging
 import os
 import random
@@ -29,7 +28,6 @@ from .gradio_guards import (
     raw_image,
     raw_values,
     temporary_files,
-    user_error,
 )
 from .service import Studio
 from .user_input import InputError
@@ -98,17 +96,6 @@ def _wrap(frames: list[np.ndarray], columns: int) -> np.ndarray:
     rows = [frames[i:i + columns] for i in range(0, len(frames), columns)]
     rows[-1] = rows[-1] + [np.zeros_like(frames[0])] * (len(rows[0]) - len(rows[-1]))
     return np.concatenate([np.concatenate(row, axis=1) for row in rows], axis=0)
-
-
-def _for_api(action, name: str):
-    """``action`` as an API endpoint: a user's error becomes the gr.Error its client receives."""
-    @functools.wraps(action)
-    def run(*args):
-        try:
-            return action(*args)
-        except InputError as error:
-            raise user_error(str(error), f"/{name}") from None
-    return run
 
 
 def _for_page(action, name: str, outputs: int):
@@ -195,11 +182,11 @@ def build_demo(studio: Studio | None = None) -> gr.Blocks:
     def action(button, function, inputs, outputs, status_line, api_name, limit=2, load=True):
         """Wire ``function`` twice, sharing one concurrency limit: the visible ``button`` (and page
         load) with errors shown in ``status_line``, and a hidden button carrying the API name, whose
-        clients receive errors as errors."""
+        clients receive errors as errors (``guard_api`` turns InputError into their message)."""
         page = _for_page(function, api_name, len(outputs))
         button.click(page, inputs, [*outputs, status_line], api_visibility="private", concurrency_id=api_name,
                      concurrency_limit=limit)
-        gr.Button(visible=False).click(_for_api(function, api_name), inputs, outputs, api_name=api_name,
+        gr.Button(visible=False).click(function, inputs, outputs, api_name=api_name,
                                        concurrency_id=api_name, concurrency_limit=limit)
         if load:  # every tab arrives with its pictures
             demo.load(page, inputs, [*outputs, status_line], api_visibility="private", concurrency_id=api_name)

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 import awkward_images
-from imgjax import data, service
+from imgjax import data, service, user_input
 from imgjax.service import InputError
 
 ASSET_SNEAKER = service.Path(service.__file__).parent / "assets" / "example_7_sneaker.png"
@@ -26,10 +26,10 @@ def test_awkward_modes_read_as_the_same_picture(tmp_path, sneaker_u8):
     files = awkward_images.garment(sneaker_u8, tmp_path)
     expected = sneaker_u8 / 255.0
     for name in ("gray.png", "16bit.png", "palette.png", "rgba.png"):
-        rgb = service.read_image(files[name])
+        rgb = user_input.read_image(files[name])
         assert rgb.shape == (28, 28, 3) and rgb.dtype == np.float32, name
         np.testing.assert_allclose(service.to_gray(rgb), expected, atol=0.03, err_msg=name)
-    cmyk = service.to_gray(service.read_image(files["cmyk.jpg"]))  # lossy JPEG: close, not exact
+    cmyk = service.to_gray(user_input.read_image(files["cmyk.jpg"]))  # lossy JPEG: close, not exact
     assert np.abs(cmyk - expected).mean() < 0.03
 
 
@@ -38,7 +38,7 @@ def test_transparent_canvas_strokes_stay_visible():
     alpha). Dropping alpha would give an all-black image; compositing on white keeps the strokes."""
     canvas = np.zeros((64, 64, 4), np.uint8)
     canvas[20:44, 30:34, 3] = 255
-    rgb = service.read_image(Image.fromarray(canvas, "RGBA"))
+    rgb = user_input.read_image(Image.fromarray(canvas, "RGBA"))
     assert rgb[0, 0].tolist() == [1.0, 1.0, 1.0]
     assert rgb[30, 31].tolist() == [0.0, 0.0, 0.0]
 
@@ -52,7 +52,7 @@ def test_transparent_canvas_strokes_stay_visible():
 def test_unusable_files_raise_clear_errors(tmp_path, name, message):
     files = awkward_images.unusable(tmp_path, ASSET_SNEAKER)
     with pytest.raises(InputError, match=message):
-        service.read_image(files[name])
+        user_input.read_image(files[name])
 
 
 def test_classifier_view_inverts_crops_and_centres(sneaker_u8):
