@@ -1,6 +1,6 @@
 """imgjax studio: `python app.py [--host H] [--port P] [--share] [--mcp]`.
 
-Thin on purpose: the page is built in imgjax/studio.py, the models are served by imgjax/service.py.
+Thin on purpose: the page is built in imgjax/studio/, each tab's actions live in imgjax/service/.
 """
 
 import argparse

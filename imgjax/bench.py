@@ -41,8 +41,7 @@ def _median_rates(sides, items: int, windows: int, steps_per_window: int, warmup
     calls of its step, ending when the last has finished (``in_process`` or a ``TrainingWorker``):
     the median over ``windows`` timed windows of ``steps_per_window`` calls. The sides' windows take
     turns (A B, then B A, ...), so when the load of a shared machine drifts during the run, the drift
-    falls on every side alike (measured one after the other, the PyTorch classifier ran at 1717
-    images/s in one run and 2062 in the next)."""
+    falls on every side alike."""
     for run in sides:
         run(warmup)
     rates = [[] for _ in sides]
@@ -76,8 +75,10 @@ def jax_train_step(name: str):
     """A family's real step, data-parallel exactly as ``imgjax train`` runs it: a dict of the step
     callable, a wait callable, the batch size, FLOPs per step and the device count."""
     import jax
+
+    from .family import load_family
     from .parallel import DataParallel, default_device_count
-    from .train import TrainConfig, load_family
+    from .train import TrainConfig
     family = load_family(name)
     batch = family.defaults["batch_size"]
     train_config = TrainConfig(name, **family.defaults)
@@ -129,8 +130,9 @@ def torch_train_step(name: str, on_gpu: bool | None = None):
     use the same chip; CUDA queues steps like XLA, so both are waited for once per window).
     ``on_gpu`` says where without asking JAX (which would start it in this process)."""
     import torch
+
     from . import torch_reference
-    from .train import load_family
+    from .family import load_family
     defaults = load_family(name).defaults
     batch = defaults["batch_size"]
     if on_gpu is None:
@@ -191,13 +193,9 @@ class TrainingWorker:
 
 
 # glibc malloc settings that keep freed memory for reuse (a 64 MB pad at the top of each heap, no
-# trimming, and a fixed 32 MB threshold for giving an allocation its own mapping), set through glibc's
-# environment variables. By default PyTorch's CPU steps get much of their memory fresh from the kernel
-# every step (the autoencoder's: 10k to 20k page faults a step, alone in its process); tuning the
-# allocator is the usual advice for PyTorch on CPUs (jemalloc or tcmalloc, in Intel's tuning guide).
-# The bench times PyTorch with these settings too, as a third side, so that the comparison with
-# PyTorch at its defaults is not the only one. JAX's steps, which fault rarely, did not change with
-# them (2 cores, alternating processes: images/s within 5%, either way).
+# trimming, and a fixed 32 MB threshold for giving an allocation its own mapping). The bench also
+# times PyTorch with them, a third side: tuning the allocator is the usual advice for PyTorch on
+# CPUs, whose steps otherwise get much of their memory fresh from the kernel (docs/speed.md).
 TUNED_MALLOC = {"MALLOC_TOP_PAD_": str(64 << 20), "MALLOC_TRIM_THRESHOLD_": str(2**31 - 1),
                 "MALLOC_MMAP_THRESHOLD_": str(32 << 20)}
 
@@ -319,6 +317,7 @@ def bench_inference(quick: bool, log) -> dict:
     """p50 / p99 latency of the studio's actions, and each one's compile time (first call minus a
     warm one) in this process, with the persistent compilation cache off."""
     from . import service, user_input
+    from .service import denoise, generate
     calls = 20 if quick else 200
     studio = service.Studio()
     example = user_input.read_image(ROOT / "imgjax" / "assets" / "example_7_sneaker.png")
@@ -326,16 +325,16 @@ def bench_inference(quick: bool, log) -> dict:
     mask[8:18, 8:18] = 1
     photo = np.random.default_rng(0).random((256, 256, 3)).astype(np.float32)
     actions = {
-        "generate_1": lambda: studio.generate("Sneaker", 0, 1, 1.0),
-        "generate_16": lambda: studio.generate("Sneaker", 0, 16, 1.0),
-        "generate_64": lambda: studio.generate("Sneaker", 0, 64, 1.0),
-        "interpolate_10": lambda: studio.interpolate(service.INTERPOLATE_SEEDS, "Coat", 0, 1, 10, 1.0),
-        "classify_28x28": lambda: studio.classify(example),
-        "classify_256x256_photo": lambda: studio.classify(photo),
-        "denoise_gaussian_28x28": lambda: studio.denoise(example, service.GAUSSIAN, 0.2, 0),
-        "denoise_salt_pepper_28x28": lambda: studio.denoise(example, service.SALT_PEPPER, 0.1, 0),
-        "denoise_mask_28x28": lambda: studio.denoise(example, service.MASK, 0.0, 0, mask=mask),
-        "denoise_gaussian_256x256_colour": lambda: studio.denoise(photo, service.GAUSSIAN, 0.2, 0),
+        "generate_1": lambda: studio.generate_tab.generate("Sneaker", 0, 1, 1.0),
+        "generate_16": lambda: studio.generate_tab.generate("Sneaker", 0, 16, 1.0),
+        "generate_64": lambda: studio.generate_tab.generate("Sneaker", 0, 64, 1.0),
+        "interpolate_10": lambda: studio.generate_tab.interpolate(generate.INTERPOLATE_SEEDS, "Coat", 0, 1, 10, 1.0),
+        "classify_28x28": lambda: studio.classify_tab.classify(example),
+        "classify_256x256_photo": lambda: studio.classify_tab.classify(photo),
+        "denoise_gaussian_28x28": lambda: studio.denoise_tab.denoise(example, denoise.GAUSSIAN, 0.2, 0),
+        "denoise_salt_pepper_28x28": lambda: studio.denoise_tab.denoise(example, denoise.SALT_PEPPER, 0.1, 0),
+        "denoise_mask_28x28": lambda: studio.denoise_tab.denoise(example, denoise.MASK, 0.0, 0, mask=mask),
+        "denoise_gaussian_256x256_colour": lambda: studio.denoise_tab.denoise(photo, denoise.GAUSSIAN, 0.2, 0),
     }
     results = {}
     for name, action in actions.items():
@@ -443,14 +442,14 @@ def _file_urls(value):
 
 def bench_clicks(port: int, calls: int, log) -> dict:
     """A click's round trip over HTTP on localhost: queue, event stream, output files fetched."""
-    from . import service
+    from .service.denoise import GAUSSIAN
     page = PageClient(port)
     example = page.upload(ROOT / "imgjax" / "assets" / "example_7_sneaker.png")  # the user's upload, before the click
     clicks = {
         "click_generate_16": lambda: page.click("generate", ["Sneaker", 0, 16, 1.0]),
         "click_classify": lambda: page.click("classify", [example]),
         "click_denoise": lambda: page.click("denoise", [{"background": example, "layers": [], "composite": None},
-                                                        service.GAUSSIAN, 0.2, 0, False]),
+                                                        GAUSSIAN, 0.2, 0, False]),
     }
     results = {}
     for name, click in clicks.items():

@@ -187,10 +187,15 @@ def config_from_dict(config_type, values: dict):
     return config_type(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in fields})
 
 
+def load_if_present(family_name: str):
+    """The shipped model of ``family_name``, or None when its checkpoint does not exist yet."""
+    return load_model(family_name)[0] if default_weights(family_name).exists() else None
+
+
 def load_model(family_name: str, weights_path: Path | None = None):
     """Build the family's serving model from the card's config, verify the SHA-256 and load the
     weights. Returns (model, card)."""
-    from .train import load_family
+    from .family import load_family
     path = Path(weights_path or default_weights(family_name))
     card = verify(path)
     if card.get("family") != family_name:

@@ -7,7 +7,9 @@ import dataclasses
 import json
 import sys
 
-FAMILY_NAMES = ("gan", "cnn", "ae")
+from .data import HELD_OUT_IMAGES
+from .family import NAMES as FAMILY_NAMES
+
 PRECISIONS = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16"}
 
 
@@ -26,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="output folder (default runs/<family>)")
     train.add_argument("--devices", type=int, help="data-parallel over the first N devices (default: all GPUs or "
                        "TPUs; on a CPU, two devices per core, at most one per 32 images of the batch)")
+    train.add_argument("--held-out", type=int, default=HELD_OUT_IMAGES, metavar="N",
+                       help=f"training images kept out of training, for the per-epoch figures (default "
+                       f"{HELD_OUT_IMAGES}; 0 trains on all and skips them); training never reads the test set")
     train.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="overrides",
                        help="change a field of the family's model config, e.g. --set ema_decay=0.9995 "
                        "--set generator_widths=128,64,32 (the card records the config trained)")
@@ -58,7 +63,8 @@ def main(argv=None) -> int:
         configure_cpu_for_training()
         initialize_distributed()
     if args.command == "train":
-        from .train import TrainConfig, command_line, fit, load_family, override_config
+        from .family import load_family
+        from .train import TrainConfig, command_line, fit, override_config
         family = load_family(args.family)
         try:
             family = dataclasses.replace(family, model_config=override_config(family.model_config, args.overrides))
@@ -67,7 +73,7 @@ def main(argv=None) -> int:
             return 2
         options = {k: getattr(args, k) for k in family.defaults if getattr(args, k) is not None}
         config = TrainConfig(family=args.family, seed=args.seed, dataset=args.dataset, data_dir=args.data_dir,
-                             out=args.out, devices=args.devices, precision=args.precision,
+                             out=args.out, devices=args.devices, precision=args.precision, held_out=args.held_out,
                              **{**family.defaults, **options})
         from .checkpoint import CheckpointError
         from .data import DataError

@@ -16,6 +16,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from .family import Family
 from .layers import compute_dtype, max_pool_2x2
 
 
@@ -156,10 +157,10 @@ class Familiarity:
     nearest class mean, under one covariance shared by the classes (after Lee et al. 2018, who use
     every layer's statistics).
 
-    Softmax confidence alone cannot say "this is not a garment": on uniform noise this network still
-    answers "Bag" at 99%. Penultimate features alone did not flag noise either (0.1%); the statistics
-    of all blocks flag it all. ``threshold`` is a percentile of the distances of held-out training
-    images, so that share of real garments is flagged by construction."""
+    Softmax confidence alone cannot say "this is not a garment" (on uniform noise the network answers
+    "Bag" with confidence), nor can penultimate features alone; the statistics of all blocks can.
+    ``threshold`` is a percentile of the distances of held-out training images, so that share of
+    real garments is flagged by construction."""
 
     means: np.ndarray  # (classes, features)
     precision: np.ndarray  # (features, features): inverse of the shared covariance
@@ -214,7 +215,7 @@ def confusion_matrix(model: Classifier, split) -> np.ndarray:
 
 def _evaluate(training: CNNTraining, split, _train) -> dict:
     matrix = confusion_matrix(training.model, split)
-    return {"test_accuracy": np.trace(matrix) / matrix.sum()}
+    return {"held_out_accuracy": np.trace(matrix) / matrix.sum()}
 
 
 def _epoch_picture(training: CNNTraining, split):
@@ -223,19 +224,14 @@ def _epoch_picture(training: CNNTraining, split):
     return np.asarray(confusion_matrix_image(confusion_matrix(training.model, split), FASHION_CLASSES))
 
 
-def _family():
-    from .train import Family
-    return Family(
-        name="cnn",
-        model_config=CNNConfig(),
-        defaults={"epochs": 15, "batch_size": 128, "learning_rate": 2e-3},
-        create=CNNTraining,
-        train_step=train_step,
-        evaluate=_evaluate,
-        epoch_picture=_epoch_picture,
-        build_model=lambda config: Classifier(config, rngs=nnx.Rngs(0)),
-        serving_model=lambda training: training.model,
-    )
-
-
-FAMILY = _family()
+FAMILY = Family(
+    name="cnn",
+    model_config=CNNConfig(),
+    defaults={"epochs": 15, "batch_size": 128, "learning_rate": 2e-3},
+    create=CNNTraining,
+    train_step=train_step,
+    evaluate=_evaluate,
+    epoch_picture=_epoch_picture,
+    build_model=lambda config: Classifier(config, rngs=nnx.Rngs(0)),
+    serving_model=lambda training: training.model,
+)

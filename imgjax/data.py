@@ -198,6 +198,21 @@ def load_split(split: str, dataset: str = "fashion-mnist", data_dir=None, allow_
     return Split(images=images, labels=labels.astype(np.int32))
 
 
+# Training images the loop holds out (one fixed draw for every family and seed): the per-epoch
+# figures and every recipe or default choice are measured on them, never on the test set.
+HELD_OUT_IMAGES = 5_000
+
+
+def hold_out(split: Split, count: int) -> tuple[Split, Split]:
+    """``split`` divided into the images to train on and ``count`` held-out ones, chosen by a fixed
+    seeded draw; each part keeps the original order. ``count`` 0 trains on the whole split."""
+    if not 0 <= count <= len(split) // 2:
+        raise DataError(f"cannot hold out {count} of {len(split)} training images (at most half)")
+    held = np.zeros(len(split), bool)
+    held[np.random.default_rng(0).permutation(len(split))[:count]] = True
+    return (Split(split.images[~held], split.labels[~held]), Split(split.images[held], split.labels[held]))
+
+
 def data_available(dataset: str = "fashion-mnist", data_dir=None) -> bool:
     """True when both splits can be found locally (no download attempted)."""
     spec = DATASETS[dataset]

@@ -25,6 +25,7 @@ from pathlib import Path
 import gradio as gr
 import pydantic
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from .user_input import MAX_FILE_BYTES, TOO_BIG_FILE, InputError, shown
 
@@ -70,7 +71,11 @@ class BodyLimit:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except Exception:  # the route's reaction to the cut-off body (ClientDisconnect): refused below
+        except ClientDisconnect:  # the body was cut off: by us (refused below), or the client left
+            if not refused:
+                log.info("client disconnected before its request was read: %s", scope.get("path"))
+                return
+        except Exception:  # the route's reaction to the cut-off body: refused below
             if not refused:
                 raise
         if refused and not started:

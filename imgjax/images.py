@@ -16,6 +16,25 @@ def to_uint8(images) -> np.ndarray:
     return (np.clip(np.asarray(images, np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
+def to_gray(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) -> (H, W) luminance (ITU-R 601 weights, as Pillow's 'L'); gray images exactly."""
+    if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
+        return rgb[..., 0].copy()
+    return rgb @ np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def upscale(picture: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour upscaling, so that 28-pixel images stay crisp on screen."""
+    return np.repeat(np.repeat(picture, factor, axis=0), factor, axis=1)
+
+
+def example_garment() -> np.ndarray:
+    """A (28, 28, 3) light rectangle on black: an input for compiling programs before the first user."""
+    example = np.zeros((28, 28, 3), np.float32)
+    example[6:22, 8:20] = 0.8
+    return example
+
+
 def image_grid(images, rows: int, padding: int = 2) -> np.ndarray:
     """(N, H, W[, 1]) floats in [0, 1] -> one (rows*(H+p)+p, cols*(W+p)+p) uint8 picture, row-major."""
     images = to_uint8(images)

@@ -1,16 +1,16 @@
 """Small array operations shared by the model families.
 
 Why depth-to-space and not transposed convolutions: on XLA:CPU a 4x4 stride-2 transposed convolution
-measured ~9x slower than PyTorch's, while a 3x3 convolution followed by depth-to-space (sub-pixel
-upsampling, Shi et al. 2016) is several times faster and learns the same family of upsamplers.
+is many times slower than PyTorch's, while a 3x3 convolution followed by depth-to-space (sub-pixel
+upsampling, Shi et al. 2016) is fast and learns the same family of upsamplers.
 
 Why pooling by strided slices: ``nnx.max_pool`` is a reduce-window whose gradient JAX computes by
-tracking the argmax of every window in four extra index arrays; on XLA:CPU that took ~40% of the
-classifier's training step. A 2x2 window with stride 2 tiles the image, so each window's four pixels
-are four strided slices, and the maximum and its gradient are elementwise (see ``max_pool_2x2``).
+tracking the argmax of every window in four extra index arrays, slowly on XLA:CPU. A 2x2 window with
+stride 2 tiles the image, so each window's four pixels are four strided slices, and the maximum and
+its gradient are elementwise (see ``max_pool_2x2``).
 
 Why some convolutions are matrix products: see ``conv_by_patches`` (few input channels) and
-``conv_by_taps`` (few output channels).
+``conv_by_taps`` (few output channels). docs/speed.md ("What made JAX faster") has the timings.
 """
 
 import functools
@@ -63,11 +63,10 @@ def conv_by_patches(inputs, kernel, window_strides, padding, *, lhs_dilation=Non
     patches (im2col): the same values as ``lax.conv_general_dilated``, whose place it takes in
     ``nnx.Conv(..., conv_general_dilated=conv_by_patches)``, so parameters and checkpoints are unchanged.
 
-    Why: with few input channels a convolution's input gradient is inefficient on XLA:CPU. A 3x3
-    convolution from 4 to 64 channels at 14x14 (the GAN discriminator's first), forward and both
-    gradients, 32 images on one core: 3.1 ms as a convolution, 1.35 ms as patches (the GAN's whole
-    step: +5% images/s). With 64 input channels the patches are 9x the activations and cost more than
-    they save (2x slower), so this is only for thin inputs."""
+    Why: with few input channels a convolution's input gradient is inefficient on XLA:CPU (the GAN
+    discriminator's first convolution, 4 to 64 channels, takes under half the time this way). With
+    many input channels the patches are 9x the activations and cost more than they save, so this is
+    only for thin inputs."""
     _require_plain_convolution("conv_by_patches", window_strides, padding, lhs_dilation, rhs_dilation,
                                dimension_numbers, feature_group_count)
     kh, kw, cin, cout = kernel.shape
@@ -86,10 +85,9 @@ def conv_by_taps(inputs, kernel, window_strides, padding, *, lhs_dilation=None, 
     Backward: the output gradient's neighbourhoods (kh * kw * C_out channels again) times the kernel
     give the input gradient, and the input times them the kernel gradient.
 
-    Why: XLA:CPU's own convolution is slow for thin outputs: the autoencoder's last one, 3x3 from 64
-    to 4 channels at 14x14, forward and both gradients, 32 images on one core: 5.3 ms, 1.95 ms this
-    way (PyTorch: 4.2 ms). Its gradient is written out (a custom VJP): differentiating the forward
-    pass as written takes 5.2 ms, most of it in the gradient of the neighbour sums."""
+    Why: XLA:CPU's own convolution is slow for thin outputs (the autoencoder's last one, 64 to 4
+    channels, takes under half the time this way). Its gradient is written out (a custom VJP):
+    differentiating the forward pass as written is slow in the gradient of the neighbour sums."""
     _require_plain_convolution("conv_by_taps", window_strides, padding, lhs_dilation, rhs_dilation,
                                dimension_numbers, feature_group_count)
     if precision is not None or preferred_element_type is not None:
@@ -164,9 +162,8 @@ def max_pool_2x2(x: jnp.ndarray) -> jnp.ndarray:
     ReLU.
 
     The gradient is written out because JAX's (the same numbers) counts each window's ties with a
-    reduction over a reshaped 2x2 axis, which XLA:CPU runs slowly: the classifier's two poolings
-    took 4.3 ms of its 26.6 ms step (one core, 32 images). Written out over the four corners, all
-    elementwise, that step trains 1270 to 1320 images/s on one core instead of 960 to 1040."""
+    reduction over a reshaped 2x2 axis, which XLA:CPU runs slowly; over the four corners it is all
+    elementwise."""
     top_left, top_right, bottom_left, bottom_right = _window_corners(x)
     return jnp.maximum(jnp.maximum(top_left, top_right), jnp.maximum(bottom_left, bottom_right))
 

@@ -10,8 +10,7 @@ global batch. On one device the shardings are trivial and cost nothing measurabl
 On a CPU, JAX shows one device for the whole machine by default. ``configure_cpu_for_training`` (called by
 the ``imgjax train`` and ``imgjax bench`` commands before JAX is imported) asks XLA for two host
 devices per core instead, and ``default_device_count`` gives each at least 32 images of the batch:
-with the batch split across them every core works on every step. On 2 cores the autoencoder
-trained 1.34x faster on 2 devices than on one device using both cores, and 1.2x faster again on 4.
+with the batch split across them every core works on every step (docs/devices.md has the figures).
 """
 
 from __future__ import annotations
@@ -22,11 +21,9 @@ import os
 # which only take effect if JAX has not started yet.
 
 DATA_AXIS = "data"
-# Arrays of at least this many elements are split across the devices, smaller ones replicated. Splitting
-# saves each device most of the optimizer update of an array, but the weights must then be gathered for
-# every forward pass. Images/s, 4 devices on 2 cores, two runs each, replicated / split from 16k
-# elements up: cnn (1.6M-weight hidden layer) 1579, 1768 / 1962, 1796; ae 1214, 1111 / 1208, 1215;
-# gan (largest weight 0.45M, used in many passes per step) 902, 996 / 692, 717.
+# Arrays of at least this many elements are split across the devices, smaller ones replicated:
+# splitting saves each device most of an array's optimizer update, but its weights must then be
+# gathered for every forward pass, which costs more for small arrays (docs/devices.md).
 SHARD_MIN_SIZE = 1 << 20
 
 
@@ -40,16 +37,14 @@ _MULTI_HOST_VARIABLES = ("JAX_COORDINATOR_ADDRESS", "SLURM_NTASKS", "OMPI_COMM_W
 
 
 # XLA:CPU flags for training, by the jaxlib version they were measured with (XLA aborts on a flag
-# it does not know, so other versions get none). jaxlib 0.10.2 sends every convolution to YNNPACK;
-# its weight gradients are slower than XLA's own convolutions here (2 cores, images/s of the real
-# steps, cnn / ae / gan: 1216 / 915 / 901 with YNNPACK, 1264 / 1072 / 1017 without).
+# it does not know, so other versions get none). jaxlib 0.10.2 sends every convolution to YNNPACK,
+# whose weight gradients are slower than XLA's own convolutions on CPUs (docs/speed.md).
 TRAINING_XLA_FLAGS = {"0.10.2": ["--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"]}
 
 
 # XLA:CPU devices per core, and the fewest images one device should get. Two devices per core keep
 # a core busy while the other device on it waits (for the gradient all-reduce, for instance), but a
-# device with fewer than 32 images runs its small convolutions inefficiently. Images/s here (2 cores,
-# 2 / 4 devices): cnn, batch 128: 1573 / 1703; ae, batch 128: 1031 / 1240; gan, batch 64: 1018 / 914.
+# device with fewer than 32 images runs its small convolutions inefficiently (docs/devices.md).
 DEVICES_PER_CORE = 2
 MIN_IMAGES_PER_CPU_DEVICE = 32
 

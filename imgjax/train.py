@@ -1,26 +1,24 @@
 """The one training loop shared by all model families.
 
-A family is a module (``imgjax.cnn``, ``imgjax.ae``, ``imgjax.gan``) adapted here by a ``Family``
-record of plain functions: create the training state, run one jit-compiled step, measure an epoch,
-draw an epoch picture, and pick the model to serve. The loop owns everything else: data, progress,
+A family is a module (``imgjax.cnn``, ``imgjax.ae``, ``imgjax.gan``) adapted here by its ``Family``
+record (``imgjax.family``). The loop owns everything else: data, the held-out images, progress,
 per-epoch evaluation and pictures, atomic checkpoints, and resuming after an interruption.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
 
 import jax
 from tqdm import tqdm
 
 from . import checkpoint, data
+from .family import Family
 from .images import save_png
 from .parallel import DataParallel, default_device_count
 
@@ -39,28 +37,11 @@ class TrainConfig:
     out: str | None = None  # default runs/<family>
     devices: int | None = None  # data-parallel over this many devices (default: parallel.default_device_count)
     precision: str = "float32"  # or "bfloat16": float32 master weights, bfloat16 convolutions and matmuls
+    held_out: int = data.HELD_OUT_IMAGES  # training images kept out of training for per-epoch figures
 
     @property
     def out_dir(self) -> Path:
         return Path(self.out or f"runs/{self.family}")
-
-
-@dataclasses.dataclass(frozen=True)
-class Family:
-    """How the loop drives one model family."""
-
-    name: str
-    model_config: Any  # the family's architecture dataclass
-    defaults: dict[str, Any]  # epochs, batch_size, learning_rate that reach the targets
-    create: Callable[..., Any]  # (model_config, TrainConfig, total_steps) -> training state (nnx.Module)
-    train_step: Callable[..., dict]  # (training, images, labels, key, **options) -> metrics (jit-compiled)
-    evaluate: Callable[..., dict]  # (training, test Split, train Split) -> quick per-epoch metrics (floats)
-    epoch_picture: Callable[..., Any]  # (training, test Split) -> uint8 picture
-    build_model: Callable[..., Any]  # model_config -> a fresh serving nnx.Module (weights loaded after)
-    serving_model: Callable[..., Any]  # training -> the nnx.Module written to <family>.safetensors
-    # (training, global step number) -> train_step's keyword options at that step: the GAN adds its
-    # R1 penalty every few steps only; the other families' steps are all alike.
-    step_options: Callable[[Any, int], dict] = lambda training, step: {}
 
 
 def override_config(config, assignments: list[str]):
@@ -100,18 +81,13 @@ def _described(default) -> str:
     return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} like {default}"
 
 
-def load_family(name: str) -> Family:
-    """The Family record of ``imgjax.<name>``, imported on demand so ``imgjax --help`` stays fast."""
-    return importlib.import_module(f"imgjax.{name}").FAMILY
-
-
 def fit(family: Family, config: TrainConfig, command: str | None = None, log=print) -> dict:
     """Train ``family`` per ``config``; resumes from ``<out>/state.safetensors`` if present.
     Returns the card of the serving checkpoint written at the last epoch."""
     out = config.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    train_split = data.load_split("train", config.dataset, config.data_dir)
-    test_split = data.load_split("test", config.dataset, config.data_dir)
+    # The test set is never read here: per-epoch figures come from training images held out.
+    train_split, held_out = data.hold_out(data.load_split("train", config.dataset, config.data_dir), config.held_out)
     steps = data.steps_per_epoch(train_split, config.batch_size)
     parallel = DataParallel(config.devices or default_device_count(config.batch_size))
     parallel.check_batch_size(config.batch_size)
@@ -149,10 +125,12 @@ def fit(family: Family, config: TrainConfig, command: str | None = None, log=pri
         bar.close()
         jax.block_until_ready(metrics)
         train_seconds += time.perf_counter() - started
-        results = {k: float(v) for k, v in family.evaluate(training, test_split, train_split).items()}
+        results = {}
+        if len(held_out):
+            results = {k: float(v) for k, v in family.evaluate(training, held_out, train_split).items()}
+            save_png(family.epoch_picture(training, held_out), out / f"epoch_{epoch + 1:03d}.png", scale=2)
         record = {"epoch": epoch + 1, "train_seconds": round(train_seconds, 1), **results}
         log(json.dumps(record))
-        save_png(family.epoch_picture(training, test_split), out / f"epoch_{epoch + 1:03d}.png", scale=2)
         with history_path.open("a") as history:
             history.write(json.dumps(record) + "\n")
         card = checkpoint.save_serving(out / f"{family.name}.safetensors", family.serving_model(training), {

@@ -29,6 +29,7 @@ MAX_FILE_BYTES = 10 * 2**20  # an image file (upload, inline data or editor laye
 MAX_PIXELS = 25_000_000  # refused from the header, before decoding (decompression bombs)
 MIN_SIDE = 8  # smaller images carry too little to classify or denoise
 MAX_ASPECT = 20  # long side / short side: stripes beyond this hold no garment and no photo
+MAX_SEED = 2**31 - 1  # seeds are int32, so every JAX key and API client reads them alike
 LARGE_PIXELS = 2_000_000  # images above this decode one at a time (at most ~200 MB each)
 
 # Pillow refuses to open images more than twice this size (DecompressionBombError) and warns above it.

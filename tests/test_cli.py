@@ -15,8 +15,12 @@ def test_unknown_family_is_refused(capsys):
 
 
 def test_train_command_end_to_end(tiny_dataset, tmp_path, capsys):
-    assert main(["train", "ae", "--epochs", "1", "--batch-size", "32", "--dataset", "mnist",
-                 "--data-dir", str(tiny_dataset), "--out", str(tmp_path)]) == 0
+    common = ["train", "ae", "--epochs", "1", "--batch-size", "32", "--dataset", "mnist", "--data-dir", str(tiny_dataset)]
+    # The default 5,000 held-out images are more than half of these 256: one clear line, nothing written.
+    assert main([*common, "--out", str(tmp_path / "refused")]) == 2
+    assert "cannot hold out 5000 of 256 training images" in capsys.readouterr().err
+    assert not (tmp_path / "refused" / "ae.safetensors").exists()
+    assert main([*common, "--held-out", "64", "--out", str(tmp_path)]) == 0
     assert "psnr_gaussian_0.2" in capsys.readouterr().out
     assert (tmp_path / "ae.safetensors").is_file() and (tmp_path / "epoch_001.png").is_file()
 
@@ -38,7 +42,8 @@ def test_set_overrides_model_config_fields_with_their_types():
 
 def test_train_command_records_a_set_config_and_refuses_a_bad_one(tiny_dataset, tmp_path, capsys):
     import json
-    common = ["--epochs", "1", "--batch-size", "32", "--dataset", "mnist", "--data-dir", str(tiny_dataset)]
+    common = ["--epochs", "1", "--batch-size", "32", "--dataset", "mnist", "--data-dir", str(tiny_dataset),
+              "--held-out", "64"]
     assert main(["train", "ae", *common, "--out", str(tmp_path / "bad"), "--set", "widths=32"]) == 2
     assert "widths takes 2 comma-separated ints" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()

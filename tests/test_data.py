@@ -6,9 +6,9 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
+from conftest import write_idx
 
 from imgjax import data
-from conftest import write_idx
 
 
 def test_parse_idx_round_trip(tmp_path):
@@ -59,6 +59,24 @@ def test_batches_are_shuffled_per_epoch_and_deterministic(tiny_dataset):
     assert sorted(np.concatenate(first)) == sorted(split.labels)  # a permutation: every image once
     images, _ = next(data.batches(split, 4, 0, 0))
     assert images.shape == (4, 28, 28, 1) and images.dtype == np.float32 and 0 <= images.min() <= images.max() <= 1
+
+
+def test_hold_out_keeps_a_fixed_disjoint_part_of_the_training_images(tiny_dataset):
+    split = data.load_split("train", "mnist", data_dir=tiny_dataset)
+    # Tag each image by its index so the parts can be traced back to the split.
+    tagged = data.Split(np.arange(len(split), dtype=np.int64)[:, None, None] * np.ones((1, 28, 28), np.int64), split.labels)
+    trained_on, held_out = data.hold_out(tagged, 64)
+    ids = lambda part: part.images[:, 0, 0]
+    assert len(trained_on) == 192 and len(held_out) == 64
+    assert sorted(np.concatenate([ids(trained_on), ids(held_out)])) == list(range(256))
+    assert np.all(np.diff(ids(trained_on)) > 0) and np.all(np.diff(ids(held_out)) > 0)  # original order kept
+    np.testing.assert_array_equal(ids(data.hold_out(tagged, 64)[1]), ids(held_out))  # the same draw every time
+    np.testing.assert_array_equal(held_out.labels, split.labels[ids(held_out)])
+    everything, nothing = data.hold_out(tagged, 0)
+    assert len(nothing) == 0
+    np.testing.assert_array_equal(ids(everything), np.arange(256))
+    with pytest.raises(data.DataError, match="at most half"):
+        data.hold_out(tagged, 129)
 
 
 @pytest.fixture

@@ -17,8 +17,14 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from imgjax.parallel import DataParallel, DeviceCountError, configure_cpu_for_training, multi_host_environment
-from imgjax.train import TrainConfig, load_family
+from imgjax.family import load_family
+from imgjax.parallel import (
+    DataParallel,
+    DeviceCountError,
+    configure_cpu_for_training,
+    multi_host_environment,
+)
+from imgjax.train import TrainConfig
 
 
 def _four_device_env(count: int = 4):
@@ -42,7 +48,8 @@ SAME_STEPS_SCRIPT = textwrap.dedent("""
     from flax import nnx
     from imgjax import checkpoint
     from imgjax.parallel import DataParallel
-    from imgjax.train import TrainConfig, load_family
+    from imgjax.family import load_family
+    from imgjax.train import TrainConfig
 
     results = {"devices": jax.device_count()}
     rng = np.random.default_rng(0)
@@ -96,7 +103,7 @@ def test_four_devices_train_the_same_as_one():
 def test_uneven_batch_gets_a_clear_error_from_the_command(tiny_dataset, tmp_path):
     run = subprocess.run(
         [sys.executable, "-m", "imgjax.cli", "train", "ae", "--epochs", "1", "--batch-size", "30", "--devices", "4",
-         "--dataset", "mnist", "--data-dir", str(tiny_dataset), "--out", str(tmp_path / "run")],
+         "--dataset", "mnist", "--data-dir", str(tiny_dataset), "--held-out", "64", "--out", str(tmp_path / "run")],
         env=_four_device_env(), capture_output=True, text=True, timeout=300)
     assert run.returncode == 2
     assert "--batch-size 30 does not split evenly over 4 devices" in run.stderr
@@ -194,7 +201,7 @@ def test_train_command_with_bf16_on_four_devices(tiny_dataset, tmp_path):
     out = tmp_path / "run"
     run = subprocess.run(
         [sys.executable, "-m", "imgjax.cli", "train", "ae", "--epochs", "1", "--batch-size", "32", "--precision", "bf16",
-         "--devices", "4", "--dataset", "mnist", "--data-dir", str(tiny_dataset), "--out", str(out)],
+         "--devices", "4", "--dataset", "mnist", "--data-dir", str(tiny_dataset), "--held-out", "64", "--out", str(out)],
         env=_four_device_env(), capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     card = json.loads((out / "ae.json").read_text())

@@ -1,15 +1,17 @@
-"""The studio's actions in-process (imgjax.service): input reading and checking, the classifier's
+"""The studio's actions in-process (imgjax.service, one module per tab): input reading and checking, the classifier's
 view of arbitrary images, and what each action returns on the shipped checkpoints."""
 
+import awkward_images
 import numpy as np
 import pytest
 from PIL import Image
 
-import awkward_images
-from imgjax import data, service, user_input
-from imgjax.service import InputError
+from imgjax import data, images, service, user_input
+from imgjax.service import classify, denoise, generate
+from imgjax.studio.wiring import ASSETS
+from imgjax.user_input import InputError
 
-ASSET_SNEAKER = service.Path(service.__file__).parent / "assets" / "example_7_sneaker.png"
+ASSET_SNEAKER = ASSETS / "example_7_sneaker.png"
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +30,8 @@ def test_awkward_modes_read_as_the_same_picture(tmp_path, sneaker_u8):
     for name in ("gray.png", "16bit.png", "palette.png", "rgba.png"):
         rgb = user_input.read_image(files[name])
         assert rgb.shape == (28, 28, 3) and rgb.dtype == np.float32, name
-        np.testing.assert_allclose(service.to_gray(rgb), expected, atol=0.03, err_msg=name)
-    cmyk = service.to_gray(user_input.read_image(files["cmyk.jpg"]))  # lossy JPEG: close, not exact
+        np.testing.assert_allclose(images.to_gray(rgb), expected, atol=0.03, err_msg=name)
+    cmyk = images.to_gray(user_input.read_image(files["cmyk.jpg"]))  # lossy JPEG: close, not exact
     assert np.abs(cmyk - expected).mean() < 0.03
 
 
@@ -60,7 +62,7 @@ def test_classifier_view_inverts_crops_and_centres(sneaker_u8):
     # The garment dark on white, small, off-centre in a large canvas: what a photo looks like.
     canvas = np.ones((300, 400), np.float32)
     canvas[20:132, 250:362] = 1.0 - np.kron(garment, np.ones((4, 4)))
-    view = service.classifier_view(np.repeat(canvas[..., None], 3, -1))
+    view = classify.classifier_view(np.repeat(canvas[..., None], 3, -1))
     assert view.shape == (28, 28)
     assert view[0].mean() < 0.1 and view[:, 0].mean() < 0.1  # dark background again
     assert np.abs(view - garment).mean() < 0.05  # back to (nearly) the training image
@@ -68,23 +70,23 @@ def test_classifier_view_inverts_crops_and_centres(sneaker_u8):
 
 def test_28x28_training_images_pass_unchanged(sneaker_u8):
     rgb = np.repeat((sneaker_u8 / 255.0)[..., None], 3, -1).astype(np.float32)
-    np.testing.assert_array_equal(service.classifier_view(rgb), rgb[..., 0])
+    np.testing.assert_array_equal(classify.classifier_view(rgb), rgb[..., 0])
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda s: s.generate("Sneaker", 0, 0, 1.0), "Number of images must be between 1 and 64"),
-    (lambda s: s.generate("Sneaker", 0, 65, 1.0), "Number of images"),
-    (lambda s: s.generate("Sneaker", -1, 4, 1.0), "Seed must be between"),
-    (lambda s: s.generate("Sneaker", 1.5, 4, 1.0), "Seed must be a whole number"),
-    (lambda s: s.generate("Sneaker", 0, 4, 99.0), "Truncation must be between"),
-    (lambda s: s.generate("Sneaker", 0, 4, float("nan")), "Truncation"),
-    (lambda s: s.generate("Socks", 0, 4, 1.0), "Class must be one of"),
-    (lambda s: s.generate("Sneaker", "abc", 4, 1.0), "Seed must be a number"),
-    (lambda s: s.interpolate("Sideways", "Sneaker", 0, 1, 8, 1.0), "Interpolation must be one of"),
-    (lambda s: s.interpolate(service.INTERPOLATE_SEEDS, "Sneaker", 0, 1, 500, 1.0), "Frames"),
-    (lambda s: s.denoise(np.zeros((28, 28, 3), np.float32), service.GAUSSIAN, 2.0, 0), "Noise level must be between"),
-    (lambda s: s.denoise(np.zeros((28, 28, 3), np.float32), "Blur", 0.1, 0), "Corruption must be one of"),
-    (lambda s: s.denoise(np.zeros((28, 28, 3), np.float32), service.MASK, 0.1, 0), "Paint over"),
+    (lambda s: s.generate_tab.generate("Sneaker", 0, 0, 1.0), "Number of images must be between 1 and 64"),
+    (lambda s: s.generate_tab.generate("Sneaker", 0, 65, 1.0), "Number of images"),
+    (lambda s: s.generate_tab.generate("Sneaker", -1, 4, 1.0), "Seed must be between"),
+    (lambda s: s.generate_tab.generate("Sneaker", 1.5, 4, 1.0), "Seed must be a whole number"),
+    (lambda s: s.generate_tab.generate("Sneaker", 0, 4, 99.0), "Truncation must be between"),
+    (lambda s: s.generate_tab.generate("Sneaker", 0, 4, float("nan")), "Truncation"),
+    (lambda s: s.generate_tab.generate("Socks", 0, 4, 1.0), "Class must be one of"),
+    (lambda s: s.generate_tab.generate("Sneaker", "abc", 4, 1.0), "Seed must be a number"),
+    (lambda s: s.generate_tab.interpolate("Sideways", "Sneaker", 0, 1, 8, 1.0), "Interpolation must be one of"),
+    (lambda s: s.generate_tab.interpolate(generate.INTERPOLATE_SEEDS, "Sneaker", 0, 1, 500, 1.0), "Frames"),
+    (lambda s: s.denoise_tab.denoise(np.zeros((28, 28, 3), np.float32), denoise.GAUSSIAN, 2.0, 0), "Noise level must be between"),
+    (lambda s: s.denoise_tab.denoise(np.zeros((28, 28, 3), np.float32), "Blur", 0.1, 0), "Corruption must be one of"),
+    (lambda s: s.denoise_tab.denoise(np.zeros((28, 28, 3), np.float32), denoise.MASK, 0.1, 0), "Paint over"),
 ])
 def test_out_of_range_values_raise_clear_errors(studio, call, message):
     with pytest.raises(InputError, match=message):
@@ -92,49 +94,49 @@ def test_out_of_range_values_raise_clear_errors(studio, call, message):
 
 
 def test_generate_grid_layout_and_determinism(studio):
-    grid = studio.generate("Bag", 5, 16, 1.0)
+    grid = studio.generate_tab.generate("Bag", 5, 16, 1.0)
     assert grid.dtype == np.uint8 and grid.shape == (4 * 122, 4 * 122)  # 4x4 tiles of 28 + 2 px, x4
-    np.testing.assert_array_equal(grid, studio.generate("Bag", 5, 16, 1.0))
-    assert not np.array_equal(grid, studio.generate("Bag", 6, 16, 1.0))
-    every_class = studio.generate(service.ALL_CLASSES, 5, 3, 1.0)
+    np.testing.assert_array_equal(grid, studio.generate_tab.generate("Bag", 5, 16, 1.0))
+    assert not np.array_equal(grid, studio.generate_tab.generate("Bag", 6, 16, 1.0))
+    every_class = studio.generate_tab.generate(generate.ALL_CLASSES, 5, 3, 1.0)
     assert every_class.shape[0] // 4 == 10 * 30 + 2  # one row per class
 
 
 def test_interpolation_frames_start_and_end_at_the_endpoints(studio):
-    frames = studio.interpolate(service.INTERPOLATE_SEEDS, "Dress", 3, 4, 6, 1.0)
+    frames = studio.generate_tab.interpolate(generate.INTERPOLATE_SEEDS, "Dress", 3, 4, 6, 1.0)
     assert len(frames) == 6
-    first = studio.generate("Dress", 3, 1, 1.0)  # one image, upscaled x4 inside a 2-px border
+    first = studio.generate_tab.generate("Dress", 3, 1, 1.0)  # one image, upscaled x4 inside a 2-px border
     np.testing.assert_allclose(frames[0][::4, ::4].astype(int), first[::4, ::4][2:30, 2:30].astype(int), atol=2)
     assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).mean() > 5  # the walk goes somewhere
-    tour = studio.interpolate(service.INTERPOLATE_CLASSES, "Dress", 3, 4, 3, 1.0)
+    tour = studio.generate_tab.interpolate(generate.INTERPOLATE_CLASSES, "Dress", 3, 4, 3, 1.0)
     assert len(tour) == 3 * 10
 
 
 @pytest.mark.realdata
 def test_classify_flags_unfamiliar_inputs(studio, fashion_test):
-    familiar = studio.classify(np.repeat(data.to_float(fashion_test.images[:1])[0], 3, -1))
+    familiar = studio.classify_tab.classify(np.repeat(data.to_float(fashion_test.images[:1])[0], 3, -1))
     assert "only a guess" not in familiar.verdict
     noise = np.random.default_rng(0).random((64, 64, 3)).astype(np.float32)
-    assert "does not look like" in studio.classify(noise).verdict
+    assert "does not look like" in studio.classify_tab.classify(noise).verdict
 
 
 def test_denoise_any_size_and_colour(studio, sneaker_u8):
     rgb = np.zeros((90, 70, 3), np.float32)
     rgb[10:66, 5:61, 0] = np.kron(sneaker_u8 / 255.0, np.ones((2, 2)))
     rgb[..., 2] = 0.5
-    result = studio.denoise(rgb, service.SALT_PEPPER, 0.1, 1)
+    result = studio.denoise_tab.denoise(rgb, denoise.SALT_PEPPER, 0.1, 1)
     assert result.corrupted.shape == result.restored.shape == result.baseline.shape == (90, 70, 3)
     names = [row[0] for row in result.figures]
     assert names == ["corrupted", "3x3 median filter", "autoencoder"]
     psnr = {row[0]: row[1] for row in result.figures}
     assert psnr["autoencoder"] > psnr["corrupted"] + 5
-    big = studio.denoise(np.ones((1200, 600, 3), np.float32) * 0.5, service.GAUSSIAN, 0.1, 0)
+    big = studio.denoise_tab.denoise(np.ones((1200, 600, 3), np.float32) * 0.5, denoise.GAUSSIAN, 0.1, 0)
     assert big.restored.shape == (512, 256) and "downscaled" in big.note
 
 
 def test_already_noisy_images_are_restored_without_scores(studio, sneaker_u8):
     noisy = np.clip(sneaker_u8 / 255.0 + np.random.default_rng(0).normal(0, 0.2, (28, 28)), 0, 1)
-    result = studio.denoise(np.repeat(noisy[..., None], 3, -1).astype(np.float32), service.GAUSSIAN, 0.2, 0,
+    result = studio.denoise_tab.denoise(np.repeat(noisy[..., None], 3, -1).astype(np.float32), denoise.GAUSSIAN, 0.2, 0,
                             already_noisy=True)
     assert result.figures == []
     np.testing.assert_allclose(result.corrupted, noisy * 255, atol=1)
@@ -146,7 +148,7 @@ def test_brush_mask_inpainting(studio, sneaker_u8):
     rgb = np.repeat((sneaker_u8 / 255.0)[..., None], 3, -1).astype(np.float32)
     mask = np.zeros((28, 28), np.float32)
     mask[10:18, 8:20] = 1
-    result = studio.denoise(rgb, service.MASK, 0.0, 0, mask=mask)
+    result = studio.denoise_tab.denoise(rgb, denoise.MASK, 0.0, 0, mask=mask)
     assert (result.corrupted[10:18, 8:20] == 0).all()
     psnr = {row[0]: row[1] for row in result.figures}
     assert psnr["autoencoder"] > psnr["corrupted"] + 3

@@ -1,44 +1,27 @@
 """Hugging Face Spaces readiness: the README's front matter, the requirements file Spaces installs,
 and what a built wheel carries."""
 
-import ast
 import importlib.metadata
 import re
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _imports(path: Path) -> set[str]:
-    """Every module a file imports, at top level or inside functions; relative imports inside the
-    package resolved to 'imgjax.<module>'."""
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level:
-            names.update([f"imgjax.{node.module}"] if node.module else [f"imgjax.{a.name}" for a in node.names])
-        elif isinstance(node, ast.ImportFrom):
-            names.add(node.module)
-    return names
+from import_graph import ROOT, imported_names, package_modules
 
 
-def _third_party_imports_reachable_from(entry: Path) -> set[str]:
+def _third_party_imports_reachable_from(entry) -> set[str]:
     """Top-level third-party modules imported by ``entry`` and every imgjax module it reaches."""
+    modules = package_modules()
     seen, todo, found = set(), [entry], set()
     while todo:
         path = todo.pop()
         if path in seen:
             continue
         seen.add(path)
-        for name in _imports(path):
+        for name in imported_names(path):
             top = name.split(".")[0]
             if top == "imgjax":
-                parts = name.split(".")
-                target = ROOT / "imgjax" / (f"{parts[1]}.py" if len(parts) > 1 else "__init__.py")
-                if target.exists():
-                    todo.append(target)
+                # a package's import reaches its __init__ and, for `from package import module`, that module
+                todo += [modules[name]] if name in modules else []
             elif top not in sys.stdlib_module_names and top != "__future__":
                 found.add(top)
     return found
@@ -97,7 +80,10 @@ def test_the_built_wheel_carries_the_studio_example_pictures_and_script(tmp_path
     assert result.returncode == 0, result.stderr[-2000:]
     assert "would be ignored" not in result.stdout + result.stderr
     wheel, = tmp_path.glob("imgjax-*.whl")
-    packed = {name for name in zipfile.ZipFile(wheel).namelist() if name.startswith("imgjax/assets/")}
+    names = set(zipfile.ZipFile(wheel).namelist())
+    sources = {str(path.relative_to(ROOT)) for path in package_modules().values()}
+    assert sources <= names, f"the wheel leaves out {sorted(sources - names)}"  # every subpackage listed
+    packed = {name for name in names if name.startswith("imgjax/assets/")}
     assets = [path for pattern in ("*.png", "*.js") for path in (ROOT / "imgjax" / "assets").glob(pattern)]
     assert packed == {f"imgjax/assets/{path.name}" for path in assets}
     assert len(packed) == 11  # one example per class, and the page's script

@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 
 from imgjax import checkpoint
-from imgjax.train import TrainConfig, fit, load_family
+from imgjax.family import load_family
+from imgjax.train import TrainConfig, fit
 
 
 def _config(name, tiny_dataset, out, epochs=2):
     return TrainConfig(family=name, epochs=epochs, batch_size=32,
                        learning_rate=load_family(name).defaults["learning_rate"],
-                       dataset="mnist", data_dir=str(tiny_dataset), out=str(out))
+                       dataset="mnist", data_dir=str(tiny_dataset), out=str(out), held_out=64)
 
 
 @pytest.mark.parametrize("name", ["cnn", "ae", "gan"])
@@ -23,6 +24,25 @@ def test_fit_writes_pictures_checkpoints_and_history(name, tiny_dataset, tmp_pat
     assert len((out / "history.jsonl").read_text().splitlines()) == 2
     assert card["epochs_trained"] == 2 and card["family"] == name
     checkpoint.load_model(name, out / f"{name}.safetensors")  # verifies SHA-256 and shapes
+
+
+def test_training_reads_no_test_image_and_measures_on_held_out_ones(tiny_dataset, tmp_path, monkeypatch):
+    """Every per-epoch figure, which recipes are chosen on, comes from training images held out."""
+    from imgjax import data
+    read, seen = [], []
+    load_split = data.load_split
+    monkeypatch.setattr(data, "load_split", lambda split, *a, **k: read.append(split) or load_split(split, *a, **k))
+    family = load_family("cnn")
+
+    def evaluate(training, held_out, trained_on):
+        seen.append((len(held_out), len(trained_on)))
+        return family.evaluate(training, held_out, trained_on)
+
+    card = fit(dataclasses.replace(family, evaluate=evaluate), _config("cnn", tiny_dataset, tmp_path, epochs=1),
+               log=lambda *_: None)
+    assert read == ["train"]
+    assert seen == [(64, 192)]
+    assert card["train_config"]["held_out"] == 64 and "held_out_accuracy" in card["train_metrics"]
 
 
 def test_interrupted_run_resumes_to_the_same_weights(tiny_dataset, tmp_path, monkeypatch):

@@ -1,0 +1,61 @@
+"""What the studio serves, without the UI: the shipped models loaded once, and one module per tab
+with that tab's actions, from plain values to numpy pictures and figures.
+
+* ``generate``: grids by class and seed, walks through the latent space (the GAN);
+* ``classify``: top 5, the model's view and saliency for any image (the CNN);
+* ``denoise``: corrupt and restore with the autoencoder beside classical baselines.
+
+A new tab is a new module here with its ``...Tab`` class, one line in ``Studio``, and its page in
+``imgjax.studio``. Every problem with a user's input raises ``InputError`` (``imgjax.user_input``,
+which also reads users' images within the server's limits) with a message meant for that user.
+Nothing here imports Gradio.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import jax
+
+from .. import checkpoint
+from .classify import ClassifyTab
+from .denoise import DenoiseTab
+from .generate import GenerateTab
+
+
+class Studio:
+    """The three shipped checkpoints, loaded once, each behind its tab's actions."""
+
+    def __init__(self, checkpoint_dir: Path | None = None):
+        directory = Path(checkpoint_dir or checkpoint.CHECKPOINT_DIR)
+        load = lambda name: checkpoint.load_model(name, directory / f"{name}.safetensors")
+        self.generate_tab = GenerateTab(*load("gan"))
+        self.classify_tab = ClassifyTab(*load("cnn"), directory)
+        self.denoise_tab = DenoiseTab(*load("ae"))
+
+    def warm_up(self) -> float:
+        """Run every action once per compiled shape the page uses, so the first click is as fast as
+        the rest (with the persistent compilation cache, a second start loads these from disk).
+        Returns the seconds it took."""
+        start = time.perf_counter()
+        for tab in (self.generate_tab, self.classify_tab, self.denoise_tab):
+            tab.warm_up()
+        return time.perf_counter() - start
+
+
+XLA_CACHE_MAX_BYTES = 512 * 2**20  # the page's bounded set of programs takes a small part of it
+
+
+def enable_compilation_cache(directory: str | None = None) -> Path:
+    """Turn on JAX's persistent compilation cache (default ``~/.cache/imgjax/xla``, or
+    ``IMGJAX_XLA_CACHE``), keeping every program up to ``XLA_CACHE_MAX_BYTES`` (least recently used
+    dropped first), so that a second start compiles nothing."""
+    path = Path(directory or os.environ.get("IMGJAX_XLA_CACHE") or Path.home() / ".cache" / "imgjax" / "xla")
+    path.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    jax.config.update("jax_compilation_cache_max_size", XLA_CACHE_MAX_BYTES)
+    return path

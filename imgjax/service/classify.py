@@ -1,0 +1,112 @@
+"""The Classify tab's action: any image (upload, paste, drawing) to the classifier's top 5, the
+28x28 image it saw, a saliency map, and a verdict that says when the input looks unfamiliar."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+from flax import nnx
+from PIL import Image
+
+from .. import checkpoint
+from ..cnn import Familiarity, classify_with_saliency
+from ..data import FASHION_CLASSES
+from ..images import example_garment, to_gray, to_uint8, upscale
+
+CLASSIFY_MAX_SIDE = 1024  # the classifier sees 28x28; a long side of 1024 keeps a small garment's detail
+
+
+@dataclasses.dataclass
+class Classification:
+    probabilities: dict[str, float]  # the top 5 classes, most likely first
+    model_input: np.ndarray  # (224, 224) uint8: the 28x28 image the model saw, upscaled
+    saliency: np.ndarray  # (224, 224, 3) uint8 overlay
+    verdict: str  # one sentence: the answer, or a plain warning that the input looks unfamiliar
+
+
+class ClassifyTab:
+    """The shipped classifier, its familiarity statistics, and the tab's action."""
+
+    def __init__(self, classifier, card: dict, checkpoint_dir: Path):
+        self.card = card
+        self.class_names = list(FASHION_CLASSES)
+        self.familiarity = _load_familiarity(checkpoint_dir, card)
+        self._classify_fn = nnx.cached_partial(classify_with_saliency, classifier)
+
+    def warm_up(self) -> None:
+        """Compile the one shape the tab uses (every image becomes 28x28)."""
+        self.classify(example_garment())
+
+    def classify(self, rgb: np.ndarray) -> Classification:
+        view = classifier_view(rgb)
+        probabilities, saliency, features = self._classify_fn(view[None, ..., None])
+        probabilities, saliency = np.asarray(probabilities[0]), np.asarray(saliency[0])
+        order = np.argsort(-probabilities)
+        top = {self.class_names[i]: float(probabilities[i]) for i in order[:5]}
+        best, confidence = self.class_names[order[0]], float(probabilities[order[0]])
+        distance = float(self.familiarity.distance(np.asarray(features))[0])
+        if distance > self.familiarity.threshold:
+            verdict = (f"This does not look like the garments the model was trained on: its features are "
+                       f"farther from every class than 99% of real garments' (distance {distance:.0f}, "
+                       f"limit {self.familiarity.threshold:.0f}). '{best}' ({confidence:.0%}) is only a guess.")
+        elif confidence < 0.5:
+            verdict = f"Unsure: '{best}' at only {confidence:.0%}; see the other classes below."
+        else:
+            verdict = f"{best} ({confidence:.0%})."
+        return Classification(top, upscale(to_uint8(view), 8), upscale(heat_overlay(view, saliency), 8), verdict)
+
+
+def classifier_view(rgb: np.ndarray) -> np.ndarray:
+    """Any image -> the (28, 28) float32 image the classifier sees, as Fashion-MNIST draws garments:
+    light on a dark background, cropped to the object and centred in a square.
+
+    Polarity comes from the border: a light border (a product photo, a drawing on white) is
+    inverted. 28x28 images that already have a dark border are taken as they are."""
+    gray = to_gray(rgb)
+    border = lambda image: np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+    light_background = np.median(border(gray)) > 0.5
+    if gray.shape == (28, 28) and not light_background:
+        return gray.astype(np.float32)
+    if light_background:
+        gray = 1.0 - gray
+    # Background to black and the garment's brightest pixel to white, as in the training images.
+    background = float(np.median(border(gray)))
+    gray = np.clip((gray - background) / max(float(gray.max()) - background, 1e-6), 0.0, 1.0)
+    foreground = gray > 0.15
+    if foreground.any():
+        rows, cols = np.nonzero(foreground.any(1))[0], np.nonzero(foreground.any(0))[0]
+        gray = gray[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    # Resize the crop first, then centre it on the 28x28 canvas: memory stays that of the crop.
+    height, width = gray.shape
+    scale = 28 / max(height, width)
+    size = (min(28, max(1, round(width * scale))), min(28, max(1, round(height * scale))))
+    resized = np.asarray(Image.fromarray(gray.astype(np.float32), mode="F")
+                         .resize(size, Image.BOX if scale < 1 else Image.BILINEAR), np.float32)
+    view = np.zeros((28, 28), np.float32)
+    top, left = (28 - size[1]) // 2, (28 - size[0]) // 2
+    view[top:top + size[1], left:left + size[0]] = resized
+    return np.clip(view, 0.0, 1.0)
+
+
+def heat_overlay(gray: np.ndarray, heat: np.ndarray) -> np.ndarray:
+    """(H, W) image and (H, W) saliency in [0, 1] -> (H, W, 3) uint8: the image in gray with the
+    saliency in red-yellow on top."""
+    base = np.repeat(gray[..., None], 3, axis=-1) * 0.55
+    color = np.stack([np.ones_like(heat), heat, np.zeros_like(heat)], -1)
+    alpha = np.clip(heat * 1.5, 0.0, 1.0)[..., None]
+    return to_uint8(base * (1 - alpha) + color * alpha)
+
+
+def _load_familiarity(directory: Path, card: dict) -> Familiarity:
+    """The classifier's feature statistics (``imgjax eval cnn --write-card`` writes them), checked
+    against the SHA-256 in its card."""
+    from safetensors.numpy import load_file
+    info = card.get("metrics", {}).get("familiarity")
+    if info is None:
+        raise checkpoint.CheckpointError(f"{directory}/cnn.json: no familiarity statistics; run `imgjax eval cnn --write-card`")
+    path = directory / info["file"]
+    if not path.is_file() or checkpoint.sha256_file(path) != info["sha256"]:
+        raise checkpoint.CheckpointError(f"{path}: missing, or its SHA-256 does not match cnn.json")
+    return Familiarity.from_arrays(load_file(path))

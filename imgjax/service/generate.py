@@ -1,0 +1,134 @@
+"""The Generate tab's actions: a grid of garments by class and seed, and walks through the
+generator's inputs (between two seeds, or across classes in one style).
+
+Generation runs in batches of 16 or 64 (``GENERATE_BUCKETS``) so XLA compiles two programs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from flax import nnx
+from PIL import Image
+
+from ..data import FASHION_CLASSES
+from ..gan import generate_blended, sample_latents
+from ..images import image_grid, to_uint8, upscale
+from ..user_input import MAX_SEED, check_choice, check_int, check_range
+
+MAX_IMAGES = 64
+MAX_FRAMES = 32
+TRUNCATION_RANGE = (0.1, 3.0)  # the top value means no truncation: the generator `imgjax eval gan` measures
+ALL_CLASSES = "All classes"
+INTERPOLATE_SEEDS, INTERPOLATE_CLASSES = "Between two seeds", "Across classes (same style)"
+GENERATE_BUCKETS = (16, 64)  # a request for fewer images is padded: one compile serves 1 to 16
+ALL_CLASSES_COLUMNS = 16  # "All classes" wraps each class's images at this many columns
+CLASS_LABEL_WIDTH = 150  # pixels left of the "All classes" grid for the class names
+
+
+class GenerateTab:
+    """The shipped generator and its card, and the tab's two actions."""
+
+    def __init__(self, generator, card: dict):
+        self.card = card
+        self.class_names = list(FASHION_CLASSES)
+        self.latent_dim = card["config"]["latent_dim"]
+        # The jitted function with its model bound once: nnx.jit otherwise walks the model's graph
+        # on every call.
+        self._generate_fn = nnx.cached_partial(generate_blended, generator)
+
+    def warm_up(self) -> None:
+        """Compile every shape the tab uses."""
+        for count in GENERATE_BUCKETS:
+            self.generate(self.class_names[0], 0, count, 1.0)
+        for mode in (INTERPOLATE_SEEDS, INTERPOLATE_CLASSES):
+            self.interpolate(mode, self.class_names[0], 0, 1, 8, 1.0)
+
+    def _latents(self, seed: int, count: int, truncation: float) -> np.ndarray:
+        truncation = None if truncation >= TRUNCATION_RANGE[1] else truncation
+        return np.asarray(sample_latents(seed, count, self.latent_dim, truncation))
+
+    def _generate(self, latents: np.ndarray, class_weights: np.ndarray) -> np.ndarray:
+        """(N, latent) and (N, classes) -> (N, 28, 28) float images, in bucketed batches."""
+        outputs = []
+        for start in range(0, len(latents), GENERATE_BUCKETS[-1]):
+            chunk = slice(start, start + GENERATE_BUCKETS[-1])
+            n = len(latents[chunk])
+            size = next(b for b in GENERATE_BUCKETS if b >= n)
+            pad = ((0, size - n), (0, 0))
+            images = self._generate_fn(np.pad(latents[chunk], pad), np.pad(class_weights[chunk], pad))
+            outputs.append(np.asarray(images)[:n, ..., 0])
+        return np.concatenate(outputs)
+
+    def _one_hot(self, labels) -> np.ndarray:
+        return np.eye(len(self.class_names), dtype=np.float32)[np.asarray(labels)]
+
+    def generate(self, class_name: str, seed, count, truncation) -> np.ndarray:
+        """A uint8 grid of ``count`` images of ``class_name``, or for 'All classes' one row per class
+        with the same latents in every row (each column keeps its 'style' across garments)."""
+        check_choice("Class", class_name, [ALL_CLASSES, *self.class_names])
+        seed = check_int("Seed", seed, 0, MAX_SEED)
+        count = check_int("Number of images", count, 1, MAX_IMAGES)
+        truncation = check_range("Truncation", truncation, *TRUNCATION_RANGE)
+        latents = self._latents(seed, count, truncation)
+        if class_name != ALL_CLASSES:
+            images = self._generate(latents, self._one_hot(np.full(count, self.class_names.index(class_name))))
+            grid = image_grid(images, rows=max(1, round(math.sqrt(count))))
+            return upscale(grid, max(1, min(4, 1024 // grid.shape[1])))
+        classes = len(self.class_names)
+        images = self._generate(np.tile(latents, (classes, 1)), self._one_hot(np.repeat(np.arange(classes), count)))
+        # One block per class, wrapped at ALL_CLASSES_COLUMNS images, its name on the left.
+        rows = -(-count // ALL_CLASSES_COLUMNS)
+        blocks = [image_grid(images[c * count:(c + 1) * count], rows=rows)[:-2] for c in range(classes)]
+        grid = upscale(np.concatenate(blocks + [blocks[0][:2] * 0 + 64]), 4)
+        return label_rows(grid, self.class_names, left=CLASS_LABEL_WIDTH)
+
+    def interpolate(self, mode: str, class_name: str, seed_a, seed_b, frames, truncation) -> list[np.ndarray]:
+        """Frames (each (112, 112) uint8) of a walk through the generator's inputs:
+        between two seeds' latents within one class (spherical interpolation), or, with one seed
+        (one 'style'), through every class in turn, blending class embeddings between neighbours."""
+        check_choice("Interpolation", mode, [INTERPOLATE_SEEDS, INTERPOLATE_CLASSES])
+        class_name = check_choice("Class", class_name, self.class_names)
+        seed_a, seed_b = check_int("First seed", seed_a, 0, MAX_SEED), check_int("Second seed", seed_b, 0, MAX_SEED)
+        frames = check_int("Frames", frames, 2, MAX_FRAMES)
+        truncation = check_range("Truncation", truncation, *TRUNCATION_RANGE)
+        start = self.class_names.index(class_name)
+        if mode == INTERPOLATE_SEEDS:
+            a, b = self._latents(seed_a, 1, truncation)[0], self._latents(seed_b, 1, truncation)[0]
+            t = np.linspace(0.0, 1.0, frames)[:, None]
+            latents = slerp(a, b, t)
+            weights = self._one_hot(np.full(frames, start))
+        else:
+            classes = len(self.class_names)
+            # positions along the tour start -> start+1 -> ... -> back to start, frames per class
+            position = np.linspace(0.0, classes, frames * classes, endpoint=False)
+            low = (start + np.floor(position).astype(int)) % classes
+            high = (low + 1) % classes
+            t = (position - np.floor(position))[:, None]
+            weights = (1 - t) * self._one_hot(low) + t * self._one_hot(high)
+            latents = np.tile(self._latents(seed_a, 1, truncation), (len(weights), 1))
+        images = self._generate(latents.astype(np.float32), weights.astype(np.float32))
+        return [upscale(to_uint8(image), 4) for image in images]
+
+
+def label_rows(grid: np.ndarray, names, left: int) -> np.ndarray:
+    """(H, W) uint8 grid of len(names) equal blocks stacked vertically -> (H, left + W) with each
+    block's name written in the margin at its middle (white on the grid's gray)."""
+    from PIL import ImageDraw, ImageFont
+    canvas = Image.fromarray(np.pad(grid, ((0, 0), (left, 0)), constant_values=64))
+    draw, font = ImageDraw.Draw(canvas), ImageFont.load_default(size=22)
+    block = grid.shape[0] / len(names)
+    for i, name in enumerate(names):
+        draw.text((8, (i + 0.5) * block), name, fill=255, font=font, anchor="lm")
+    return np.asarray(canvas)
+
+
+def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Spherical interpolation between latents a and b: stays on the shell where Gaussian latents
+    live, where a straight line would pass through atypical low-norm points."""
+    cos = np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b))
+    omega = np.arccos(np.clip(cos, -1.0, 1.0))
+    if omega < 1e-6:
+        return (1 - t) * a + t * b
+    return (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)

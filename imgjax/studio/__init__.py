@@ -1,0 +1,104 @@
+"""The browser studio: a Gradio Blocks page with one tab per module (``generate``, ``classify``,
+``denoise``), each calling its actions in ``imgjax.service``.
+
+This package is only the page: ``build_demo`` assembles the tabs inside the theme and the guards
+that keep the server's limits on every route (``imgjax.gradio_guards``); ``launch`` loads the
+models, compiles them and serves. ``app.py`` parses flags and calls ``launch``. A new tab is a new
+module here with its ``page`` function and one line in ``build_demo``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+
+import gradio as gr
+from starlette.middleware import Middleware
+
+from .. import service
+from ..gradio_guards import (
+    BodyLimit,
+    guard_api,
+    keep_pruning,
+    raw_values,
+    temporary_files,
+)
+from ..service import Studio
+from . import classify, denoise, generate
+from .wiring import ASSETS
+
+# Uploads and outputs are kept 10 minutes and 256 MB at most, checked every 30 s (the environment
+# variables let a test server prune sooner).
+CACHE_MAX_AGE_S = float(os.environ.get("IMGJAX_CACHE_MAX_AGE_S", "600"))
+CACHE_MAX_BYTES = int(float(os.environ.get("IMGJAX_CACHE_MAX_MB", "256")) * 2**20)
+PRUNE_EVERY_S = float(os.environ.get("IMGJAX_PRUNE_EVERY_S", "30"))
+MAX_UPLOAD = "10mb"
+# Small pictures (28x28) are shown enlarged, with their pixels sharp instead of blurred. Gradio shows
+# an image no larger than its own size, so the classifier's input and the denoising baseline are
+# stretched to their frames (keeping their shape), as large as the pictures beside them.
+CSS = ("img { image-rendering: pixelated; }\n"
+       "#classify-input img, #baseline img { width: 100%; height: 100%; object-fit: contain; }\n"
+       # the message of a refused input, where the result would be, and of a file refused in the browser
+       ".status p { color: #9a3412; font-weight: 600; }\n"
+       "#imgjax-alert { position: sticky; top: 0; z-index: 1000; padding: 0.75em 1em; cursor: pointer;"
+       " background: #fef2f2; color: #991b1b; border: 1px solid #b91c1c; }\n"
+       "footer, footer a, footer button { color: #4b5563 !important; }\n"
+       # a picture's label above it, not over its top-left corner
+       ".block:has(> label.float) > .image-container:not(:has(canvas)) { padding-top: 30px; }\n"
+       "#restored > .image-container { margin-top: 30px; height: calc(100% - 30px); }")
+# Gradio's default colours, darkened where they miss WCAG 2.1 AA's 4.5:1 (white on orange and the
+# selected tab's orange on white were 2.8:1, the slider's limits and the footer 1.9:1).
+THEME = gr.themes.Default().set(
+    button_primary_background_fill="#c2410c", button_primary_background_fill_hover="#9a3412",
+    button_primary_text_color="#ffffff", body_text_color_subdued="#4b5563", color_accent="#c2410c")
+HEAD = f"<script>{(ASSETS / 'page.js').read_text()}</script>"
+QUEUE_SIZE = 32  # requests waiting beyond this are refused at once rather than piling up
+ABOUT = """# imgjax studio
+Three small models trained on [Fashion-MNIST](https://github.com/zalandoresearch/fashion-mnist)
+with JAX, Flax NNX and Optax, served from their checkpoints: a class-conditional **GAN** that
+draws garments, a **CNN** that names them (and shows what it looked at), and a denoising
+**autoencoder** that restores noisy, speckled or masked images."""
+
+
+def build_demo(studio: Studio | None = None) -> gr.Blocks:
+    studio = studio or Studio()
+    with gr.Blocks(title="imgjax studio") as demo:
+        gr.Markdown(ABOUT)
+        values = generate.page(demo, studio.generate_tab)
+        values += classify.page(demo, studio.classify_tab)
+        values += denoise.page(demo, studio.denoise_tab)
+        raw_values(*values)
+    guard_api(demo)
+    return demo
+
+
+def _limit_malloc_arenas(arenas: int = 2) -> None:
+    """Have glibc's malloc share two arenas among the server's threads (M_ARENA_MAX) instead of up to
+    16: with one arena per worker thread, freed image buffers stay resident and the server's peak
+    under the largest allowed inputs exceeds its 1.5 GB budget (docs/studio.md)."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-8, arenas)  # M_ARENA_MAX; set before the first worker thread
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
+
+
+def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, mcp: bool = False,
+           cache_dir: str | None = None) -> None:
+    """Load the checkpoints, compile everything (from the persistent cache when warm), serve."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s imgjax: %(message)s"))
+    logging.getLogger("imgjax").addHandler(handler)
+    logging.getLogger("imgjax").setLevel(logging.INFO)
+    _limit_malloc_arenas()
+    service.enable_compilation_cache(cache_dir)
+    studio = Studio()
+    seconds = studio.warm_up()
+    print(f"imgjax studio: models loaded and compiled in {seconds:.1f} s", flush=True)
+    demo = build_demo(studio)
+    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=2)
+    keep_pruning(lambda: temporary_files(demo, generate.GIF_DIR), CACHE_MAX_AGE_S, CACHE_MAX_BYTES, every=PRUNE_EVERY_S)
+    demo.launch(server_name=host, server_port=port, share=share, mcp_server=mcp,
+                max_file_size=MAX_UPLOAD, show_error=False, allowed_paths=[str(ASSETS)], css=CSS, theme=THEME,
+                head=HEAD,
+                app_kwargs={"middleware": [Middleware(BodyLimit)]})

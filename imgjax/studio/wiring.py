@@ -1,0 +1,48 @@
+"""What every tab's page shares: the assets folder, the status line where a refused input's message
+shows, and ``action``, which wires one function to its button, the page's load and its API name."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import gradio as gr
+
+from ..user_input import InputError
+
+ASSETS = Path(__file__).parent.parent / "assets"
+EXAMPLES = sorted(str(p) for p in ASSETS.glob("example_*.png"))  # one test-set image per class
+log = logging.getLogger("imgjax.studio")
+
+
+def for_page(function, name: str, outputs: int):
+    """``function`` for the page's own events: a user's error clears the results (they belonged to
+    other inputs) and shows its message in the status line above them (returned last)."""
+    def run(*args):
+        try:
+            result = function(*args)
+        except InputError as error:
+            log.info("refused %s (page): %s", name, error)
+            return (*[None] * outputs, f"⚠️ {error}")
+        return (*(result if outputs > 1 else (result,)), "")
+    return run
+
+
+def status(elem_id: str) -> gr.Markdown:
+    """The line above a tab's results where a refused input's message shows."""
+    return gr.Markdown(elem_id=elem_id, elem_classes="status")
+
+
+def action(demo: gr.Blocks, button, function, inputs, outputs, status_line, api_name: str, limit: int = 2,
+           load: bool = True):
+    """Wire ``function`` twice, sharing one concurrency limit: the visible ``button`` (and page
+    load) with errors shown in ``status_line``, and a hidden button carrying the API name, whose
+    clients receive errors as errors (``guard_api`` turns InputError into their message)."""
+    page = for_page(function, api_name, len(outputs))
+    button.click(page, inputs, [*outputs, status_line], api_visibility="private", concurrency_id=api_name,
+                 concurrency_limit=limit)
+    gr.Button(visible=False).click(function, inputs, outputs, api_name=api_name,
+                                   concurrency_id=api_name, concurrency_limit=limit)
+    if load:  # every tab arrives with its pictures
+        demo.load(page, inputs, [*outputs, status_line], api_visibility="private", concurrency_id=api_name)
+    return page
