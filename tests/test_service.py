@@ -1,17 +1,19 @@
-"""The studio's actions in-process (imgjax.service, one module per tab): input reading and checking, the classifier's
-view of arbitrary images, and what each action returns on the shipped checkpoints."""
+"""The studio's actions in-process (imgjax.service, one module per tab): input reading and checking,
+the classifier's view of arbitrary images, and what each action returns on the shipped checkpoints."""
+
+from pathlib import Path
 
 import awkward_images
 import numpy as np
 import pytest
 from PIL import Image
 
+import imgjax
 from imgjax import data, images, service, user_input
 from imgjax.service import classify, denoise, generate
-from imgjax.studio.wiring import ASSETS
 from imgjax.user_input import InputError
 
-ASSET_SNEAKER = ASSETS / "example_7_sneaker.png"
+ASSET_SNEAKER = Path(imgjax.__file__).parent / "assets" / "example_7_sneaker.png"  # no Gradio here
 
 
 @pytest.fixture(scope="module")
