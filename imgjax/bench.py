@@ -336,12 +336,23 @@ def bench_inference(quick: bool, log) -> dict:
         "denoise_mask_28x28": lambda: studio.denoise_tab.denoise(example, denoise.MASK, 0.0, 0, mask=mask),
         "denoise_gaussian_256x256_colour": lambda: studio.denoise_tab.denoise(photo, denoise.GAUSSIAN, 0.2, 0),
     }
+    edits = studio.edit_tab
+    code = edits.project(example)[1]
+    sketch = np.full((280, 280, 3), 0.5, np.float32)
+    sketch[40:240, 70:210] = 1.0
+    actions.update({
+        "edit_project": lambda: edits.project(example),  # the whole search: encoder, 30 steps, 8 starts
+        "edit_render": lambda: edits.render(code, "Coat", 1.0, 0.0, -0.5, 0.0),  # a slider move or class edit
+        "edit_classes_row": lambda: edits.classes_row(code),
+        "edit_sketch": lambda: edits.sketch(sketch),
+    })
+    slow = {"edit_project": max(calls // 4, 10), "edit_sketch": max(calls // 10, 5)}  # each call takes ~0.5 s
     results = {}
     for name, action in actions.items():
         start = time.perf_counter()
         action()
         first = time.perf_counter() - start
-        row = _latency(action, calls)
+        row = _latency(action, slow.get(name, calls))
         row["compile_s"] = max(first - row["p50_ms"] / 1e3, 0.0)
         results[name] = row
         log(f"{name}: p50 {row['p50_ms']:.1f} ms, p99 {row['p99_ms']:.1f} ms, compile {row['compile_s']:.2f} s")
@@ -369,14 +380,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+EDIT_READY = "the Edit tab compiled"  # the line app.py prints when the Edit tab's background compile ends
+
+
 @contextlib.contextmanager
-def running_app(cache: Path):
-    """Start ``python app.py``; yields (seconds from process start to its first HTTP answer, port)."""
+def running_app(cache: Path, log_path: Path | None = None):
+    """Start ``python app.py`` (its output to ``log_path``); yields (seconds from process start to
+    its first HTTP answer, port)."""
     port = _free_port()
     env = {**os.environ, "IMGJAX_XLA_CACHE": str(cache), "GRADIO_ANALYTICS_ENABLED": "False"}
     start = time.perf_counter()
+    # closed in the finally below, after the process
+    output = open(log_path, "w") if log_path else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               stdout=output, stderr=subprocess.STDOUT)
     try:
         while True:
             if process.poll() is not None:
@@ -392,6 +409,17 @@ def running_app(cache: Path):
     finally:
         process.terminate()
         process.wait(timeout=30)
+        if log_path:
+            output.close()
+
+
+def _seconds_until(log_path: Path, line: str, since: float, timeout: float = 300) -> float:
+    """Seconds from ``since`` (a perf_counter time) until ``line`` shows in the log."""
+    while line not in log_path.read_text():
+        if time.perf_counter() - since > timeout:
+            raise RuntimeError(f"{log_path}: no {line!r} within {timeout:.0f} s")
+        time.sleep(0.05)
+    return time.perf_counter() - since
 
 
 class PageClient:
@@ -451,6 +479,9 @@ def bench_clicks(port: int, calls: int, log) -> dict:
         "click_denoise": lambda: page.click("denoise", [{"background": example, "layers": [], "composite": None},
                                                         GAUSSIAN, 0.2, 0, False]),
     }
+    code = page.click("edit_project", [example])[1]
+    clicks["click_edit_render"] = lambda: page.click("edit_render", [code, "Coat", 1.0, 0.0, -0.5, 0.0])
+    clicks["click_edit_classes"] = lambda: page.click("edit_classes", [code])
     results = {}
     for name, click in clicks.items():
         click()  # the first click opens the event stream
@@ -511,15 +542,22 @@ def bench_cold_start(quick: bool, log) -> dict:
     """Cold start with an empty persistent compilation cache and again with the cache it filled;
     the second, warm app then answers timed clicks."""
     cache = Path(tempfile.mkdtemp(prefix="imgjax-bench-xla-"))
+    log_path = Path(tempfile.mkdtemp(prefix="imgjax-bench-log-")) / "app.log"
     try:
-        with running_app(cache) as (first, _):
-            pass
-        with running_app(cache) as (second, port):
-            log(f"cold start: {first:.1f} s with an empty compilation cache, {second:.1f} s with it filled")
+        started = time.perf_counter()
+        with running_app(cache, log_path) as (first, _):
+            first_edit = _seconds_until(log_path, EDIT_READY, started)  # the Edit tab compiles after the first answer
+        started = time.perf_counter()
+        with running_app(cache, log_path) as (second, port):
+            second_edit = _seconds_until(log_path, EDIT_READY, started)
+            log(f"cold start: {first:.1f} s with an empty compilation cache, {second:.1f} s with it filled; the Edit "
+                f"tab ready at {first_edit:.1f} s and {second_edit:.1f} s")
             clicks = bench_clicks(port, 10 if quick else 50, log)
     finally:
         shutil.rmtree(cache, ignore_errors=True)
-    return {"first_start_s": first, "second_start_s": second, **clicks}
+        shutil.rmtree(log_path.parent, ignore_errors=True)
+    return {"first_start_s": first, "second_start_s": second, "first_edit_ready_s": first_edit,
+            "second_edit_ready_s": second_edit, **clicks}
 
 
 # ----------------------------------------------------------------------------- the command
@@ -535,12 +573,12 @@ def machine() -> dict:
     return {"cpu": peak_flops()[1], "devices": [str(d) for d in jax.devices()], **versions}
 
 
-def run_bench(quick: bool = False, log=print) -> dict:
+def run_bench(quick: bool = False, sections=None, log=print) -> dict:
     results = {"machine": machine(), "quick": quick}
     log(f"machine: {json.dumps(results['machine'])}")
-    sections = {"training": lambda: bench_training(quick, log), "inference": lambda: bench_inference(quick, log),
-                "cold_start": lambda: bench_cold_start(quick, log)}
-    for name, section in sections.items():
+    every_section = {"training": lambda: bench_training(quick, log), "inference": lambda: bench_inference(quick, log),
+                     "cold_start": lambda: bench_cold_start(quick, log)}
+    for name, section in {k: v for k, v in every_section.items() if not sections or k in sections}.items():
         try:
             results[name] = section()
         except Exception as error:  # one missing piece (say, no gradio on a bare GPU box) keeps the rest

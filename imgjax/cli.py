@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="training and serving speed, side by side with PyTorch")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--quick", action="store_true", help="fewer repetitions (every figure still reported)")
+    bench.add_argument("--only", action="append", choices=("training", "inference", "cold_start"),
+                       help="run only this section (repeatable; default: all three)")
     return parser
 
 
@@ -87,7 +89,7 @@ def main(argv=None) -> int:
         return 0
     if args.command == "bench":
         from .bench import run_bench
-        results = run_bench(quick=args.quick, log=(lambda *a: print(*a, file=sys.stderr)) if args.json else print)
+        results = run_bench(quick=args.quick, sections=args.only, log=(lambda *a: print(*a, file=sys.stderr)) if args.json else print)
         if args.json:
             print(json.dumps(results))
         return 0

@@ -8,10 +8,13 @@
   distance of their penultimate-layer features to the test set's, beside the same distance between
   10k training images and the test set (the floor a perfect generator would reach), over 5 latent
   seeds; and the truncation curve, measured on the training images held out of the GAN's training.
+* encoder: the Edit tab's figures (``imgjax.edit``): test images projected into the GAN (from the
+  encoder's start, from zero, and the encoder alone), class edits of them, garments for sketches.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -208,6 +211,44 @@ def eval_gan(generator, test, train, out: Path, log, trained_and_held_out=None, 
             "held_out_images": 0 if to_held_out is None else len(to_held_out["labels"]), "truncation_curve": curve}
 
 
+EDIT_IMAGES = 1000  # test images projected and edited
+EDIT_SKETCHES = 200  # test-image silhouettes drawn as sketches
+EDIT_SEEDS = (0, 1, 2)  # the sketch search's random starts (projection has none: one start, the encoder's)
+
+
+def eval_encoder(encoder, test, out: Path, log, images: int = EDIT_IMAGES, sketches: int = EDIT_SKETCHES,
+                 seeds=EDIT_SEEDS) -> dict:
+    """The Edit tab's figures with the shipped generator and classifier: reconstructions of test
+    images (the search from the encoder's start, from zero, and the encoder alone), class edits of
+    the reconstructions, and garments for test-image silhouettes drawn as sketches (over ``seeds``)."""
+    from . import edit
+    from .images import image_grid
+    generator, classifier = checkpoint.load_model("gan")[0], checkpoint.load_model("cnn")[0]
+    x, y = data.to_float(test.images[:images]), test.labels[:images]
+    started = time.perf_counter()
+    found = edit.measure_projection(generator, classifier, encoder, x, y)
+    figures = {k: v for k, v in found.items() if k not in ("latents", "classes")}
+    log(f"search from the encoder's start: median PSNR {figures['median_psnr']:.2f} dB, named as the original "
+        f"{figures['named_as_original']:.1%} ({time.perf_counter() - started:.0f} s)")
+    from_zero = edit.measure_projection(generator, classifier, None, x, y)
+    from_zero.pop("latents"), from_zero.pop("classes")
+    log(f"search from zero: median PSNR {from_zero['median_psnr']:.2f} dB, named {from_zero['named_as_original']:.1%}")
+    alone = edit.measure_encoder_alone(generator, classifier, encoder, x, y)
+    log(f"encoder alone: median PSNR {alone['median_psnr']:.2f} dB, named {alone['named_as_original']:.1%}")
+    class_edits = edit.measure_class_edits(generator, classifier, found["latents"], found["classes"])
+    log(f"class edits named as their target: {class_edits['named_as_target']:.1%}")
+    sketch_runs = [edit.measure_sketches(generator, x[:sketches], seed) for seed in seeds]
+    log(f"sketches: mean IoU {np.mean([s['mean_iou'] for s in sketch_runs]):.3f}")
+
+    picture = out / "edit_examples.png"  # ten test images over their reconstructions
+    rendered = edit.project(generator, classifier, encoder, x[:10]).images
+    save_png(image_grid(np.concatenate([x[:10], rendered]), rows=2), picture, scale=2)
+    log(f"examples: {picture}")
+    return {"images": images, "search": dataclasses.asdict(edit.SearchConfig()), "reconstruction": figures,
+            "reconstruction_from_zero": from_zero, "encoder_alone": alone, "class_edits": class_edits,
+            "sketch_seeds": list(seeds), "sketch": over_seeds(sketch_runs)}
+
+
 def run_eval(family_name: str, weights_path=None, data_dir=None, out=None, write_card: bool = False,
              bm3d_images: int = 200, log=print) -> dict:
     path = Path(weights_path or checkpoint.default_weights(family_name))
@@ -222,6 +263,8 @@ def run_eval(family_name: str, weights_path=None, data_dir=None, out=None, write
         results = eval_cnn(model, test, data.load_split("train", dataset, data_dir), out, log)
     elif family_name == "ae":
         results = eval_ae(model, test, data.load_split("train", dataset, data_dir), out, log, bm3d_images)
+    elif family_name == "encoder":
+        results = eval_encoder(model, test, out, log)
     else:
         train = data.load_split("train", dataset, data_dir)
         held_out = card.get("train_config", {}).get("held_out", 0)

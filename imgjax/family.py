@@ -13,7 +13,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-NAMES = ("gan", "cnn", "ae")
+NAMES = ("gan", "cnn", "ae", "encoder")
 
 
 @dataclasses.dataclass(frozen=True)

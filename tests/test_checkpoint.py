@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from imgjax import ae, checkpoint, cnn, gan
+from imgjax import ae, checkpoint, cnn, encoder, gan
 
 MODELS = {
     "cnn": (lambda: cnn.Classifier(cnn.CNNConfig(), rngs=nnx.Rngs(1)), cnn.CNNConfig(),
@@ -13,6 +13,8 @@ MODELS = {
            lambda m, x: ae.restore(m, x)),
     "gan": (lambda: gan.Generator(gan.GANConfig(), rngs=nnx.Rngs(1)), gan.GANConfig(),
             lambda m, x: gan.generate_images(m, x.reshape(2, -1)[:, :64], np.array([1, 2]))),
+    "encoder": (lambda: encoder.Encoder(encoder.EncoderConfig(), rngs=nnx.Rngs(1)), encoder.EncoderConfig(),
+                lambda m, x: encoder.encode(m, x)),
 }
 
 

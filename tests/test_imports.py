@@ -43,5 +43,5 @@ def test_models_sit_below_training_evaluation_and_serving():
     graph = import_graph()
     above = {"imgjax.train", "imgjax.evaluate", "imgjax.cli", "imgjax.bench"} | {
         name for name in graph if name.startswith(("imgjax.service", "imgjax.studio"))}
-    for model in ("imgjax.cnn", "imgjax.ae", "imgjax.gan", "imgjax.checkpoint"):
+    for model in ("imgjax.cnn", "imgjax.ae", "imgjax.gan", "imgjax.encoder", "imgjax.edit", "imgjax.checkpoint"):
         assert not graph[model] & above, (model, graph[model] & above)

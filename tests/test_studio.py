@@ -84,13 +84,24 @@ def server(tmp_path_factory, xla_cache):
     process.wait(timeout=30)
 
 
+def _wait_for_edit_tab(log: Path) -> None:
+    """The Edit tab compiles in the background once the server answers: wait for its log line."""
+    deadline = time.monotonic() + 300
+    while "the Edit tab compiled" not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.5)
+
+
 def test_second_start_compiles_nothing(server, xla_cache, tmp_path):
     """Start-up compiles every function the page uses into the persistent cache; a second start with
     the same cache finds them all there and adds nothing."""
+    _wait_for_edit_tab(server.log)
     after_first = sorted(p.name for p in xla_cache.iterdir())
     assert any(name.startswith("jit_classify_with_saliency") for name in after_first)
     assert any(name.startswith("jit_restore_aligned") for name in after_first)
+    assert any(name.startswith("jit__search_chunk") for name in after_first)
     second = _start(_free_port(), xla_cache, tmp_path / "second.log")
+    _wait_for_edit_tab(tmp_path / "second.log")
     second.terminate()
     second.wait(timeout=30)
     assert sorted(p.name for p in xla_cache.iterdir()) == after_first
@@ -121,7 +132,8 @@ def _classify(client, path) -> str:
 def test_every_function_has_an_api_name(client):
     endpoints = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
     # exactly these: the page-load events that fill each tab on arrival stay private
-    assert endpoints == {"/generate", "/interpolate", "/random_seed", "/classify", "/classify_sketch", "/denoise"}
+    assert endpoints == {"/generate", "/interpolate", "/random_seed", "/classify", "/classify_sketch", "/denoise",
+                         "/edit_project", "/edit_classes", "/edit_render", "/edit_animation", "/edit_mix", "/edit_sketch"}
 
 
 def test_functions_are_mcp_tools(server):
@@ -157,6 +169,37 @@ def test_interpolation_gives_frames_and_an_animated_gif(client):
     assert Image.open(strip).size == (6 * 112, 112)
     animation = Image.open(gif)
     assert animation.format == "GIF" and animation.n_frames == 6 + 4  # there and back
+
+
+def test_every_edit_endpoint(client, classifier, tmp_path):
+    """Project a test-set coat, then each edit through the API: the class row, a class change with
+    a style move, the animation, a mix with a sneaker, and garments for a sketch."""
+    from gradio_client import handle_file
+    pair, code, summary = client.predict(handle_file(str(ASSETS / "example_4_coat.png")), api_name="/edit_project")
+    assert Image.open(pair).size == ((2 * 30 + 2) * 8, 32 * 8)  # image | reconstruction, 28x28 each, x8
+    assert code["class"] in data.FASHION_CLASSES and len(code["latent"]) == 64 and "dB PSNR" in summary
+    row = np.asarray(Image.open(client.predict(code, api_name="/edit_classes")).convert("L"))[:128:4, ::4]
+    tiles = np.stack([row[2:30, 2 + 30 * c:30 + 30 * c] for c in range(10)])  # undo the x4; 2 px borders
+    named = np.asarray(predict_probabilities(classifier, data.to_float(tiles))).argmax(-1)
+    assert np.mean(named == np.arange(10)) >= 0.8  # the same style, drawn as each class
+    edited = np.asarray(Image.open(client.predict(code, "Sneaker", 0.0, 0.0, 0.5, 0.0, api_name="/edit_render"))
+                        .convert("L"))[::8, ::8]
+    named = np.asarray(predict_probabilities(classifier, data.to_float(edited[None]))).argmax()
+    assert data.FASHION_CLASSES[named] == "Sneaker"
+    animation = Image.open(client.predict(code, "Bag", 0.0, 1.0, 0.0, 0.0, api_name="/edit_animation"))
+    assert animation.format == "GIF" and animation.n_frames == 16
+    mixed = Image.open(client.predict(code, handle_file(str(ASSETS / "example_7_sneaker.png")), api_name="/edit_mix"))
+    assert mixed.size == ((4 * 30 + 2) * 4, 32 * 4)  # four garments in a row, x4
+    sketch = np.full((200, 200, 3), 128, np.uint8)
+    sketch[30:170, 60:140] = 255  # a tall block: a dress or trousers
+    sketch[:, :30] = sketch[:, 170:] = 0
+    Image.fromarray(sketch).save(tmp_path / "sketch.png")
+    garments, codes = client.predict({"background": None, "layers": [],
+                                      "composite": handle_file(str(tmp_path / "sketch.png"))}, api_name="/edit_sketch")
+    assert len(garments) == len(codes) == 6 and all("agrees with" in g["caption"] for g in garments)
+    assert client.predict(codes[0], api_name="/edit_classes")  # a sketched garment's code edits like any other
+    with pytest.raises(Exception, match="list of 64 numbers"):
+        client.predict({"class": "Coat", "latent": [0.0]}, api_name="/edit_classes")
 
 
 @pytest.mark.realdata
@@ -342,6 +385,9 @@ def test_worst_allowed_inputs_at_once_stay_under_the_memory_budget(server, clien
     calls += [lambda f=f: client.predict(editor(f), MASK, 0.2, 0, False, api_name="/denoise") for f in files[:3]]
     calls += [lambda f=f: client.predict({"background": None, "layers": [], "composite": handle_file(f)},
                                          api_name="/classify_sketch") for f in files[:2]]
+    calls += [lambda f=f: client.predict(handle_file(f), api_name="/edit_project") for f in files[:2]]
+    calls += [lambda: client.predict({"background": None, "layers": [], "composite": handle_file(str(tmp_path / "layer.png"))},
+                                     api_name="/edit_sketch")]
     with ThreadPoolExecutor(len(calls) * 2) as pool:
         results = list(pool.map(lambda call: call(), calls * 2))
     assert all(result is not None for result in results)
@@ -421,7 +467,7 @@ def test_bad_values_get_messages_that_name_them(server, tmp_path):
 
 
 def test_a_bad_file_gets_one_plain_message_on_every_tab(server, client, tmp_path):
-    """The same broken files give the same words on Classify, Draw and Denoise, with no server paths
+    """The same broken files give the same words on Classify, Draw, Denoise and Edit, with no server paths
     and no exception names."""
     from gradio_client import handle_file
     files = awkward_images.unusable(tmp_path, ASSETS / "example_7_sneaker.png")
@@ -432,7 +478,8 @@ def test_a_bad_file_gets_one_plain_message_on_every_tab(server, client, tmp_path
                      lambda f=upload: client.predict({"background": None, "layers": [], "composite": f},
                                                      api_name="/classify_sketch"),
                      lambda f=upload: client.predict({"background": f, "layers": [], "composite": None},
-                                                     GAUSSIAN, 0.2, 0, False, api_name="/denoise")):
+                                                     GAUSSIAN, 0.2, 0, False, api_name="/denoise"),
+                     lambda f=upload: client.predict(f, api_name="/edit_project")):
             with pytest.raises(Exception) as refused:
                 call()
             messages.append(str(refused.value))
@@ -505,6 +552,51 @@ def test_browser_generate_classify_denoise(server, browser, tmp_path):
     page.get_by_label("Brush mask").check()  # the level does not apply to a mask
     page.get_by_label("Level: noise sigma, or salt-and-pepper amount").wait_for(state="hidden", timeout=10_000)
     page.screenshot(path=str(tmp_path / "denoise.png"), full_page=True)
+    page.close()
+
+
+def test_browser_edit(server, browser, tmp_path):
+    """The Edit tab arrives with a projected coat and its class row; a slider and the class change
+    the edited picture; a sketch gets garments; "Edit the first garment" on Generate brings its code."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1600})
+    page.goto(server)
+    page.get_by_role("tab", name="Edit").click()
+    page.locator("#projection-summary", has_text="Projected as Coat").wait_for(timeout=60_000)  # on arrival
+    page.wait_for_function(NEW_PICTURE, arg=["#all-classes img", ""], timeout=30_000)
+    page.locator("#edit-examples button").nth(7).click()  # example_7_sneaker.png: projected at once
+    page.locator("#projection-summary", has_text="Projected as Sneaker").wait_for(timeout=60_000)
+    page.wait_for_function(NEW_PICTURE, arg=["#edited img", ""], timeout=30_000)
+    before = page.locator("#edited img").get_attribute("src")
+    page.locator("#style-0 input[type=number]").fill("1.5")
+    page.locator("#style-0 input[type=number]").press("Enter")
+    page.wait_for_function(NEW_PICTURE, arg=["#edited img", before], timeout=30_000)
+    before = page.locator("#edited img").get_attribute("src")
+    page.locator("#edit-class input").click()
+    page.get_by_role("option", name="Bag", exact=True).click()
+    page.wait_for_function(NEW_PICTURE, arg=["#edited img", before], timeout=30_000)
+    page.get_by_role("button", name="Animate: original to edit").click()
+    page.wait_for_function(NEW_PICTURE, arg=["#edit-animation img", ""], timeout=30_000)
+
+    page.get_by_role("tab", name="Sketch").click()
+    canvas = page.locator("#edit-sketch canvas").first
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.2)
+    page.mouse.down()  # a white stroke down the middle: the brush's first colour
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.8, steps=12)
+    page.mouse.up()
+    page.get_by_role("button", name="Find garments").click()
+    page.locator("#sketch-garments img").nth(5).wait_for(timeout=60_000)
+    page.locator("#sketch-garments button.thumbnail-item").first.click()  # the best garment, to edit
+    page.locator("#projection-summary", has_text="from your sketch").wait_for(timeout=30_000)
+    page.screenshot(path=str(tmp_path / "edit.png"), full_page=True)
+
+    page.get_by_role("tab", name="Generate").click()
+    page.locator("#generated img").wait_for(timeout=30_000)
+    row = page.locator("#all-classes img").get_attribute("src")
+    page.get_by_role("button", name="Edit the first garment").click()
+    page.locator("#projection-summary", has_text="from the Generate tab").wait_for(timeout=30_000)
+    page.wait_for_function(NEW_PICTURE, arg=["#all-classes img", row], timeout=30_000)
     page.close()
 
 
@@ -588,7 +680,8 @@ def test_browser_every_tab_passes_wcag_21_aa_checks(server, browser, viewport):
     page = browser.new_page(viewport=viewport)
     page.goto(server)
     page.locator("#generated img").wait_for(timeout=30_000)
-    for tab, ready in (("Generate", "#frames img"), ("Classify", "#verdict p"), ("Denoise", "#scores table")):
+    for tab, ready in (("Generate", "#frames img"), ("Classify", "#verdict p"), ("Denoise", "#scores table"),
+                       ("Edit", "#all-classes img")):
         page.get_by_role("tab", name=tab).click()
         page.locator(ready).first.wait_for(timeout=30_000)
         page.evaluate(axe)

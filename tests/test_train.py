@@ -16,7 +16,7 @@ def _config(name, tiny_dataset, out, epochs=2):
                        dataset="mnist", data_dir=str(tiny_dataset), out=str(out), held_out=64)
 
 
-@pytest.mark.parametrize("name", ["cnn", "ae", "gan"])
+@pytest.mark.parametrize("name", ["cnn", "ae", "gan", "encoder"])
 def test_fit_writes_pictures_checkpoints_and_history(name, tiny_dataset, tmp_path):
     card = fit(load_family(name), _config(name, tiny_dataset, tmp_path / name), log=lambda *_: None)
     out = tmp_path / name

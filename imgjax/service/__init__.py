@@ -3,7 +3,8 @@ with that tab's actions, from plain values to numpy pictures and figures.
 
 * ``generate``: grids by class and seed, walks through the latent space (the GAN);
 * ``classify``: top 5, the model's view and saliency for any image (the CNN);
-* ``denoise``: corrupt and restore with the autoencoder beside classical baselines.
+* ``denoise``: corrupt and restore with the autoencoder beside classical baselines;
+* ``edit``: project a garment into the GAN (with the encoder's start), change its class and style.
 
 A new tab is a new module here with its ``...Tab`` class, one line in ``Studio``, and its page in
 ``imgjax.studio``. Every problem with a user's input raises ``InputError`` (``imgjax.user_input``,
@@ -22,11 +23,12 @@ import jax
 from .. import checkpoint
 from .classify import ClassifyTab
 from .denoise import DenoiseTab
+from .edit import EditTab
 from .generate import GenerateTab
 
 
 class Studio:
-    """The three shipped checkpoints, loaded once, each behind its tab's actions."""
+    """The shipped checkpoints, loaded once, each behind its tab's actions."""
 
     def __init__(self, checkpoint_dir: Path | None = None):
         directory = Path(checkpoint_dir or checkpoint.CHECKPOINT_DIR)
@@ -34,14 +36,20 @@ class Studio:
         self.generate_tab = GenerateTab(*load("gan"))
         self.classify_tab = ClassifyTab(*load("cnn"), directory)
         self.denoise_tab = DenoiseTab(*load("ae"))
+        self.edit_tab = EditTab(self.generate_tab.generator, self.classify_tab.classifier, load("encoder")[0])
 
-    def warm_up(self) -> float:
+    def warm_up(self, edit_in_background: bool = False) -> float:
         """Run every action once per compiled shape the page uses, so the first click is as fast as
         the rest (with the persistent compilation cache, a second start loads these from disk).
-        Returns the seconds it took."""
+        With ``edit_in_background``, the Edit tab compiles in a thread while the server starts, and
+        its actions wait for it. Returns the seconds the blocking part took."""
         start = time.perf_counter()
         for tab in (self.generate_tab, self.classify_tab, self.denoise_tab):
             tab.warm_up()
+        if edit_in_background:
+            self.edit_tab.warm_up_in_background(log=lambda line: print(line, flush=True))
+        else:
+            self.edit_tab.warm_up()
         return time.perf_counter() - start
 
 

@@ -16,6 +16,7 @@ from ..data import FASHION_CLASSES
 from ..gan import generate_blended, sample_latents
 from ..images import image_grid, to_uint8, upscale
 from ..user_input import MAX_SEED, check_choice, check_int, check_range
+from .edit import garment_code
 
 MAX_IMAGES = 64
 MAX_FRAMES = 32
@@ -34,6 +35,7 @@ class GenerateTab:
         self.card = card
         self.class_names = list(FASHION_CLASSES)
         self.latent_dim = card["config"]["latent_dim"]
+        self.generator = generator
         # The jitted function with its model bound once: nnx.jit otherwise walks the model's graph
         # on every call.
         self._generate_fn = nnx.cached_partial(generate_blended, generator)
@@ -83,6 +85,15 @@ class GenerateTab:
         blocks = [image_grid(images[c * count:(c + 1) * count], rows=rows)[:-2] for c in range(classes)]
         grid = upscale(np.concatenate(blocks + [blocks[0][:2] * 0 + 64]), 4)
         return label_rows(grid, self.class_names, left=CLASS_LABEL_WIDTH)
+
+    def first_code(self, class_name: str, seed, truncation) -> dict:
+        """The code of the grid's first garment (for "All classes", the first class's), to edit."""
+        check_choice("Class", class_name, [ALL_CLASSES, *self.class_names])
+        seed = check_int("Seed", seed, 0, MAX_SEED)
+        truncation = check_range("Truncation", truncation, *TRUNCATION_RANGE)
+        class_name = class_name if class_name != ALL_CLASSES else self.class_names[0]
+        code = garment_code(class_name, self._latents(seed, 1, truncation)[0])
+        return {**code, "from": f"the Generate tab ({class_name}, seed {seed})"}
 
     def interpolate(self, mode: str, class_name: str, seed_a, seed_b, frames, truncation) -> list[np.ndarray]:
         """Frames (each (112, 112) uint8) of a walk through the generator's inputs:

@@ -1,5 +1,5 @@
 """The browser studio: a Gradio Blocks page with one tab per module (``generate``, ``classify``,
-``denoise``), each calling its actions in ``imgjax.service``.
+``denoise``, ``edit``), each calling its actions in ``imgjax.service``.
 
 This package is only the page: ``build_demo`` assembles the tabs inside the theme and the guards
 that keep the server's limits on every route (``imgjax.gradio_guards``); ``launch`` loads the
@@ -25,8 +25,8 @@ from ..gradio_guards import (
     temporary_files,
 )
 from ..service import Studio
-from . import classify, denoise, generate
-from .wiring import ASSETS
+from . import classify, denoise, edit, generate
+from .wiring import ASSETS, GIF_DIR
 
 # Uploads and outputs are kept 10 minutes and 256 MB at most, checked every 30 s (the environment
 # variables let a test server prune sooner).
@@ -55,19 +55,23 @@ THEME = gr.themes.Default().set(
 HEAD = f"<script>{(ASSETS / 'page.js').read_text()}</script>"
 QUEUE_SIZE = 32  # requests waiting beyond this are refused at once rather than piling up
 ABOUT = """# imgjax studio
-Three small models trained on [Fashion-MNIST](https://github.com/zalandoresearch/fashion-mnist)
-with JAX, Flax NNX and Optax, served from their checkpoints: a class-conditional **GAN** that
-draws garments, a **CNN** that names them (and shows what it looked at), and a denoising
-**autoencoder** that restores noisy, speckled or masked images."""
+Small models trained on [Fashion-MNIST](https://github.com/zalandoresearch/fashion-mnist) with JAX,
+Flax NNX and Optax, served from their checkpoints: a class-conditional **GAN** that draws garments
+(and, with an **encoder**, lets you edit any garment through it), a **CNN** that names them (and
+shows what it looked at), and a denoising **autoencoder** that restores noisy, speckled or masked images."""
 
 
 def build_demo(studio: Studio | None = None) -> gr.Blocks:
     studio = studio or Studio()
     with gr.Blocks(title="imgjax studio") as demo:
         gr.Markdown(ABOUT)
-        values = generate.page(demo, studio.generate_tab)
-        values += classify.page(demo, studio.classify_tab)
-        values += denoise.page(demo, studio.denoise_tab)
+        with gr.Tabs() as tabs:
+            # A garment's code: made by the Edit tab's projection or sent by the Generate tab's "Edit".
+            code = gr.JSON(label="Code", render=False, elem_id="garment-code")
+            values = generate.page(demo, studio.generate_tab, send_to_edit=(code, tabs))
+            values += classify.page(demo, studio.classify_tab)
+            values += denoise.page(demo, studio.denoise_tab)
+            values += edit.page(demo, studio.edit_tab, code)
         raw_values(*values)
     guard_api(demo)
     return demo
@@ -93,11 +97,11 @@ def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, mcp: 
     _limit_malloc_arenas()
     service.enable_compilation_cache(cache_dir)
     studio = Studio()
-    seconds = studio.warm_up()
+    seconds = studio.warm_up(edit_in_background=True)  # the page opens while the Edit tab compiles
     print(f"imgjax studio: models loaded and compiled in {seconds:.1f} s", flush=True)
     demo = build_demo(studio)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=2)
-    keep_pruning(lambda: temporary_files(demo, generate.GIF_DIR), CACHE_MAX_AGE_S, CACHE_MAX_BYTES, every=PRUNE_EVERY_S)
+    keep_pruning(lambda: temporary_files(demo, GIF_DIR), CACHE_MAX_AGE_S, CACHE_MAX_BYTES, every=PRUNE_EVERY_S)
     demo.launch(server_name=host, server_port=port, share=share, mcp_server=mcp,
                 max_file_size=MAX_UPLOAD, show_error=False, allowed_paths=[str(ASSETS)], css=CSS, theme=THEME,
                 head=HEAD,

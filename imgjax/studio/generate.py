@@ -3,40 +3,32 @@ walk through the latent space as frames and an animation."""
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
-from pathlib import Path
 
 import gradio as gr
 import numpy as np
-from PIL import Image
 
 from ..images import upscale
 from ..service import generate as actions
 from ..user_input import MAX_SEED
-from .wiring import action, status
+from .wiring import action, for_page, save_gif, status
 
-GIF_DIR = Path(tempfile.gettempdir()) / "imgjax-gifs"  # the walks' animations, pruned with Gradio's cache
 STRIP_COLUMNS = 8  # the walk's frames, this many to a row
 # No truncation (the slider's top): on the curve measured on training images held out of the GAN's
 # training it is the nearest to them and the most varied (docs/gan-recipe.md, "The default truncation").
 DEFAULT_TRUNCATION = actions.TRUNCATION_RANGE[1]
 
 
-def page(demo: gr.Blocks, tab: actions.GenerateTab) -> list:
-    """Build the tab inside ``demo``; returns its value controls (for ``raw_values``)."""
+def page(demo: gr.Blocks, tab: actions.GenerateTab, send_to_edit: tuple[gr.JSON, gr.Tabs] | None = None) -> list:
+    """Build the tab inside ``demo``; returns its value controls (for ``raw_values``). With
+    ``send_to_edit`` (the Edit tab's code and the page's tabs), an "Edit" button sends the grid's
+    first garment there."""
     classes = tab.class_names
 
     def interpolate(mode, class_name, seed_a, seed_b, frames, truncation):
         pictures = tab.interpolate(mode, class_name, seed_a, seed_b, frames, truncation)
         loop = pictures + pictures[-2:0:-1] if mode == actions.INTERPOLATE_SEEDS else pictures  # ping-pong
-        GIF_DIR.mkdir(parents=True, exist_ok=True)
-        fd, gif = tempfile.mkstemp(suffix=".gif", dir=GIF_DIR)
-        os.close(fd)
-        frames_pil = [Image.fromarray(upscale(p, 2)) for p in loop]  # 224 px: large enough to see
-        frames_pil[0].save(gif, save_all=True, append_images=frames_pil[1:], duration=80, loop=0)
-        return wrap(pictures, STRIP_COLUMNS), gif
+        return wrap(pictures, STRIP_COLUMNS), save_gif([upscale(p, 2) for p in loop])  # 224 px: large enough to see
 
     with gr.Tab("Generate"):
         with gr.Row():
@@ -51,6 +43,8 @@ def page(demo: gr.Blocks, tab: actions.GenerateTab) -> list:
                                              "typical, less varied)")
                 truncation_curve(tab.card)
                 generate_button = gr.Button("Generate", variant="primary", elem_id="generate-button")
+                edit_button = gr.Button("✏️ Edit the first garment", elem_id="send-to-edit",
+                                        visible=send_to_edit is not None)
             with gr.Column(scale=2):
                 generate_status = status("generate-status")
                 grid = gr.Image(label="Generated (download: the arrow, top right)", format="png",
@@ -72,6 +66,11 @@ def page(demo: gr.Blocks, tab: actions.GenerateTab) -> list:
                                  alt_text="The walk's frames, left to right and top to bottom")
                 animation = gr.Image(label="Animation", type="filepath", height=260, elem_id="animation",
                                      alt_text="The walk as an animation")
+        if send_to_edit is not None:
+            code, tabs = send_to_edit
+            edit_button.click(for_page(tab.first_code, "edit_generated", 1), [class_name, seed, truncation],
+                              [code, generate_status], api_visibility="private").success(
+                lambda: gr.Tabs(selected="edit"), None, tabs, api_visibility="private")
         dice.click(lambda: random.randint(0, MAX_SEED), None, seed, api_name="random_seed")
         action(demo, generate_button, tab.generate, [class_name, seed, count, truncation], [grid], generate_status,
                "generate")

@@ -4,15 +4,30 @@ shows, and ``action``, which wires one function to its button, the page's load a
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
+from PIL import Image
 
 from ..user_input import InputError
 
 ASSETS = Path(__file__).parent.parent / "assets"
 EXAMPLES = sorted(str(p) for p in ASSETS.glob("example_*.png"))  # one test-set image per class
+GIF_DIR = Path(tempfile.gettempdir()) / "imgjax-gifs"  # animations, pruned with Gradio's cache
 log = logging.getLogger("imgjax.studio")
+
+
+def save_gif(frames: list[np.ndarray], frame_ms: int = 80) -> str:
+    """uint8 pictures -> the path of a looping GIF of them in ``GIF_DIR``."""
+    GIF_DIR.mkdir(parents=True, exist_ok=True)
+    fd, gif = tempfile.mkstemp(suffix=".gif", dir=GIF_DIR)
+    os.close(fd)
+    pictures = [Image.fromarray(frame) for frame in frames]
+    pictures[0].save(gif, save_all=True, append_images=pictures[1:], duration=frame_ms, loop=0)
+    return gif
 
 
 def for_page(function, name: str, outputs: int):

@@ -1,0 +1,267 @@
+"""Editing through the shipped generator: put an image into the generator's inputs (projection),
+then change its class or style, or find garments that agree with a sketch.
+
+Reads top to bottom: the search (one compiled program), projection, sketch to garment, style
+directions. Both projection and sketch are one search: gradient descent (Adam) on many latents at
+once, each paired with a class, towards per-pixel bounds. Projection bounds each pixel to the
+image's value, and adds the distance in the shipped classifier's features, so the result is the
+same kind of garment and not only close in pixels; a sketch bounds painted pixels to be garment
+(above ``INK``) or empty (below it) and leaves the rest free. The search runs as compiled chunks of
+``CHUNK`` steps, each a ``lax.scan`` unrolled when compiled: XLA:CPU runs a loop body about 3.6x
+slower than the same steps written out, and one program of all the steps takes a minute to compile
+(docs/edit.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from .encoder import Encoder
+
+INK = 0.1  # a pixel above this is garment, at or below it background (Fashion-MNIST's is 0)
+SKETCH_MARGIN = 0.05  # a painted pixel is pushed this far past INK
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """How a search runs; the defaults were chosen on held-out training images (docs/edit.md)."""
+
+    steps: int = 150
+    classes: int = 1  # projection: the classifier's likeliest classes, each tried
+    starts: int = 1  # latents per class: the encoder's, then copies moved by ``jitter``
+    jitter: float = 0.5
+    learning_rate: float = 0.1
+    feature_weight: float = 0.003  # classifier-feature distance next to the pixel distance ...
+    feature_steps: int = 30  # ... in the last steps only (a step with it costs twice one without)
+    prior_weight: float = 0.003  # mean squared latent, which keeps latents where the generator trained
+
+
+def bounds_loss(images, lower, upper):
+    """(N, 28, 28, 1) images against per-pixel bounds -> (N,) mean squared violation."""
+    return jnp.mean(jax.nn.relu(lower - images) ** 2 + jax.nn.relu(images - upper) ** 2, axis=(1, 2, 3))
+
+
+CHUNK = 15  # steps per compiled program (steps, feature_steps are multiples of it)
+
+
+def _losses(generator, classifier, latents, class_vectors, lower, upper, target_features, config, with_features):
+    images = (generator.synthesize(latents, class_vectors) + 1.0) / 2.0
+    total = bounds_loss(images, lower, upper) + config.prior_weight * jnp.mean(latents ** 2, axis=-1)
+    if with_features:
+        total += config.feature_weight * jnp.mean((classifier.features(images) - target_features) ** 2, -1)
+    return total, images
+
+
+@functools.partial(jax.jit, static_argnames=("graph", "config", "with_features"))
+def _search_chunk(graph, weights, latents, state, labels, lower, upper, target_features,
+                  config: SearchConfig, with_features: bool):
+    """``CHUNK`` Adam steps on the latents, unrolled; then the latents, Adam's state, images, losses.
+    The models come split (``nnx.split``) so that the calls of one search pay for that once."""
+    generator, classifier = nnx.merge(graph, weights)
+    class_vectors = generator.embed(labels)
+    optimizer = optax.adam(config.learning_rate)
+    losses = functools.partial(_losses, generator, classifier, class_vectors=class_vectors, lower=lower, upper=upper,
+                               target_features=target_features, config=config, with_features=with_features)
+
+    def step(carry, _):
+        z, state = carry
+        grads = jax.grad(lambda z: losses(z)[0].sum())(z)  # candidates are independent: sum, one pass
+        updates, state = optimizer.update(grads, state)
+        return (optax.apply_updates(z, updates), state), None
+
+    (latents, state), _ = jax.lax.scan(step, (latents, state), None, length=CHUNK, unroll=True)
+    total, images = losses(latents)
+    return latents, state, images, total
+
+
+def search(generator, classifier, latents, labels, lower, upper, target_features, config: SearchConfig):
+    """Adam on (N, latent_dim) ``latents`` with fixed (N,) ``labels`` for ``config.steps`` steps, the
+    last ``config.feature_steps`` with the feature distance. Returns the final latents, their images
+    (N, 28, 28, 1) in [0, 1] and losses (N,)."""
+    if config.steps % CHUNK or config.feature_steps % CHUNK or config.feature_steps > config.steps:
+        raise ValueError(f"steps and feature_steps are multiples of {CHUNK}, feature_steps at most steps")
+    state = optax.adam(config.learning_rate).init(latents)
+    with_features = bool(config.feature_weight) and config.feature_steps > 0
+    graph, weights = nnx.split((generator, classifier))
+    for start in range(0, config.steps, CHUNK):
+        features_now = with_features and start >= config.steps - config.feature_steps
+        latents, state, images, total = _search_chunk(graph, weights, latents, state, labels, lower, upper,
+                                                      target_features, config, features_now)
+    return latents, images, total
+
+
+# ----------------------------------------------------------------------------- projection
+
+@dataclasses.dataclass(frozen=True)
+class Projection:
+    """Per image: the best latent, its class, the generator's image of them and the search's loss."""
+
+    latents: np.ndarray  # (N, latent_dim)
+    labels: np.ndarray  # (N,)
+    images: np.ndarray  # (N, 28, 28, 1) in [0, 1]
+    losses: np.ndarray  # (N,)
+
+
+@functools.partial(nnx.jit, static_argnames=("config",))
+def starting_points(generator, classifier, encoder: Encoder | None, images, key, config: SearchConfig):
+    """Every image's candidates, flattened: latents (N * K, latent_dim), labels (N * K,), the images'
+    classifier features repeated (N * K, features), K = classes x starts: the classifier's likeliest
+    classes, each from the encoder's latent (zero without one) and copies of it moved by ``jitter``."""
+    n, latent_dim = images.shape[0], generator.project.in_features - generator.embed.features
+    labels = jax.lax.top_k(classifier(images), config.classes)[1]  # (N, classes)
+    if encoder is None:
+        start = jnp.zeros((n, config.classes, latent_dim))
+    else:
+        start = jnp.take_along_axis(encoder(images), labels[..., None], axis=1)
+    noise = config.jitter * jax.random.normal(key, (n, config.classes, config.starts, latent_dim))
+    latents = start[:, :, None] + noise.at[:, :, 0].set(0.0)
+    k = config.classes * config.starts
+    return (latents.reshape(n * k, latent_dim), jnp.repeat(labels, config.starts, axis=1).reshape(-1),
+            jnp.repeat(classifier.features(images), k, axis=0))
+
+
+def project(generator, classifier, encoder, images, config: SearchConfig | None = None, seed: int = 0) -> Projection:
+    """Project (N, 28, 28, 1) float32 images in [0, 1] into the generator (``encoder`` None: from zero)
+    with ``config`` (default: the shipped ``SearchConfig()``)."""
+    config = config or SearchConfig()
+    images = jnp.asarray(images, jnp.float32)
+    latents, labels, features = starting_points(generator, classifier, encoder, images, jax.random.key(seed), config)
+    k = config.classes * config.starts
+    targets = jnp.repeat(images, k, axis=0)
+    latents, rendered, losses = (np.asarray(x) for x in search(
+        generator, classifier, latents, labels, targets, targets, features, config))
+    best = losses.reshape(-1, k).argmin(1) + np.arange(len(images)) * k
+    return Projection(latents[best], np.asarray(labels)[best], rendered[best], losses[best])
+
+
+# ----------------------------------------------------------------------------- sketch to garment
+
+SKETCH_CONFIG = SearchConfig(steps=30, starts=2, feature_weight=0.0, prior_weight=0.01)
+
+
+def sketch_bounds(garment, empty):
+    """(28, 28) boolean masks of pixels painted as garment and as empty -> lower and upper bounds."""
+    lower = np.where(garment, INK + SKETCH_MARGIN, 0.0)
+    upper = np.where(empty, INK - SKETCH_MARGIN, 1.0)
+    return (lower.astype(np.float32)[None, ..., None], upper.astype(np.float32)[None, ..., None])
+
+
+def garments_for_sketch(generator, garment, empty, count: int = 6, seed: int = 0, config: SearchConfig = SKETCH_CONFIG):
+    """Garments that agree with a sketch ((28, 28) masks painted garment / empty): the best of each
+    class, the ``count`` classes that agree best. Returns (latents, labels, images, losses), best first."""
+    lower, upper = sketch_bounds(garment, empty)
+    classes = generator.embed.num_embeddings
+    labels = jnp.repeat(jnp.arange(classes), config.starts)
+    latents = jax.random.normal(jax.random.key(seed), (classes * config.starts, generator.project.in_features
+                                                       - generator.embed.features))
+    latents, images, losses = (np.asarray(x) for x in search(generator, None, latents, labels, lower, upper, None,
+                                                             config))
+    per_class = losses.reshape(-1, config.starts)  # rows: classes
+    best = per_class.argmin(1) + np.arange(len(per_class)) * config.starts
+    chosen = best[np.argsort(losses[best])][:count]
+    return latents[chosen], chosen // config.starts, images[chosen], losses[chosen]
+
+
+def mask_iou(a, b) -> np.ndarray:
+    """Intersection over union of the garment masks (pixels above ``INK``) of two image batches."""
+    a, b = np.asarray(a) > INK, np.asarray(b) > INK
+    axes = tuple(range(1, a.ndim))
+    return (a & b).sum(axes) / np.maximum((a | b).sum(axes), 1)
+
+
+# ----------------------------------------------------------------------------- style directions
+
+def style_directions(generator, count: int = 5) -> np.ndarray:
+    """(count, latent_dim) unit directions in latent space along which the generator's first features
+    vary most (GANSpace, Härkönen et al. 2020), largest first. Those features (the first layer's
+    output after batch norm, before its ReLU) are linear in the latent, so their principal
+    components for Gaussian latents are exactly the leading singular vectors of that linear map:
+    no sampling. Each is signed so its largest entry is positive."""
+    latent_dim = generator.project.in_features - generator.embed.features
+    norm = generator.norm0
+    scale = np.asarray(norm.scale[...]) / np.sqrt(np.asarray(norm.var[...]) + norm.epsilon)
+    linear_map = np.asarray(generator.project.kernel[...], np.float64)[:latent_dim] * scale  # (latent, features)
+    directions = np.linalg.svd(linear_map, full_matrices=False)[0].T[:count]
+    directions *= np.sign(directions[np.arange(count), np.abs(directions).argmax(1)])[:, None]
+    return directions.astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- measuring
+
+def _named(classifier, images) -> np.ndarray:
+    from .cnn import predict_in_batches, predict_probabilities
+    return predict_in_batches(predict_probabilities, classifier, np.asarray(images)).argmax(-1)
+
+
+def measure_projection(generator, classifier, encoder, images, labels, config: SearchConfig | None = None,
+                       seed: int = 0, batch: int = 10) -> dict:
+    """Project (N, 28, 28, 1) images ``batch`` at a time; the reconstructions' PSNR (median, mean,
+    10th percentile) and how often the classifier gives them the images' ``labels``. Also returns
+    the latents and classes found (``latents``, ``classes``), for edits."""
+    found = [project(generator, classifier, encoder, images[i:i + batch], config, seed + i)
+             for i in range(0, len(images), batch)]
+    latents, classes, rendered = (np.concatenate([getattr(f, k) for f in found]) for k in ("latents", "labels", "images"))
+    return {**_reconstruction_figures(classifier, images, labels, rendered), "latents": latents, "classes": classes}
+
+
+def _reconstruction_figures(classifier, images, labels, rendered) -> dict:
+    from .metrics import psnr
+    scores = np.asarray(psnr(jnp.asarray(images), jnp.asarray(rendered)))
+    return {"median_psnr": float(np.median(scores)), "mean_psnr": float(scores.mean()),
+            "psnr_10th_percentile": float(np.percentile(scores, 10)),
+            "named_as_original": float((_named(classifier, rendered) == labels).mean())}
+
+
+def measure_encoder_alone(generator, classifier, encoder, images, labels) -> dict:
+    """The encoder's latent in the classifier's likeliest class, rendered with no search."""
+    from .cnn import predict_in_batches
+    from .encoder import encode
+    guess = _named(classifier, images)
+    latents = predict_in_batches(encode, encoder, np.asarray(images))[np.arange(len(images)), guess]
+    rendered = np.concatenate([np.asarray(_render(generator, latents[i:i + 500], guess[i:i + 500]))
+                               for i in range(0, len(images), 500)])
+    return _reconstruction_figures(classifier, images, labels, rendered)
+
+
+@nnx.jit
+def _render(generator, latents, labels):
+    return (generator(latents, labels) + 1.0) / 2.0
+
+
+def measure_class_edits(generator, classifier, latents, classes) -> dict:
+    """Each latent rendered in each of the other classes: how often the classifier names the target
+    class, overall and per target class."""
+    num_classes = generator.embed.num_embeddings
+    targets = (classes[:, None] + np.arange(1, num_classes)[None]) % num_classes  # (N, classes - 1)
+    repeated = np.repeat(latents, num_classes - 1, axis=0)
+    rendered = np.concatenate([np.asarray(_render(generator, repeated[i:i + 500], targets.reshape(-1)[i:i + 500]))
+                               for i in range(0, len(repeated), 500)])
+    hit = _named(classifier, rendered) == targets.reshape(-1)
+    per_class = [float(hit[targets.reshape(-1) == c].mean()) for c in range(num_classes)]
+    return {"named_as_target": float(hit.mean()), "per_target_class": per_class, "edits": int(hit.size)}
+
+
+def silhouette_sketch(image) -> tuple[np.ndarray, np.ndarray]:
+    """A garment's silhouette as a fully painted sketch: (garment, empty) masks from (28, 28, 1)."""
+    garment = np.asarray(image)[..., 0] > INK
+    return garment, ~garment
+
+
+def measure_sketches(generator, images, seed: int = 0) -> dict:
+    """Each image's silhouette as a sketch: the mask IoU of the best garment found, and of all six."""
+    best, all_six = [], []
+    for i, image in enumerate(images):
+        garment, empty = silhouette_sketch(image)
+        found = garments_for_sketch(generator, garment, empty, seed=seed + i)[2]
+        iou = mask_iou(found, np.repeat(np.asarray(image)[None], len(found), 0))
+        best.append(iou[0])
+        all_six.append(iou.mean())
+    return {"mean_iou": float(np.mean(best)), "mean_iou_of_six": float(np.mean(all_six)),
+            "iou_10th_percentile": float(np.percentile(best, 10)), "sketches": len(images)}

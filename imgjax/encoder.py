@@ -1,0 +1,152 @@
+"""Encoder: predicts the shipped generator's latent for an image, the starting point of the Edit
+tab's projection (``imgjax.edit``), as in in-domain GAN inversion (Zhu et al. 2020).
+
+Reads top to bottom: config, model, loss, jit-compiled train step, plugging into the loop. The
+encoder answers for every class at once (one latent per class), so a search can start from the
+latent the image would have as a T-shirt, as a Shirt, and so on. It trains against the frozen
+shipped generator and classifier (``checkpoints/gan.safetensors``, ``cnn.safetensors``) with two
+losses: on real training images, the generator's rendering of the predicted latent in the image's
+class should match the image in pixels and in the classifier's features; on the generator's own
+samples, the predicted latent should be the one that made them, which keeps predictions where
+the generator was trained (in-domain).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from .family import Family
+from .layers import compute_dtype, max_pool_2x2
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderConfig:
+    widths: tuple[int, int, int] = (32, 64, 64)  # channels at 28x28, 14x14, 7x7
+    hidden: int = 256
+    latent_dim: int = 64  # the generator's
+    num_classes: int = 10
+    feature_weight: float = 0.01  # classifier-feature distance next to the pixel distance
+    latent_weight: float = 0.1  # latent regression on the generator's own samples
+
+
+# ----------------------------------------------------------------------------- model
+
+class Encoder(nnx.Module):
+    """(N, 28, 28, 1) float32 in [0, 1] -> latents (N, num_classes, latent_dim): one per class."""
+
+    def __init__(self, config: EncoderConfig, *, rngs: nnx.Rngs, dtype=None):
+        w1, w2, w3 = config.widths
+        conv = lambda cin, cout: nnx.Conv(cin, cout, (3, 3), dtype=dtype, rngs=rngs)
+        self.conv1, self.conv2, self.conv3, self.conv4 = conv(1, w1), conv(w1, w2), conv(w2, w2), conv(w2, w3)
+        self.hidden = nnx.Linear(7 * 7 * w3, config.hidden, dtype=dtype, rngs=rngs)
+        self.head = nnx.Linear(config.hidden, config.num_classes * config.latent_dim, dtype=dtype, rngs=rngs)
+        self.shape = (config.num_classes, config.latent_dim)
+
+    def __call__(self, images):
+        h = nnx.relu(self.conv1(images * 2.0 - 1.0))
+        h = nnx.relu(self.conv3(nnx.relu(self.conv2(max_pool_2x2(h)))))
+        h = nnx.relu(self.conv4(max_pool_2x2(h)))
+        h = nnx.relu(self.hidden(h.reshape(h.shape[0], -1)))
+        return self.head(h).astype(jnp.float32).reshape(-1, *self.shape)
+
+
+def latents_for(encoder: Encoder, images, labels):
+    """(N, latent_dim): each image's predicted latent in the class ``labels`` gives it."""
+    return jnp.take_along_axis(encoder(images), labels[:, None, None], axis=1)[:, 0]
+
+
+# ----------------------------------------------------------------------------- loss
+
+def loss_fn(encoder: Encoder, generator, classifier, images, labels, key, feature_weight, latent_weight):
+    """Pixel + feature distance of the rendered prediction to real images, + latent regression on samples."""
+    rendered = (generator(latents_for(encoder, images, labels), labels) + 1.0) / 2.0
+    pixel = jnp.mean((rendered - images) ** 2)
+    feature = jnp.mean((classifier.features(rendered) - jax.lax.stop_gradient(classifier.features(images))) ** 2)
+    latent_key, label_key = jax.random.split(key)
+    sample_latents = jax.random.normal(latent_key, (images.shape[0], encoder.shape[1]))
+    sample_labels = jax.random.randint(label_key, (images.shape[0],), 0, encoder.shape[0])
+    samples = jax.lax.stop_gradient((generator(sample_latents, sample_labels) + 1.0) / 2.0)
+    latent = jnp.mean((latents_for(encoder, samples, sample_labels) - sample_latents) ** 2)
+    total = pixel + feature_weight * feature + latent_weight * latent
+    return total, {"pixel": pixel, "feature": feature, "latent": latent}
+
+
+# ----------------------------------------------------------------------------- training
+
+class EncoderTraining(nnx.Module):
+    """The encoder and its optimizer, beside the frozen shipped generator and classifier."""
+
+    def __init__(self, config: EncoderConfig, train_config, total_steps: int):
+        from .checkpoint import (
+            load_model,  # the frozen models it learns to invert and to see with
+        )
+        self.generator, self.classifier = load_model("gan")[0], load_model("cnn")[0]
+        self.encoder = Encoder(config, rngs=nnx.Rngs(train_config.seed), dtype=compute_dtype(train_config.precision))
+        schedule = optax.cosine_onecycle_schedule(total_steps, train_config.learning_rate)
+        self.optimizer = nnx.Optimizer(self.encoder, optax.adam(schedule), wrt=nnx.Param)
+        self.feature_weight, self.latent_weight = config.feature_weight, config.latent_weight
+
+
+@nnx.jit
+def train_step(training: EncoderTraining, images, labels, key):
+    """One step on real images (B, 28, 28, 1) in [0, 1] with their labels (B,)."""
+    grad_fn = nnx.value_and_grad(loss_fn, has_aux=True)
+    (loss, parts), grads = grad_fn(training.encoder, training.generator, training.classifier, images, labels,
+                                   key, training.feature_weight, training.latent_weight)
+    training.optimizer.update(training.encoder, grads)
+    return {"loss": loss, **parts}
+
+
+# ----------------------------------------------------------------------------- inference
+
+@nnx.jit
+def encode(encoder: Encoder, images):
+    """(N, 28, 28, 1) float32 in [0, 1] -> (N, num_classes, latent_dim) latents."""
+    return encoder(images)
+
+
+# ----------------------------------------------------------------------------- plugging into the loop
+
+EPOCH_EVAL_IMAGES = 1000
+
+
+@nnx.jit
+def _render_predictions(encoder: Encoder, generator, images, labels):
+    return (generator(latents_for(encoder, images, labels), labels) + 1.0) / 2.0
+
+
+def _evaluate(training: EncoderTraining, held_out, _train) -> dict:
+    """Median PSNR of the encoder's prediction alone, rendered in each image's class, on held-out images."""
+    from .data import to_float
+    from .metrics import psnr
+    images = jnp.asarray(to_float(held_out.images[:EPOCH_EVAL_IMAGES]))
+    rendered = _render_predictions(training.encoder, training.generator, images, jnp.asarray(
+        held_out.labels[:EPOCH_EVAL_IMAGES]))
+    return {"held_out_median_psnr": float(jnp.median(psnr(images, rendered)))}
+
+
+def _epoch_picture(training: EncoderTraining, held_out):
+    """Two rows: ten held-out images and the generator's rendering of the encoder's predictions."""
+    from .data import to_float
+    from .images import image_grid
+    images = jnp.asarray(to_float(held_out.images[:10]))
+    rendered = _render_predictions(training.encoder, training.generator, images, jnp.asarray(held_out.labels[:10]))
+    return image_grid(jnp.concatenate([images, rendered]), rows=2)
+
+
+FAMILY = Family(
+    name="encoder",
+    model_config=EncoderConfig(),
+    defaults={"epochs": 5, "batch_size": 64, "learning_rate": 1e-3},
+    create=EncoderTraining,
+    train_step=train_step,
+    evaluate=_evaluate,
+    epoch_picture=_epoch_picture,
+    build_model=lambda config: Encoder(config, rngs=nnx.Rngs(0)),
+    serving_model=lambda training: training.encoder,
+)

@@ -1,0 +1,241 @@
+"""The Edit tab's actions: put a garment into the generator (projection), then render it as
+another class, move it along style directions, mix two garments, or find garments for a sketch.
+
+A garment in the generator is its *code*, ``{"class": name, "latent": [64 numbers]}``: what the
+projection returns and every edit takes, so an API client edits without projecting again.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+
+import numpy as np
+from flax import nnx
+
+from .. import edit
+from ..cnn import predict_probabilities
+from ..data import FASHION_CLASSES
+from ..gan import generate_blended
+from ..images import image_grid, to_uint8, upscale
+from ..metrics import psnr
+from ..user_input import InputError, check_choice, check_int, check_range
+from .classify import CLASSIFY_MAX_SIDE, classifier_view
+
+# Style directions of the shipped generator (``edit.style_directions``: its index, principal
+# component first), named by what moving one way does, ordered by how much they change a garment
+# (docs/edit.md has the pictures and figures they were named by).
+STYLE_DIRECTIONS = ((1, "Shorter"), (4, "Darker"), (0, "Wider"), (3, "Smaller"))
+STYLE_RANGE = 2.0  # a slider moves the latent at most this far either way (latents are standard normal)
+MAX_LATENT = 10.0  # a code's latent values beyond this are far outside what the generator saw
+MAX_FRAMES = 32
+SKETCH_GARMENTS = 6
+SKETCH_GARMENT, SKETCH_EMPTY = 0.75, 0.25  # sketch pixels above / below these are painted garment / empty
+SHOW = 8  # 28x28 pictures are shown this many times larger
+MAX_SIDE = CLASSIFY_MAX_SIDE  # garments and sketches are read at most this large: they become 28x28
+
+
+def _after_warm_up(action):
+    """``action`` waits while another thread compiles the tab (``warm_up``), then runs at full speed."""
+    @functools.wraps(action)
+    def run(self, *args, **kwargs):
+        with self._warming:
+            pass
+        return action(self, *args, **kwargs)
+    return run
+
+
+def garment_code(class_name: str, latent) -> dict:
+    """The JSON form of a generator input: its class and its latent (5 decimals: well below any
+    visible change)."""
+    return {"class": class_name, "latent": [round(float(v), 5) for v in latent]}
+
+
+class EditTab:
+    """The shipped generator, classifier and encoder, and the tab's actions."""
+
+    def __init__(self, generator, classifier, encoder, search: edit.SearchConfig | None = None):
+        self.class_names = list(FASHION_CLASSES)
+        self.generator, self.classifier, self.encoder = generator, classifier, encoder
+        self.search = search or edit.SearchConfig()
+        self.latent_dim = generator.project.in_features - generator.embed.features
+        directions = edit.style_directions(generator, count=1 + max(i for i, _ in STYLE_DIRECTIONS))
+        self.style_names = [name for _, name in STYLE_DIRECTIONS]
+        self.style_directions = directions[[i for i, _ in STYLE_DIRECTIONS]]
+        self._render_fn = nnx.cached_partial(generate_blended, generator)
+        self._classify_fn = nnx.cached_partial(predict_probabilities, classifier)
+        # Held while compiling: the server may start answering before this tab is compiled
+        # (``Studio.warm_up``), and the tab's actions then wait for it rather than compile twice.
+        self._warming = threading.RLock()
+
+    def warm_up(self) -> None:
+        """Compile every shape the tab uses."""
+        with self._warming:
+            self._warm_up()
+
+    def warm_up_in_background(self, log=print) -> None:
+        """Compile in a thread of its own (the search's programs take the longest of the studio's);
+        returns once the tab's actions will wait for it."""
+        holding = threading.Event()
+
+        def run():
+            with self._warming:
+                holding.set()
+                start = time.perf_counter()
+                self._warm_up()
+            log(f"imgjax studio: the Edit tab compiled in {time.perf_counter() - start:.1f} s")
+
+        threading.Thread(target=run, name="edit-warm-up", daemon=True).start()
+        holding.wait()
+
+    def _warm_up(self) -> None:
+        code = self.project(np.zeros((28, 28, 3), np.float32) + 0.5)[1]
+        self.classes_row(code)
+        self.render(code, code["class"], *[0.0] * len(self.style_names))
+        self.animation(code, code["class"], *[0.0] * len(self.style_names), frames=MAX_FRAMES)
+        self.sketch(np.pad(np.ones((14, 14, 3), np.float32), ((7, 7), (7, 7), (0, 0))))
+
+    # -- codes
+
+    def read_code(self, code) -> tuple[np.ndarray, int]:
+        """A code from the page or an API client -> (latent, class index); InputError if malformed."""
+        if not isinstance(code, dict) or not isinstance(code.get("latent"), list) or "class" not in code:
+            raise InputError("Project a garment first (or send a code: {\"class\": name, \"latent\": "
+                             f"[{self.latent_dim} numbers]}}).")
+        latent = code["latent"]
+        if len(latent) != self.latent_dim or not all(isinstance(v, (int, float)) for v in latent):
+            raise InputError(f"A code's latent is a list of {self.latent_dim} numbers.")
+        latent = np.asarray(latent, np.float32)
+        if not np.isfinite(latent).all() or np.abs(latent).max() > MAX_LATENT:
+            raise InputError(f"A code's latent values lie between -{MAX_LATENT:g} and {MAX_LATENT:g}.")
+        check_choice("Class", code["class"], self.class_names)
+        return latent, self.class_names.index(code["class"])
+
+    def _render(self, latents, class_weights) -> np.ndarray:
+        """(N, latent) and (N, classes) -> (N, 28, 28) float images."""
+        return np.asarray(self._render_fn(np.asarray(latents, np.float32), np.asarray(class_weights, np.float32)))[..., 0]
+
+    def _one_hot(self, labels) -> np.ndarray:
+        return np.eye(len(self.class_names), dtype=np.float32)[np.asarray(labels)]
+
+    def _named(self, images) -> list[tuple[str, float]]:
+        probabilities = np.asarray(self._classify_fn(np.asarray(images, np.float32)[..., None]))
+        return [(self.class_names[p.argmax()], float(p.max())) for p in probabilities]
+
+    # -- actions
+
+    @_after_warm_up
+    def project(self, rgb: np.ndarray):
+        """Any image -> (the image and its reconstruction side by side, the code, a summary line).
+        The image is first made the 28x28 view the classifier takes."""
+        view = classifier_view(rgb)
+        found = edit.project(self.generator, self.classifier, self.encoder, view[None, ..., None], self.search)
+        reconstruction = found.images[0, ..., 0]
+        code = garment_code(self.class_names[int(found.labels[0])], found.latents[0])
+        distance = float(psnr(view[None, ..., None], found.images[:1])[0])
+        named, confidence = self._named(reconstruction[None])[0]
+        summary = (f"Projected as **{code['class']}**: the reconstruction is {distance:.1f} dB PSNR from the "
+                   f"image (mean absolute difference {np.abs(view - reconstruction).mean():.3f}); the "
+                   f"classifier calls it {named} ({confidence:.0%}).")
+        pair = image_grid(np.stack([view, reconstruction]), rows=1)
+        return upscale(pair, SHOW), code, summary
+
+    @_after_warm_up
+    def garment(self, code) -> np.ndarray:
+        """The code's garment as the generator draws it: a uint8 picture."""
+        latent, label = self.read_code(code)
+        return upscale(to_uint8(self._render(latent[None], self._one_hot([label]))[0]), SHOW)
+
+    @_after_warm_up
+    def classes_row(self, code) -> np.ndarray:
+        """The code's latent in every class, one picture: ten garments in a row, each captioned with
+        its class and the classifier's confidence in it, or what the classifier sees instead."""
+        latent, _ = self.read_code(code)
+        classes = len(self.class_names)
+        images = self._render(np.tile(latent, (classes, 1)), np.eye(classes))
+        captions = [(name, f"{p:.0%}" if named == name else f"seen: {named}")
+                    for name, (named, p) in zip(self.class_names, self._named(images))]
+        return captioned_row(upscale(image_grid(images, rows=1), SHOW // 2), captions, SHOW // 2 * 30)
+
+    def _edited_latent(self, latent, strengths) -> np.ndarray:
+        if len(strengths) != len(self.style_names):
+            raise InputError(f"Give {len(self.style_names)} style strengths ({', '.join(self.style_names)}).")
+        values = np.array([check_range(name, s, -STYLE_RANGE, STYLE_RANGE)
+                           for name, s in zip(self.style_names, strengths)], np.float32)
+        return latent + values @ self.style_directions
+
+    @_after_warm_up
+    def render(self, code, class_name, *strengths) -> np.ndarray:
+        """The code's garment as ``class_name``, moved along the style directions by ``strengths``
+        (-2 to 2 each): a uint8 picture."""
+        latent, _ = self.read_code(code)
+        check_choice("Class", class_name, self.class_names)
+        latent = self._edited_latent(latent, strengths)
+        image = self._render(latent[None], self._one_hot([self.class_names.index(class_name)]))[0]
+        return upscale(to_uint8(image), SHOW)
+
+    @_after_warm_up
+    def mix(self, style_code, class_code) -> np.ndarray:
+        """Two garments crossed: the style of the first in the class of the second and the other way
+        round, beside the two originals (one picture, four panels)."""
+        style_latent, style_label = self.read_code(style_code)
+        class_latent, class_label = self.read_code(class_code)
+        images = self._render(np.stack([style_latent, class_latent, style_latent, class_latent]),
+                              self._one_hot([style_label, class_label, class_label, style_label]))
+        return upscale(image_grid(images, rows=1), SHOW // 2)
+
+    @_after_warm_up
+    def animation(self, code, class_name, *strengths, frames: int = 16) -> list[np.ndarray]:
+        """Frames from the code's garment to its edit (class and style), both blended linearly."""
+        frames = check_int("Frames", frames, 2, MAX_FRAMES)
+        latent, label = self.read_code(code)
+        check_choice("Class", class_name, self.class_names)
+        edited = self._edited_latent(latent, strengths)
+        t = np.linspace(0.0, 1.0, frames, dtype=np.float32)[:, None]
+        start, end = self._one_hot([label]), self._one_hot([self.class_names.index(class_name)])
+        padded = MAX_FRAMES  # one compiled shape for every frame count
+        latents = np.zeros((padded, self.latent_dim), np.float32)
+        weights = np.zeros((padded, len(self.class_names)), np.float32)
+        latents[:frames], weights[:frames] = (1 - t) * latent + t * edited, (1 - t) * start + t * end
+        return [upscale(to_uint8(image), SHOW // 2) for image in self._render(latents, weights)[:frames]]
+
+    @_after_warm_up
+    def sketch(self, rgb: np.ndarray) -> tuple[list[tuple[np.ndarray, str]], list[dict]]:
+        """A sketch (light: garment here, dark: nothing here, mid-gray: free) -> six garments that
+        agree with it, best first, each with a caption (its class, how well it agrees), and their codes."""
+        gray = sketch_view(rgb)
+        garment, empty = gray > SKETCH_GARMENT, gray < SKETCH_EMPTY
+        if not garment.any():
+            raise InputError("Paint where the garment should be (white) first: the sketch has no light pixels.")
+        latents, labels, images, _ = edit.garments_for_sketch(self.generator, garment, empty, SKETCH_GARMENTS)
+        painted = garment | empty
+        results, codes = [], []
+        for latent, label, image in zip(latents, labels, images[..., 0]):
+            agree = ((image > edit.INK) == garment)[painted].mean()
+            results.append((upscale(to_uint8(image), SHOW // 2),
+                            f"{self.class_names[label]}: agrees with {agree:.0%} of the painted pixels"))
+            codes.append({**garment_code(self.class_names[label], latent), "from": "your sketch"})
+        return results, codes
+
+
+def captioned_row(row: np.ndarray, captions: list[tuple[str, str]], tile: int) -> np.ndarray:
+    """(H, W) uint8 row of equal tiles ``tile`` pixels apart -> the row with two caption lines under
+    each tile (white on the grid's gray)."""
+    from PIL import Image, ImageDraw, ImageFont
+    canvas = Image.fromarray(np.pad(row, ((0, 44), (0, 0)), constant_values=64))
+    draw, font = ImageDraw.Draw(canvas), ImageFont.load_default(size=15)
+    for i, lines in enumerate(captions):
+        for j, line in enumerate(lines):
+            draw.text((i * tile + tile // 2 + 1, row.shape[0] + 2 + 19 * j), line, fill=255, font=font, anchor="ma")
+    return np.asarray(canvas)
+
+
+def sketch_view(rgb: np.ndarray) -> np.ndarray:
+    """Any sketch image -> (28, 28) gray in [0, 1], each pixel the mean of its block (no cropping:
+    the sketch's position is what it asks for)."""
+    from PIL import Image
+
+    from ..images import to_gray
+    gray = to_gray(rgb).astype(np.float32)
+    return np.asarray(Image.fromarray(gray, mode="F").resize((28, 28), Image.BOX), np.float32)

@@ -1,0 +1,159 @@
+"""Editing through the shipped generator (imgjax.edit, imgjax.service.edit): projection finds a
+garment's code, the search is one compiled program, the style directions do what their names say,
+sketches get garments that fill them, and malformed codes get plain messages."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from imgjax import checkpoint, edit, gan
+from imgjax.metrics import psnr
+from imgjax.service.edit import STYLE_DIRECTIONS, EditTab, garment_code
+from imgjax.user_input import InputError
+
+
+@pytest.fixture(scope="module")
+def models():
+    return checkpoint.load_model("gan")[0], checkpoint.load_model("cnn")[0], checkpoint.load_model("encoder")[0]
+
+
+@pytest.fixture(scope="module")
+def tab(models):
+    return EditTab(*models)
+
+
+def test_projection_recovers_a_generated_garment(models):
+    """A garment the generator made has an exact code: the search finds its class and an image as
+    close as a photograph's noise (the test images' figures are `imgjax eval encoder`'s)."""
+    generator, classifier, encoder = models
+    latents = np.asarray(gan.sample_latents(7, 3, 64))
+    labels = np.array([0, 5, 9])  # T-shirt, sandal, ankle boot
+    images = np.asarray(gan.generate_images(generator, latents, labels))
+    found = edit.project(generator, classifier, encoder, images)
+    assert list(found.labels) == list(labels)
+    assert np.asarray(psnr(jnp.asarray(images), jnp.asarray(found.images))).min() > 28.0
+    # Without the encoder's start the same search lands farther away: the start matters.
+    from_zero = edit.project(generator, classifier, None, images)
+    assert found.losses.mean() < from_zero.losses.mean()
+
+
+def test_the_search_runs_as_compiled_chunks_without_a_loop(models):
+    """Each compiled chunk holds its steps written out (a lax.scan unrolled): no while loop, which
+    XLA:CPU runs ~3.6x slower; only the feature chunk's program holds the classifier's convolutions."""
+    import optax
+    generator, classifier, _ = models
+    latents, labels = jnp.zeros((2, 64)), jnp.array([0, 1])
+    images, features = jnp.zeros((2, 28, 28, 1)), jnp.zeros((2, 256))
+    state = optax.adam(0.1).init(latents)
+    graph, weights = nnx.split((generator, classifier))
+    programs = {with_features: edit._search_chunk.lower(graph, weights, latents, state, labels, images, images,
+                                                        features, edit.SearchConfig(), with_features).as_text()
+                for with_features in (False, True)}
+    for text in programs.values():  # the step is one function, called once per step: XLA inlines it
+        assert "stablehlo.while" not in text and text.count("call @closed_call") == edit.CHUNK
+    assert programs[True].count("stablehlo.convolution") > programs[False].count("stablehlo.convolution")
+    with pytest.raises(ValueError, match=f"multiples of {edit.CHUNK}"):
+        edit.project(generator, classifier, None, images[:1], edit.SearchConfig(steps=edit.CHUNK * 3 + 1))
+
+
+def test_the_chunked_search_takes_every_step_of_a_plain_loop(models):
+    """The compiled chunks, their Adam state carried between calls, land where the same steps taken
+    one at a time do (the feature distance in the last chunk only)."""
+    import optax
+    generator, classifier, encoder = models
+    config = edit.SearchConfig(steps=2 * edit.CHUNK, feature_steps=edit.CHUNK)
+    images = jnp.asarray(np.asarray(gan.generate_images(generator, gan.sample_latents(2, 4, 64), jnp.arange(4))))
+    start, labels, features = edit.starting_points(generator, classifier, encoder, images, jax.random.key(0), config)
+    class_vectors, optimizer = generator.embed(labels), optax.adam(config.learning_rate)
+
+    def step(z, state, with_features):
+        loss = lambda z: edit._losses(generator, classifier, z, class_vectors, images, images, features, config,
+                                      with_features)[0].sum()
+        updates, state = optimizer.update(jax.grad(loss)(z), state)
+        return optax.apply_updates(z, updates), state
+
+    step = jax.jit(step, static_argnums=2)
+    z, state = start, optimizer.init(start)
+    for i in range(config.steps):
+        z, state = step(z, state, i >= config.steps - config.feature_steps)
+    found = edit.search(generator, classifier, start, labels, images, images, features, config)[0]
+    assert float(jnp.abs(found - z).max()) < 1e-3
+    assert float(jnp.abs(found - start).max()) > 0.1  # it moved
+
+
+@pytest.mark.parametrize("index, name", list(enumerate(name for _, name in STYLE_DIRECTIONS)))
+def test_style_directions_do_what_their_names_say(tab, index, name):
+    latents = np.asarray(gan.sample_latents(11, 200, 64))
+    weights = np.eye(10, dtype=np.float32)[np.arange(200) % 10]
+    before = tab._render(latents - 2 * tab.style_directions[index], weights)  # the sliders' ends
+    after = tab._render(latents + 2 * tab.style_directions[index], weights)
+    ink_before, ink_after = before > edit.INK, after > edit.INK
+    measure = {
+        "Shorter": lambda ink, image: -ink.any(2).sum(1),  # rows holding garment
+        "Darker": lambda ink, image: -image.mean((1, 2)),
+        "Wider": lambda ink, image: ink.any(1).sum(1),  # columns holding garment
+        "Smaller": lambda ink, image: -ink.sum((1, 2)),
+    }[name]
+    change = measure(ink_after, after) - measure(ink_before, before)
+    moved = change[change != 0]  # a garment already as tall as the picture cannot grow taller
+    assert len(moved) > 100 and (moved > 0).mean() > 0.75, f"{name}: {(moved > 0).mean():.0%} changed that way"
+
+
+def test_sketched_silhouettes_get_garments_that_fill_them(models, fashion_test):
+    generator = models[0]
+    ious = []
+    for image in fashion_test.images[:4]:
+        image = image[..., None] / 255.0
+        garment, empty = edit.silhouette_sketch(image)
+        _, labels, found, losses = edit.garments_for_sketch(generator, garment, empty)
+        assert len(set(labels)) == len(labels) == 6 and np.all(np.diff(losses) >= 0)  # one per class, best first
+        ious.append(edit.mask_iou(found[:1], image[None])[0])
+    assert np.mean(ious) > 0.7
+
+
+@pytest.mark.parametrize("code, message", [
+    (None, "Project a garment first"),
+    ({"class": "Coat"}, "Project a garment first"),
+    ({"class": "Coat", "latent": [0.0] * 63}, "list of 64 numbers"),
+    ({"class": "Coat", "latent": ["a"] * 64}, "list of 64 numbers"),
+    ({"class": "Coat", "latent": [1e9] * 64}, "between -10 and 10"),
+    ({"class": "Hat", "latent": [0.0] * 64}, "Class must be one of"),
+])
+def test_malformed_codes_get_plain_messages(tab, code, message):
+    with pytest.raises(InputError, match=message):
+        tab.classes_row(code)
+
+
+def test_edits_keep_the_style_and_change_what_they_say(tab):
+    code = garment_code("Sneaker", np.asarray(gan.sample_latents(3, 1, 64))[0])
+    row = tab.classes_row(code)
+    assert row.shape == (32 * 4 + 44, (10 * 30 + 2) * 4)  # ten garments x4, two caption lines under them
+    same = tab.render(code, "Sneaker", 0.0, 0.0, 0.0, 0.0)
+    assert not np.array_equal(same, tab.render(code, "Sneaker", 1.0, 0.0, 0.0, 0.0))
+    assert not np.array_equal(same, tab.render(code, "Coat", 0.0, 0.0, 0.0, 0.0))
+    frames = tab.animation(code, "Coat", 0.0, 0.0, 0.0, 0.0, frames=5)
+    last = tab.render(code, "Coat", 0.0, 0.0, 0.0, 0.0)[::8, ::8].astype(int)
+    assert len(frames) == 5 and np.abs(frames[-1][::4, ::4].astype(int) - last).max() <= 1
+    with pytest.raises(InputError, match="Shorter must be between"):
+        tab.render(code, "Coat", 5.0, 0.0, 0.0, 0.0)
+    with pytest.raises(InputError, match="4 style strengths"):
+        tab.render(code, "Coat", 0.0)
+    with pytest.raises(InputError, match="no light pixels"):
+        tab.sketch(np.full((100, 100, 3), 0.5, np.float32))
+    sketch = np.full((100, 100, 3), 0.5, np.float32)
+    sketch[20:80, 35:65] = 1.0
+    garments, codes = tab.sketch(sketch)
+    assert len(garments) == len(codes) == 6 and [c["class"] for c in codes] == [g[1].split(":")[0] for g in garments]
+    assert np.array_equal(tab.garment(codes[0])[::2, ::2], garments[0][0])  # a code draws its garment
+
+
+def test_the_generate_tabs_first_garment_arrives_with_its_exact_code(tab):
+    """"Edit the first garment" sends the grid's first garment's code: it draws that garment, no search."""
+    from imgjax.service.generate import GenerateTab
+    generate_tab = GenerateTab(*checkpoint.load_model("gan"))
+    code = generate_tab.first_code("Coat", 5, 3.0)
+    assert code["class"] == "Coat" and "seed 5" in code["from"]
+    grid = generate_tab.generate("Coat", 5, 1, 3.0)[::4, ::4][2:30, 2:30].astype(int)  # one garment, 2 px border
+    assert np.abs(tab.garment(code)[::8, ::8].astype(int) - grid).max() <= 1
