@@ -225,14 +225,14 @@ def measure_encoder_alone(generator, classifier, encoder, images, labels) -> dic
     from .encoder import encode
     guess = _named(classifier, images)
     latents = predict_in_batches(encode, encoder, np.asarray(images))[np.arange(len(images)), guess]
-    rendered = np.concatenate([np.asarray(_render(generator, latents[i:i + 500], guess[i:i + 500]))
-                               for i in range(0, len(images), 500)])
-    return _reconstruction_figures(classifier, images, labels, rendered)
+    return _reconstruction_figures(classifier, images, labels, _rendered(generator, latents, guess))
 
 
-@nnx.jit
-def _render(generator, latents, labels):
-    return (generator(latents, labels) + 1.0) / 2.0
+def _rendered(generator, latents, labels, batch: int = 500) -> np.ndarray:
+    """The generator's images of many (latent, label) pairs, ``batch`` at a time."""
+    from .gan import generate_images
+    return np.concatenate([np.asarray(generate_images(generator, latents[i:i + batch], labels[i:i + batch]))
+                           for i in range(0, len(latents), batch)])
 
 
 def measure_class_edits(generator, classifier, latents, classes) -> dict:
@@ -241,8 +241,7 @@ def measure_class_edits(generator, classifier, latents, classes) -> dict:
     num_classes = generator.embed.num_embeddings
     targets = (classes[:, None] + np.arange(1, num_classes)[None]) % num_classes  # (N, classes - 1)
     repeated = np.repeat(latents, num_classes - 1, axis=0)
-    rendered = np.concatenate([np.asarray(_render(generator, repeated[i:i + 500], targets.reshape(-1)[i:i + 500]))
-                               for i in range(0, len(repeated), 500)])
+    rendered = _rendered(generator, repeated, targets.reshape(-1))
     hit = _named(classifier, rendered) == targets.reshape(-1)
     per_class = [float(hit[targets.reshape(-1) == c].mean()) for c in range(num_classes)]
     return {"named_as_target": float(hit.mean()), "per_target_class": per_class, "edits": int(hit.size)}

@@ -33,10 +33,11 @@ class Studio:
     def __init__(self, checkpoint_dir: Path | None = None):
         directory = Path(checkpoint_dir or checkpoint.CHECKPOINT_DIR)
         load = lambda name: checkpoint.load_model(name, directory / f"{name}.safetensors")
-        self.generate_tab = GenerateTab(*load("gan"))
-        self.classify_tab = ClassifyTab(*load("cnn"), directory)
+        (generator, generator_card), (classifier, classifier_card) = load("gan"), load("cnn")
+        self.generate_tab = GenerateTab(generator, generator_card)
+        self.classify_tab = ClassifyTab(classifier, classifier_card, directory)
         self.denoise_tab = DenoiseTab(*load("ae"))
-        self.edit_tab = EditTab(self.generate_tab.generator, self.classify_tab.classifier, load("encoder")[0])
+        self.edit_tab = EditTab(generator, classifier, load("encoder")[0])
 
     def warm_up(self, edit_in_background: bool = False) -> float:
         """Run every action once per compiled shape the page uses, so the first click is as fast as

@@ -33,7 +33,6 @@ class ClassifyTab:
         self.card = card
         self.class_names = list(FASHION_CLASSES)
         self.familiarity = _load_familiarity(checkpoint_dir, card)
-        self.classifier = classifier
         self._classify_fn = nnx.cached_partial(classify_with_saliency, classifier)
 
     def warm_up(self) -> None:

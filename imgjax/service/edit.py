@@ -13,12 +13,13 @@ import time
 
 import numpy as np
 from flax import nnx
+from PIL import Image, ImageDraw, ImageFont
 
 from .. import edit
 from ..cnn import predict_probabilities
 from ..data import FASHION_CLASSES
 from ..gan import generate_blended
-from ..images import image_grid, to_uint8, upscale
+from ..images import image_grid, to_gray, to_uint8, upscale
 from ..metrics import psnr
 from ..user_input import InputError, check_choice, check_int, check_range
 from .classify import CLASSIFY_MAX_SIDE, classifier_view
@@ -222,7 +223,6 @@ class EditTab:
 def captioned_row(row: np.ndarray, captions: list[tuple[str, str]], tile: int) -> np.ndarray:
     """(H, W) uint8 row of equal tiles ``tile`` pixels apart -> the row with two caption lines under
     each tile (white on the grid's gray)."""
-    from PIL import Image, ImageDraw, ImageFont
     canvas = Image.fromarray(np.pad(row, ((0, 44), (0, 0)), constant_values=64))
     draw, font = ImageDraw.Draw(canvas), ImageFont.load_default(size=15)
     for i, lines in enumerate(captions):
@@ -234,8 +234,5 @@ def captioned_row(row: np.ndarray, captions: list[tuple[str, str]], tile: int) -
 def sketch_view(rgb: np.ndarray) -> np.ndarray:
     """Any sketch image -> (28, 28) gray in [0, 1], each pixel the mean of its block (no cropping:
     the sketch's position is what it asks for)."""
-    from PIL import Image
-
-    from ..images import to_gray
     gray = to_gray(rgb).astype(np.float32)
     return np.asarray(Image.fromarray(gray, mode="F").resize((28, 28), Image.BOX), np.float32)

@@ -35,7 +35,6 @@ class GenerateTab:
         self.card = card
         self.class_names = list(FASHION_CLASSES)
         self.latent_dim = card["config"]["latent_dim"]
-        self.generator = generator
         # The jitted function with its model bound once: nnx.jit otherwise walks the model's graph
         # on every call.
         self._generate_fn = nnx.cached_partial(generate_blended, generator)
