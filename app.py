@@ -6,6 +6,7 @@ Thin on purpose: the page is built in imgjax/studio/, each tab's actions live in
 import argparse
 import os
 
+from imgjax.service.lab import MAX_BUDGET_S as LAB_MAX_SECONDS
 from imgjax.studio import launch
 
 if __name__ == "__main__":
@@ -16,5 +17,9 @@ if __name__ == "__main__":
     parser.add_argument("--share", action="store_true", help="also open a public *.gradio.live share link")
     parser.add_argument("--mcp", action="store_true",
                         help="also serve the functions as MCP tools (needs: pip install 'gradio[mcp]')")
+    parser.add_argument("--lab-runs", type=int, default=1, help="Lab training runs at once (others wait in line)")
+    parser.add_argument("--lab-max-seconds", type=float, default=LAB_MAX_SECONDS,
+                        help="the longest time budget a visitor may give a Lab run (seconds of training)")
     args = parser.parse_args()
-    launch(host=args.host, port=args.port, share=args.share, mcp=args.mcp)
+    launch(host=args.host, port=args.port, share=args.share, mcp=args.mcp, lab_runs=args.lab_runs,
+           lab_max_seconds=args.lab_max_seconds)

@@ -17,7 +17,7 @@ import optax
 from flax import nnx
 
 from . import corruptions
-from .family import Family
+from .family import Family, scheduled_optimizer
 from .layers import (
     avg_pool_2x2,
     compute_dtype,
@@ -92,12 +92,18 @@ def loss_fn(model: DenoisingAutoencoder, corrupted, clean):
 
 # ----------------------------------------------------------------------------- training
 
+def learning_rate_schedule(config: AEConfig, train_config, total_steps: int):
+    """One-cycle, as for the classifier: warm-up, then cosine decay."""
+    return optax.cosine_onecycle_schedule(total_steps, train_config.learning_rate)
+
+
 class AETraining(nnx.Module):
-    def __init__(self, config: AEConfig, train_config, total_steps: int):
+    def __init__(self, config: AEConfig, train_config, total_steps: int | None):
         self.model = DenoisingAutoencoder(config, rngs=nnx.Rngs(train_config.seed),
                                           dtype=compute_dtype(train_config.precision))
-        schedule = optax.cosine_onecycle_schedule(total_steps, train_config.learning_rate)
-        self.optimizer = nnx.Optimizer(self.model, optax.adam(schedule), wrt=nnx.Param)
+        schedule = lambda steps: learning_rate_schedule(config, train_config, steps)
+        self.optimizer = nnx.Optimizer(self.model, scheduled_optimizer(optax.adam, schedule, total_steps),
+                                       wrt=nnx.Param)
         self.corruption_shares = config.corruption_shares
 
 
@@ -175,4 +181,5 @@ FAMILY = Family(
     epoch_picture=_epoch_picture,
     build_model=lambda config: DenoisingAutoencoder(config, rngs=nnx.Rngs(0)),
     serving_model=lambda training: training.model,
+    schedule=learning_rate_schedule,
 )

@@ -51,8 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="training and serving speed, side by side with PyTorch")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--quick", action="store_true", help="fewer repetitions (every figure still reported)")
-    bench.add_argument("--only", action="append", choices=("training", "inference", "cold_start"),
-                       help="run only this section (repeatable; default: all three)")
+    bench.add_argument("--only", action="append", choices=("training", "inference", "cold_start", "lab"),
+                       help="run only this section (repeatable; default: all four)")
     return parser
 
 

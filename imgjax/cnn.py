@@ -16,7 +16,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from .family import Family
+from .family import Family, scheduled_optimizer
 from .layers import compute_dtype, max_pool_2x2
 
 
@@ -26,6 +26,7 @@ class CNNConfig:
     hidden: int = 256  # penultimate features (also used for the GAN's Fréchet distance)
     dropout: float = 0.3
     num_classes: int = 10
+    augment: bool = True  # random flips and shifts of the training images (``augment``)
 
 
 # ----------------------------------------------------------------------------- model
@@ -93,22 +94,30 @@ def loss_fn(model: Classifier, images, labels, dropout_key):
 
 # ----------------------------------------------------------------------------- training
 
-class CNNTraining(nnx.Module):
-    """Everything that training changes: the model and its optimizer."""
+def learning_rate_schedule(config: CNNConfig, train_config, total_steps: int):
+    """One-cycle: a short warm-up then cosine decay reaches a given accuracy in fewer epochs than a
+    constant rate (Smith & Topin 2017)."""
+    return optax.cosine_onecycle_schedule(total_steps, train_config.learning_rate)
 
-    def __init__(self, config: CNNConfig, train_config, total_steps: int):
+
+class CNNTraining(nnx.Module):
+    """Everything that training changes: the model and its optimizer. ``total_steps`` None: the
+    learning rate is set from outside as time passes (``family.scheduled_optimizer``)."""
+
+    def __init__(self, config: CNNConfig, train_config, total_steps: int | None):
         self.model = Classifier(config, rngs=nnx.Rngs(train_config.seed), dtype=compute_dtype(train_config.precision))
-        # One-cycle: a short warm-up then cosine decay reaches a given accuracy in fewer epochs
-        # than a constant rate (Smith & Topin 2017).
-        schedule = optax.cosine_onecycle_schedule(total_steps, train_config.learning_rate)
-        self.optimizer = nnx.Optimizer(self.model, optax.adamw(schedule, weight_decay=5e-4), wrt=nnx.Param)
+        adamw = lambda learning_rate: optax.adamw(learning_rate, weight_decay=5e-4)
+        schedule = lambda steps: learning_rate_schedule(config, train_config, steps)
+        self.optimizer = nnx.Optimizer(self.model, scheduled_optimizer(adamw, schedule, total_steps), wrt=nnx.Param)
+        self.augment = config.augment
 
 
 @nnx.jit
 def train_step(training: CNNTraining, images, labels, key):
     """One optimizer step on a batch: images (B, 28, 28, 1) in [0, 1], labels (B,) int32."""
     augment_key, dropout_key = jax.random.split(key)
-    images = augment(augment_key, images)
+    if training.augment:
+        images = augment(augment_key, images)
     grad_fn = nnx.value_and_grad(loss_fn, has_aux=True)
     (loss, logits), grads = grad_fn(training.model, images, labels, dropout_key)
     training.optimizer.update(training.model, grads)
@@ -234,4 +243,5 @@ FAMILY = Family(
     epoch_picture=_epoch_picture,
     build_model=lambda config: Classifier(config, rngs=nnx.Rngs(0)),
     serving_model=lambda training: training.model,
+    schedule=learning_rate_schedule,
 )

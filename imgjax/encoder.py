@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from .family import Family
+from .family import Family, scheduled_optimizer
 from .layers import compute_dtype, max_pool_2x2
 
 
@@ -78,6 +78,11 @@ def loss_fn(encoder: Encoder, generator, classifier, images, labels, key, featur
 
 # ----------------------------------------------------------------------------- training
 
+def learning_rate_schedule(config: EncoderConfig, train_config, total_steps: int):
+    """One-cycle, as for the classifier: warm-up, then cosine decay."""
+    return optax.cosine_onecycle_schedule(total_steps, train_config.learning_rate)
+
+
 class EncoderTraining(nnx.Module):
     """The encoder and its optimizer, beside the frozen shipped generator and classifier."""
 
@@ -87,8 +92,9 @@ class EncoderTraining(nnx.Module):
         )
         self.generator, self.classifier = load_model("gan")[0], load_model("cnn")[0]
         self.encoder = Encoder(config, rngs=nnx.Rngs(train_config.seed), dtype=compute_dtype(train_config.precision))
-        schedule = optax.cosine_onecycle_schedule(total_steps, train_config.learning_rate)
-        self.optimizer = nnx.Optimizer(self.encoder, optax.adam(schedule), wrt=nnx.Param)
+        schedule = lambda steps: learning_rate_schedule(config, train_config, steps)
+        self.optimizer = nnx.Optimizer(self.encoder, scheduled_optimizer(optax.adam, schedule, total_steps),
+                                       wrt=nnx.Param)
         self.feature_weight, self.latent_weight = config.feature_weight, config.latent_weight
 
 
@@ -149,4 +155,5 @@ FAMILY = Family(
     epoch_picture=_epoch_picture,
     build_model=lambda config: Encoder(config, rngs=nnx.Rngs(0)),
     serving_model=lambda training: training.encoder,
+    schedule=learning_rate_schedule,
 )

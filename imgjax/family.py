@@ -32,6 +32,41 @@ class Family:
     # (training, global step number) -> train_step's keyword options at that step: the GAN adds its
     # R1 penalty every few steps only; the other families' steps are all alike.
     step_options: Callable[[Any, int], dict] = lambda training, step: {}
+    # (model_config, TrainConfig, total_steps) -> the optax schedule of the learning rate over a run
+    # of that many steps; ``create`` builds its optimizers on it (``scheduled_optimizer``) and the Lab
+    # follows it by the fraction of its time budget spent (``learning_rate_at``).
+    schedule: Callable[..., Any] = lambda model_config, train_config, total_steps: train_config.learning_rate
+
+    def learning_rate_at(self, model_config, train_config, fraction: float) -> float:
+        """The learning rate ``schedule`` gives when ``fraction`` (0 to 1) of a run is done."""
+        return float(self.schedule(model_config, train_config, NOMINAL_STEPS)(min(fraction, 1.0) * NOMINAL_STEPS))
+
+
+# The length over which a run with a time budget, not a step count, reads its schedule.
+NOMINAL_STEPS = 100_000
+
+
+def scheduled_optimizer(make_optimizer, schedule, total_steps: int | None):
+    """``make_optimizer(learning_rate)`` (an optax constructor such as ``optax.adam``; its argument must
+    be named ``learning_rate``) with the rate kept in the optimizer's state (``optax.inject_hyperparams``):
+    for a run of ``total_steps`` steps, ``schedule(total_steps)`` evaluated at each step inside the
+    compiled step; for a run with a time budget (``total_steps=None``, the Lab), a value the loop sets
+    as time passes (``set_learning_rate``), so one compiled step serves any budget."""
+    import optax
+    rate = schedule(total_steps) if total_steps else 0.0
+    return optax.inject_hyperparams(make_optimizer)(learning_rate=rate)
+
+
+def set_learning_rate(training, rate: float) -> None:
+    """Set the learning rate of every optimizer in ``training`` (built by ``scheduled_optimizer`` for
+    a run with a time budget), keeping each value on the devices where it lives."""
+    import jax
+    import numpy as np
+    from flax import nnx
+    for _, node in nnx.iter_graph(training):
+        if isinstance(node, nnx.Optimizer):
+            value = node.opt_state.hyperparams["learning_rate"]
+            value.set_value(jax.device_put(np.float32(rate), value.get_value().sharding))
 
 
 def load_family(name: str) -> Family:

@@ -21,7 +21,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from .family import Family
+from .family import Family, scheduled_optimizer
 from .layers import (
     compute_dtype,
     conv_by_patches,
@@ -61,10 +61,13 @@ class GANConfig:
     # 32 is one device's shard at batch 64 on 2 devices, so no block spans two shards. 0: off.
     minibatch_std_group: int = 32
     minibatch_std_by_class: bool = True
+    loss: str = "non-saturating"  # or "hinge" (``LOSSES``)
 
-    def __post_init__(self):
-        if self.decay_shape not in ("linear", "cosine"):  # `imgjax train --set` takes any string
+    def __post_init__(self):  # `imgjax train --set` takes any string
+        if self.decay_shape not in ("linear", "cosine"):
             raise ValueError(f"decay_shape={self.decay_shape}: expected linear or cosine")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss={self.loss}: expected {' or '.join(LOSSES)}")
 
 
 # ----------------------------------------------------------------------------- generator
@@ -173,12 +176,23 @@ def append_class_std(h, labels, group: int, num_classes: int):
 
 # ----------------------------------------------------------------------------- losses
 
-def discriminator_loss(discriminator, real, fake, labels, r1_gamma: float = 0.0):
-    """Non-saturating GAN loss for D: -log D(real) - log(1 - D(fake)), in logits via softplus, plus
-    the R1 penalty on real images."""
-    fake_term = jax.nn.softplus(discriminator(fake, labels))
+# Each loss as three functions of D's scores (logits): D's term on real images, D's term on fakes,
+# and G's term on fakes. Non-saturating (Goodfellow et al. 2014): -log D(real) - log(1 - D(fake)) for
+# D and -log D(G(z)) for G, in logits via softplus; G's term gives strong gradients early, when D
+# rejects its fakes easily. Hinge (Lim & Ye 2017, used by SAGAN and BigGAN): D only pushes scores
+# past a margin of 1, and G raises D's score of its fakes.
+LOSSES = {
+    "non-saturating": (lambda s: jax.nn.softplus(-s), lambda s: jax.nn.softplus(s), lambda s: jax.nn.softplus(-s)),
+    "hinge": (lambda s: jax.nn.relu(1.0 - s), lambda s: jax.nn.relu(1.0 + s), lambda s: -s),
+}
+
+
+def discriminator_loss(discriminator, real, fake, labels, r1_gamma: float = 0.0, loss: str = "non-saturating"):
+    """D's ``loss`` (``LOSSES``) on a batch of real and fake images, plus the R1 penalty on real images."""
+    real_term, fake_term, _ = LOSSES[loss]
+    fake_term = fake_term(discriminator(fake, labels))
     if not r1_gamma:  # a Python float: without the penalty, no second backward pass is traced
-        return jnp.mean(jax.nn.softplus(-discriminator(real, labels)) + fake_term)
+        return jnp.mean(real_term(discriminator(real, labels)) + fake_term)
 
     def total_and_scores(images):
         scores = discriminator(images, labels)
@@ -190,14 +204,14 @@ def discriminator_loss(discriminator, real, fake, labels, r1_gamma: float = 0.0)
     # The scores come back as the aux output.
     (_, real_scores), score_gradients = jax.value_and_grad(total_and_scores, has_aux=True)(real)
     penalty = jnp.mean(jnp.sum(score_gradients ** 2, axis=(1, 2, 3)))
-    return jnp.mean(jax.nn.softplus(-real_scores) + fake_term) + 0.5 * r1_gamma * penalty
+    return jnp.mean(real_term(real_scores) + fake_term) + 0.5 * r1_gamma * penalty
 
 
-def generator_loss(generator, discriminator, latents, labels):
-    """Non-saturating loss for G (Goodfellow et al. 2014): -log D(G(z)), stronger early gradients
-    than minimising log(1 - D(G(z))). Also returns the fakes, so D's step reuses them."""
+def generator_loss(generator, discriminator, latents, labels, loss: str = "non-saturating"):
+    """G's ``loss`` (``LOSSES``) on fakes drawn from ``latents``; also returns the fakes, so D's step
+    reuses them."""
     fake = generator(latents, labels, train=True)
-    return jnp.mean(jax.nn.softplus(-discriminator(fake, labels))), fake
+    return jnp.mean(LOSSES[loss][2](discriminator(fake, labels))), fake
 
 
 # ----------------------------------------------------------------------------- training
@@ -213,18 +227,25 @@ def learning_rate_schedule(rate: float, total_steps: int, decay_fraction: float,
     return optax.join_schedules([optax.constant_schedule(rate), decay], [total_steps - decay_steps])
 
 
+def _schedule(config: GANConfig, train_config, total_steps: int):
+    return learning_rate_schedule(train_config.learning_rate, total_steps, config.decay_fraction, config.decay_shape)
+
+
 class GANTraining(nnx.Module):
-    def __init__(self, config: GANConfig, train_config, total_steps: int):
+    """Both players, their optimizers and the averaged generator. ``total_steps`` None: the learning
+    rate is set from outside as time passes (``family.scheduled_optimizer``)."""
+
+    def __init__(self, config: GANConfig, train_config, total_steps: int | None):
         rngs, dtype = nnx.Rngs(train_config.seed), compute_dtype(train_config.precision)
         self.generator = Generator(config, rngs=rngs, dtype=dtype)
         self.discriminator = Discriminator(config, rngs=rngs, dtype=dtype)
         self.ema_generator = nnx.clone(self.generator)
         b1, b2 = config.adam_betas
-        schedule = learning_rate_schedule(train_config.learning_rate, total_steps, config.decay_fraction,
-                                          config.decay_shape)
-        adam = optax.adam(schedule, b1, b2)
+        adam = scheduled_optimizer(lambda learning_rate: optax.adam(learning_rate, b1, b2),
+                                   lambda steps: _schedule(config, train_config, steps), total_steps)
         self.g_optimizer = nnx.Optimizer(self.generator, adam, wrt=nnx.Param)
         self.d_optimizer = nnx.Optimizer(self.discriminator, adam, wrt=nnx.Param)
+        self.loss = config.loss
         self.ema_decay = config.ema_decay
         self.r1_gamma = config.r1_gamma
         self.r1_interval = config.r1_interval
@@ -248,10 +269,11 @@ def train_step(training: GANTraining, images, labels, key, with_r1: bool = False
         # Both players' gradients come from the same fakes and the same discriminator (simultaneous
         # updates): one generator forward pass per step instead of two, a quarter less work.
         g_grad_fn = nnx.value_and_grad(generator_loss, has_aux=True)
-        (g_loss, fake), g_grads = g_grad_fn(training.generator, training.discriminator, latents, labels)
+        (g_loss, fake), g_grads = g_grad_fn(training.generator, training.discriminator, latents, labels, training.loss)
         fake = jax.lax.stop_gradient(fake)
         r1_gamma = training.r1_gamma * training.r1_interval if with_r1 else 0.0
-        d_loss, d_grads = nnx.value_and_grad(discriminator_loss)(training.discriminator, real, fake, labels, r1_gamma)
+        d_loss, d_grads = nnx.value_and_grad(discriminator_loss)(training.discriminator, real, fake, labels, r1_gamma,
+                                                                 training.loss)
         training.g_optimizer.update(training.generator, g_grads)
         training.d_optimizer.update(training.discriminator, d_grads)
 
@@ -404,4 +426,5 @@ FAMILY = Family(
     epoch_picture=_epoch_picture,
     build_model=lambda config: Generator(config, rngs=nnx.Rngs(0)),
     serving_model=lambda training: training.ema_generator,
+    schedule=_schedule,
 )

@@ -147,6 +147,9 @@ def guard_api(demo: gr.Blocks) -> None:
         fn = demo.fns[block_fn] if isinstance(block_fn, int) else block_fn
         where = f"/{fn.api_name}" if fn.api_name else (fn.name or "")
         components = list(fn.inputs)
+        if isinstance(inputs, list) and len(inputs) < len(components) and all(
+                getattr(c, "optional_input", False) for c in components[len(inputs):]):
+            inputs = inputs + [c.value for c in components[len(inputs):]]  # left out: their defaults
         if not isinstance(inputs, list) or len(inputs) != len(components):
             names = ", ".join(_label(c) for c in components)
             got = len(inputs) if isinstance(inputs, list) else type(inputs).__name__
@@ -237,6 +240,13 @@ def raw_editor(component: gr.ImageEditor) -> gr.ImageEditor:
 
     accept_blobs._is_server_fn = True
     component.preprocess, component.accept_blobs = preprocess, accept_blobs
+    return component
+
+
+def optional(component):
+    """Mark an input that API calls may leave out at the end of their values (it takes its default):
+    one added to an endpoint after clients were written, such as a tab's "Model" choice."""
+    component.optional_input = True
     return component
 
 

@@ -80,3 +80,49 @@ def confusion_matrix_image(matrix: np.ndarray, class_names, cell: int = 44) -> I
                       fill="white" if fractions[i, j] > 0.6 else "black")
     draw.text((margin, 4), "rows: true class   columns: predicted", fill="black")
     return image
+
+
+CHART_COLOURS = ("#c2410c", "#1d4ed8", "#15803d", "#7e22ce")  # at least 4.5:1 against white
+
+
+def line_chart(series: dict[str, tuple[np.ndarray, np.ndarray]], x_label: str = "", right_axis: str | None = None,
+               size: tuple[int, int] = (560, 280)) -> np.ndarray:
+    """Curves ``{name: (x, y)}`` on shared axes, as a uint8 RGB picture with a legend; the series
+    named ``right_axis`` is drawn against its own axis on the right, from 0 to 1 (an accuracy)."""
+    width, height = size
+    left, right, top, bottom = 56, 48 if right_axis else 12, 30, 34
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    plot_w, plot_h = width - left - right, height - top - bottom
+    draw.rectangle((left, top, left + plot_w, top + plot_h), outline="#6b7280")
+    finite = lambda values: values[np.isfinite(values)]
+    xs = [x for x, _ in series.values() if len(x)]
+    left_values = [finite(y) for name, (_, y) in series.items() if name != right_axis and len(finite(y))]
+    if not xs or not left_values:
+        draw.text((left + 8, top + 8), "waiting for the first steps", fill="black")
+        return np.asarray(image)
+    x_max = max(float(x.max()) for x in xs) or 1.0
+    low = min(float(v.min()) for v in left_values)
+    high = max(float(v.max()) for v in left_values)
+    low, high = (low - 0.5, high + 0.5) if high - low < 1e-6 else (low - 0.05 * (high - low), high + 0.05 * (high - low))
+    to_px = lambda x, y, lo, hi: (left + plot_w * x / x_max, top + plot_h * (1 - (y - lo) / (hi - lo)))
+    for i in range(5):  # gridlines and the axes' values
+        fraction = i / 4
+        y = top + plot_h * (1 - fraction)
+        draw.line((left, y, left + plot_w, y), fill="#e5e7eb")
+        draw.text((4, y - 6), f"{low + fraction * (high - low):.3g}", fill="#374151")
+        if right_axis:
+            draw.text((left + plot_w + 4, y - 6), f"{fraction:.2f}", fill="#374151")
+        draw.text((left + plot_w * fraction - 10, top + plot_h + 4), f"{x_max * fraction:.0f}", fill="#374151")
+    draw.text((left + plot_w // 2 - 12, height - 14), x_label, fill="#374151")
+    legend_x = left
+    for colour, (name, (x, y)) in zip(CHART_COLOURS, series.items()):
+        lo, hi = (0.0, 1.0) if name == right_axis else (low, high)
+        keep = np.isfinite(y)
+        points = [to_px(float(a), float(b), lo, hi) for a, b in zip(x[keep], y[keep])]
+        if len(points) > 1:
+            draw.line(points, fill=colour, width=2)
+        draw.rectangle((legend_x, 10, legend_x + 14, 20), fill=colour)
+        draw.text((legend_x + 18, 9), name, fill="black")
+        legend_x += 26 + int(draw.textlength(name))
+    return np.asarray(image)

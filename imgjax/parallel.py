@@ -16,6 +16,7 @@ with the batch split across them every core works on every step (docs/devices.md
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 # JAX is imported inside the functions: the command line imports this module to set XLA's flags,
 # which only take effect if JAX has not started yet.
@@ -183,3 +184,20 @@ class DataParallel:
             local = array[index * rows:(index + 1) * rows]
             placed.append(jax.make_array_from_process_local_data(self.batch_sharding, local, array.shape))
         return placed
+
+
+XLA_CACHE_MAX_BYTES = 512 * 2**20  # the page's bounded set of programs takes a small part of it
+
+
+def enable_compilation_cache(directory: str | None = None) -> Path:
+    """Turn on JAX's persistent compilation cache (default ``~/.cache/imgjax/xla``, or
+    ``IMGJAX_XLA_CACHE``), keeping every program up to ``XLA_CACHE_MAX_BYTES`` (least recently used
+    dropped first), so that a second start compiles nothing."""
+    import jax
+    path = Path(directory or os.environ.get("IMGJAX_XLA_CACHE") or Path.home() / ".cache" / "imgjax" / "xla")
+    path.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    jax.config.update("jax_compilation_cache_max_size", XLA_CACHE_MAX_BYTES)
+    return path

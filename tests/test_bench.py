@@ -17,7 +17,8 @@ def _positive(value) -> bool:
 
 
 def test_bench_quick_json_reports_every_field():
-    result = subprocess.run([sys.executable, "-m", "imgjax.cli", "bench", "--quick", "--json"], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "imgjax.cli", "bench", "--quick", "--json", "--only", "training",
+                             "--only", "inference", "--only", "cold_start"], cwd=ROOT,
                             capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(result.stdout)

@@ -155,3 +155,66 @@ def test_brush_mask_inpainting(studio, sneaker_u8):
     psnr = {row[0]: row[1] for row in result.figures}
     assert psnr["autoencoder"] > psnr["corrupted"] + 3
     assert psnr["harmonic inpainting (told the mask)"] > psnr["corrupted"]
+
+
+# ----------------------------------------------------------------------------- the Lab
+
+def test_lab_knobs_from_the_page_are_checked_by_name():
+    from imgjax.service import lab
+    config = lab.lab_config("GAN (generator)", 5e-4, "64", "0.5", 3, 30, "Hinge", False, True, False, 1, 0, 0)
+    assert (config.family, config.batch_size, config.width, config.gan_loss, config.r1) == ("gan", 64, 0.5, "hinge", False)
+    for args, named in (((("RNN",) + (1e-3, "64", "1", 0, 30)), "Model must be one of"),
+                        ((("CNN (classifier)", "fast", "64", "1", 0, 30)), "Learning rate must be a number"),
+                        ((("CNN (classifier)", 1e-3, "100", "1", 0, 30)), "Batch size must be one of"),
+                        ((("CNN (classifier)", 1e-3, "64", "2", 0, 30)), "Width must be one of"),
+                        ((("CNN (classifier)", 1e-3, "64", "1", -1, 30)), "Seed must be")):
+        with pytest.raises(InputError, match=named):
+            lab.lab_config(*args)
+    with pytest.raises(InputError, match="R1 penalty must be true or false"):
+        lab.lab_config("GAN (generator)", 5e-4, "64", "1", 0, 30, "Hinge", "yes")
+
+
+def _wait(condition, timeout=180.0):
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.25)
+    raise AssertionError("timed out")
+
+
+@pytest.mark.realdata
+def test_lab_runs_one_at_a_time_stops_abandoned_runs_and_serves_models_per_session(studio, fashion_test):
+    """Two visitors: the second waits in line and is told so; the first's run pauses, stops, and its
+    model then serves that visitor's Classify tab alone. Then the second's run trains, and when that
+    visitor stops asking for news (the page closed) the run is stopped."""
+    from imgjax.lab import LabConfig
+    from imgjax.service.lab import SHIPPED, YOURS, LabTab
+    lab = LabTab(max_runs=1, max_budget_s=60, abandoned_after_s=5)
+    first = lab.start("first", LabConfig("cnn", budget_s=60))
+    second = lab.start("second", LabConfig("ae", budget_s=60))
+    assert first.place_in_line == 0 and second.place_in_line == 1 and "1 run ahead" in second.message
+    with pytest.raises(InputError, match="not started yet"):
+        lab.command("second", "pause")
+    state = lambda session: (lab.status(session).update or None) and lab.status(session).update.state
+    _wait(lambda: state("second") is None and state("first") == "training")  # both pages asking for news
+    lab.command("first", "pause")
+    _wait(lambda: state("second") is None and state("first") == "paused")
+    lab.command("first", "stop")
+    _wait(lambda: state("first") == "stopped" and state("second") is not None)
+    ended = lab.status("first").update
+    assert ended.checkpoint and ended.seconds < 60
+    assert lab.tab_for("first", "cnn", SHIPPED, studio.classify_tab) is studio.classify_tab
+    mine = lab.tab_for("first", "cnn", YOURS, studio.classify_tab)
+    garment = np.asarray(Image.open(ASSET_SNEAKER), np.float32)[..., None].repeat(3, -1) / 255
+    assert set(mine.classify(garment).probabilities) <= set(data.FASHION_CLASSES)
+    with pytest.raises(InputError, match="train one in the Lab tab first"):
+        lab.tab_for("second", "cnn", YOURS, studio.classify_tab)
+    # The second visitor stops asking (their page closed): their run is stopped long before its budget.
+    run = lab._find("second")
+    assert run.finished.wait(120) and run.latest.state == "stopped", run.latest
+    assert "its page has gone" in run.latest.message and run.latest.seconds < 50
+    lab.leave("first")
+    assert lab.trained("first", "cnn") is None and not Path(ended.checkpoint).exists()
+    lab.close()

@@ -133,7 +133,8 @@ def test_every_function_has_an_api_name(client):
     endpoints = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
     # exactly these: the page-load events that fill each tab on arrival stay private
     assert endpoints == {"/generate", "/interpolate", "/random_seed", "/classify", "/classify_sketch", "/denoise",
-                         "/edit_project", "/edit_classes", "/edit_render", "/edit_animation", "/edit_mix", "/edit_sketch"}
+                         "/edit_project", "/edit_classes", "/edit_render", "/edit_animation", "/edit_mix", "/edit_sketch",
+                         "/lab_start", "/lab_status", "/lab_control"}
 
 
 def test_functions_are_mcp_tools(server):
@@ -200,6 +201,61 @@ def test_every_edit_endpoint(client, classifier, tmp_path):
     assert client.predict(codes[0], api_name="/edit_classes")  # a sketched garment's code edits like any other
     with pytest.raises(Exception, match="list of 64 numbers"):
         client.predict({"class": "Coat", "latent": [0.0]}, api_name="/edit_classes")
+
+
+LAB_KNOBS = {"CNN (classifier)": ("0.004", "128"), "Autoencoder (denoiser)": ("0.004", "64"),
+             "GAN (generator)": ("0.002", "64")}
+
+
+def _lab_start(client, family: str, budget: float, seed: int = 0) -> str:
+    learning_rate, batch = LAB_KNOBS[family]
+    return client.predict(family, float(learning_rate), batch, "1", seed, budget, "Non-saturating", True, True, False,
+                          0.65, 0.175, 0.175, api_name="/lab_start")
+
+
+def _lab_wait(client, until, timeout: float = 240):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        news = client.predict(api_name="/lab_status")
+        if until(news):
+            return news
+        time.sleep(0.5)
+    pytest.fail(f"the Lab run did not get there in {timeout} s: {news[0]}")
+
+
+def test_lab_api_drives_a_run_whose_model_serves_its_session_only(server, tmp_path):
+    """Through the API: start a run, watch it, pause, step, resume, see it finish, download its model,
+    then classify with it in the same session; another session has no such model."""
+    import json
+
+    from gradio_client import Client, handle_file
+    client = Client(server, verbose=False)
+    with pytest.raises(Exception, match="No run to control"):
+        client.predict("pause", api_name="/lab_control")
+    with pytest.raises(Exception, match="Time budget 4000 s"):
+        _lab_start(client, "CNN (classifier)", 4000)
+    _lab_start(client, "CNN (classifier)", 6)
+    news = _lab_wait(client, lambda news: "**Training**" in news[0])
+    assert news[1] is not None and news[2] is not None  # the curves and the confusion matrix
+    assert "Paused" in client.predict("pause", api_name="/lab_control")
+    before = _lab_wait(client, lambda news: "**Paused**" in news[0])[0]
+    step = lambda text: int(text.split("step ", 1)[1].split(" ")[0].replace(",", ""))
+    client.predict("step", api_name="/lab_control")
+    after = _lab_wait(client, lambda news: step(news[0]) == step(before) + 1)[0]
+    assert "**Paused**" in after
+    client.predict("resume", api_name="/lab_control")
+    progress, curves, view, mistakes, result, files = _lab_wait(client, lambda news: bool(news[4]))
+    assert "**Finished**" in progress and "your model" in result and "93.62%" in result  # beside the shipped one
+    weights, card = sorted(files, key=lambda f: f.endswith(".json"))
+    card = json.loads(Path(card).read_text())
+    assert card["family"] == "cnn" and 0.5 < card["metrics"]["test_accuracy"] <= 1
+    assert card["lab_config"]["budget_s"] == 6 and Path(weights).stat().st_size < 10 * 2**20
+    example = handle_file(str(ASSETS / "example_7_sneaker.png"))
+    mine = client.predict(example, "Yours (Lab)", api_name="/classify")
+    assert mine[3] and mine[0]["label"] in data.FASHION_CLASSES
+    assert client.predict(example, api_name="/classify")[0]["label"] == "Sneaker"  # left out: the shipped one
+    with pytest.raises(Exception, match="train one in the Lab tab first"):
+        Client(server, verbose=False).predict(example, "Yours (Lab)", api_name="/classify")
 
 
 @pytest.mark.realdata
@@ -449,11 +505,12 @@ def test_bad_values_get_messages_that_name_them(server, tmp_path):
         ('{"data": ["Sneaker", NaN, 4, 1.0]}', "generate", "Seed must be between 0 and 2147483647, got nan"),
         ('{"data": ["Sneaker", 1.5, 4, 1.0]}', "generate", "Seed must be a whole number, got 1.5"),
         ('{"data": ["Sneaker", 1, 1.5, 1.0]}', "generate", "Number of images must be a whole number, got 1.5"),
-        ('{"data": ["Sneaker", 1]}', "generate", "takes 4 values"),
+        ('{"data": ["Sneaker", 1]}', "generate", "takes 5 values"),
+        ('{"data": ["Sneaker", 1, 4, 1.0, "Mine"]}', "generate", "Model must be one of 'Shipped', 'Yours (Lab)'"),
         ('{"data": [{"background": 5}, "Gaussian noise", 0.2, 0, false]}', "denoise", "must be background and"),
         (json.dumps({"data": [{"background": sneaker, "layers": "x"}, "Gaussian noise", 0.2, 0, False]}), "denoise",
          "layers a list of files"),
-        (json.dumps({"data": [sneaker, 1]}), "classify", "takes 1 values"),
+        (json.dumps({"data": [sneaker, "Shipped", 1]}), "classify", "takes 2 values"),
         (json.dumps({"data": [{"background": sneaker, "layers": [], "composite": None}, "Gaussian noise", 0.2, 0,
                               "yes"]}), "denoise", "must be true or false"),
     ]
@@ -600,6 +657,68 @@ def test_browser_edit(server, browser, tmp_path):
     page.close()
 
 
+def _lab_step(page) -> int:
+    return int(page.locator("#lab-progress").inner_text().split("step ", 1)[1].split(" ")[0].replace(",", ""))
+
+
+def test_browser_lab(server, browser, tmp_path):
+    """Train each family for a few seconds in the Lab tab: the curves and pictures come and change;
+    pause, a single step, resume and stop work; then the trained models serve the other tabs."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1600})
+    page.goto(server)
+    page.get_by_role("tab", name="Lab").click()
+    budget = page.locator("#lab-budget input[type=number]")
+    curves = ""
+    for family, seconds in (("GAN (generator)", 5), ("Autoencoder (denoiser)", 5), ("CNN (classifier)", 60)):
+        page.get_by_label(family).check()
+        page.wait_for_timeout(300)  # the family's recipe fills the knobs
+        budget.fill(str(seconds))
+        budget.press("Tab")
+        assert budget.input_value() == str(seconds)
+        page.get_by_role("button", name="Start", exact=True).click()
+        page.wait_for_function("() => !document.querySelector('#lab-result').innerText.includes('your model')",
+                               timeout=30_000)  # the last run's result cleared
+        page.wait_for_function(NEW_PICTURE, arg=["#lab-curves img", curves], timeout=120_000)
+        first = page.locator("#lab-view img").get_attribute("src")
+        page.wait_for_function(NEW_PICTURE, arg=["#lab-view img", first], timeout=60_000)  # it changes as it learns
+        if family.startswith("CNN"):
+            page.locator("#lab-mistakes img").wait_for(timeout=30_000)
+            page.get_by_role("button", name="Pause").click()
+            page.locator("#lab-progress", has_text="Paused").wait_for(timeout=30_000)
+            paused_at = _lab_step(page)
+            page.get_by_role("button", name="Step").click()
+            page.wait_for_function(f"() => document.querySelector('#lab-progress').innerText"
+                                   f".includes('step {paused_at + 1:,} ')", timeout=30_000)
+            page.get_by_role("button", name="Resume").click()
+            page.locator("#lab-progress", has_text="Training").wait_for(timeout=30_000)
+            page.get_by_role("button", name="Stop").click()
+        result = page.locator("#lab-result", has_text="your model")
+        result.wait_for(timeout=120_000)
+        if not family.startswith("CNN"):  # the budget asked for, not the recipe's
+            trained = int(result.inner_text().split(" s of training")[0].rsplit(" ", 1)[1])
+            assert seconds <= trained <= seconds + 1
+        page.locator("#lab-files").wait_for(timeout=30_000)
+        curves = page.locator("#lab-curves img").get_attribute("src")
+    assert "Stopped" in page.locator("#lab-progress").inner_text()  # the CNN ended by Stop, long before 60 s
+    page.screenshot(path=str(tmp_path / "lab.png"), full_page=True)
+
+    page.get_by_role("tab", name="Classify").click()
+    page.locator("#cnn-model").get_by_label("Yours (Lab)").check()
+    page.locator("#classify-examples button").nth(7).click()
+    page.locator("#verdict", has_text="(").wait_for(timeout=30_000)
+    page.get_by_role("tab", name="Generate").click()
+    before = page.locator("#generated img").get_attribute("src")
+    page.locator("#gan-model").get_by_label("Yours (Lab)").check()
+    page.get_by_role("button", name="Generate", exact=True).click()
+    page.wait_for_function(NEW_PICTURE, arg=["#generated img", before], timeout=30_000)
+    page.get_by_role("tab", name="Denoise").click()
+    page.locator("#ae-model").get_by_label("Yours (Lab)").check()
+    page.get_by_role("button", name="Corrupt and restore").click()
+    page.locator("#scores", has_text="autoencoder").wait_for(timeout=30_000)
+    assert "⚠" not in page.locator("#denoise-status").inner_text()
+    page.close()
+
+
 def _choose_file(page, selector: str, path: Path, expected) -> None:
     """Give the file input ``selector`` a file until ``expected`` (a locator) shows: an input the page
     replaces while its editor starts up drops a file chosen at that moment, which no user can do."""
@@ -670,6 +789,16 @@ def test_browser_refusals_end_in_a_message_and_a_usable_page(server, browser, tm
     context.close()
 
 
+def _open_tab(page, name: str) -> None:
+    """Click a tab's button, from the "More tabs" menu where a narrow page keeps the tabs that do not fit."""
+    tab = page.get_by_role("tab", name=name)
+    if tab.count() and tab.is_visible():
+        tab.click()
+        return
+    page.get_by_role("button", name="More tabs").click()
+    page.locator(".overflow-dropdown button", has_text=name).click()
+
+
 @pytest.mark.parametrize("viewport", [{"width": 1280, "height": 1000}, {"width": 390, "height": 844}],
                          ids=["desktop", "phone"])
 def test_browser_every_tab_passes_wcag_21_aa_checks(server, browser, viewport):
@@ -681,8 +810,8 @@ def test_browser_every_tab_passes_wcag_21_aa_checks(server, browser, viewport):
     page.goto(server)
     page.locator("#generated img").wait_for(timeout=30_000)
     for tab, ready in (("Generate", "#frames img"), ("Classify", "#verdict p"), ("Denoise", "#scores table"),
-                       ("Edit", "#all-classes img")):
-        page.get_by_role("tab", name=tab).click()
+                       ("Edit", "#all-classes img"), ("Lab", "#lab-start")):
+        _open_tab(page, tab)
         page.locator(ready).first.wait_for(timeout=30_000)
         page.evaluate(axe)
         report = page.evaluate("axe.run(document, {runOnly: {type: 'tag', "

@@ -4,7 +4,8 @@ with that tab's actions, from plain values to numpy pictures and figures.
 * ``generate``: grids by class and seed, walks through the latent space (the GAN);
 * ``classify``: top 5, the model's view and saliency for any image (the CNN);
 * ``denoise``: corrupt and restore with the autoencoder beside classical baselines;
-* ``edit``: project a garment into the GAN (with the encoder's start), change its class and style.
+* ``edit``: project a garment into the GAN (with the encoder's start), change its class and style;
+* ``lab``: visitors' training runs, each in a process of its own, and the models they trained.
 
 A new tab is a new module here with its ``...Tab`` class, one line in ``Studio``, and its page in
 ``imgjax.studio``. Every problem with a user's input raises ``InputError`` (``imgjax.user_input``,
@@ -14,23 +15,21 @@ Nothing here imports Gradio.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
-
-import jax
 
 from .. import checkpoint
 from .classify import ClassifyTab
 from .denoise import DenoiseTab
 from .edit import EditTab
 from .generate import GenerateTab
+from .lab import MAX_BUDGET_S, LabTab
 
 
 class Studio:
     """The shipped checkpoints, loaded once, each behind its tab's actions."""
 
-    def __init__(self, checkpoint_dir: Path | None = None):
+    def __init__(self, checkpoint_dir: Path | None = None, lab_runs: int = 1, lab_max_seconds: float = MAX_BUDGET_S):
         directory = Path(checkpoint_dir or checkpoint.CHECKPOINT_DIR)
         load = lambda name: checkpoint.load_model(name, directory / f"{name}.safetensors")
         (generator, generator_card), (classifier, classifier_card) = load("gan"), load("cnn")
@@ -38,6 +37,8 @@ class Studio:
         self.classify_tab = ClassifyTab(classifier, classifier_card, directory)
         self.denoise_tab = DenoiseTab(*load("ae"))
         self.edit_tab = EditTab(generator, classifier, load("encoder")[0])
+        self.lab_tab = LabTab(max_runs=lab_runs, max_budget_s=lab_max_seconds)
+        self.cards = {"gan": generator_card, "cnn": classifier_card, "ae": self.denoise_tab.card}
 
     def warm_up(self, edit_in_background: bool = False) -> float:
         """Run every action once per compiled shape the page uses, so the first click is as fast as
@@ -52,19 +53,3 @@ class Studio:
         else:
             self.edit_tab.warm_up()
         return time.perf_counter() - start
-
-
-XLA_CACHE_MAX_BYTES = 512 * 2**20  # the page's bounded set of programs takes a small part of it
-
-
-def enable_compilation_cache(directory: str | None = None) -> Path:
-    """Turn on JAX's persistent compilation cache (default ``~/.cache/imgjax/xla``, or
-    ``IMGJAX_XLA_CACHE``), keeping every program up to ``XLA_CACHE_MAX_BYTES`` (least recently used
-    dropped first), so that a second start compiles nothing."""
-    path = Path(directory or os.environ.get("IMGJAX_XLA_CACHE") or Path.home() / ".cache" / "imgjax" / "xla")
-    path.mkdir(parents=True, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", str(path))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
-    jax.config.update("jax_compilation_cache_max_size", XLA_CACHE_MAX_BYTES)
-    return path

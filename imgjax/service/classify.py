@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from pathlib import Path
 
@@ -35,6 +36,14 @@ class ClassifyTab:
         self.familiarity = _load_familiarity(checkpoint_dir, card)
         self._classify_fn = nnx.cached_partial(classify_with_saliency, classifier)
 
+    def with_model(self, classifier, card: dict) -> ClassifyTab:
+        """The same action on another classifier (a Lab run's), without the familiarity check: its
+        statistics were fitted to the shipped classifier's features."""
+        tab = copy.copy(self)
+        tab.card, tab.familiarity = card, None
+        tab._classify_fn = nnx.cached_partial(classify_with_saliency, classifier)
+        return tab
+
     def warm_up(self) -> None:
         """Compile the one shape the tab uses (every image becomes 28x28)."""
         self.classify(example_garment())
@@ -46,8 +55,8 @@ class ClassifyTab:
         order = np.argsort(-probabilities)
         top = {self.class_names[i]: float(probabilities[i]) for i in order[:5]}
         best, confidence = self.class_names[order[0]], float(probabilities[order[0]])
-        distance = float(self.familiarity.distance(np.asarray(features))[0])
-        if distance > self.familiarity.threshold:
+        distance = float(self.familiarity.distance(np.asarray(features))[0]) if self.familiarity else 0.0
+        if self.familiarity and distance > self.familiarity.threshold:
             verdict = (f"This does not look like the garments the model was trained on: its features are "
                        f"farther from every class than 99% of real garments' (distance {distance:.0f}, "
                        f"limit {self.familiarity.threshold:.0f}). '{best}' ({confidence:.0%}) is only a guess.")

@@ -9,6 +9,7 @@ three channels, and every jitted step (corruption, model, baselines, scores) run
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from functools import partial
 
@@ -49,6 +50,12 @@ class DenoiseTab:
         self.card = card
         self.tv_weights = tv_weights_from_card(card)
         self._restore_fn = nnx.cached_partial(restore_aligned, autoencoder)
+
+    def with_model(self, autoencoder, card: dict) -> DenoiseTab:
+        """The same action on another autoencoder (a Lab run's), beside the same tuned baselines."""
+        tab = copy.copy(self)
+        tab.card, tab._restore_fn = card, nnx.cached_partial(restore_aligned, autoencoder)
+        return tab
 
     def warm_up(self) -> None:
         """Compile every corruption at 28x28 (larger sizes compile on first use, one program per bucket)."""

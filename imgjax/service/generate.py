@@ -39,6 +39,10 @@ class GenerateTab:
         # on every call.
         self._generate_fn = nnx.cached_partial(generate_blended, generator)
 
+    def with_model(self, generator, card: dict) -> GenerateTab:
+        """The same actions on another generator (a Lab run's)."""
+        return GenerateTab(generator, card)
+
     def warm_up(self) -> None:
         """Compile every shape the tab uses."""
         for count in GENERATE_BUCKETS:

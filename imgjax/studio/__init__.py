@@ -16,7 +16,6 @@ import os
 import gradio as gr
 from starlette.middleware import Middleware
 
-from .. import service
 from ..gradio_guards import (
     BodyLimit,
     guard_api,
@@ -24,9 +23,11 @@ from ..gradio_guards import (
     raw_values,
     temporary_files,
 )
+from ..parallel import enable_compilation_cache
 from ..service import Studio
-from . import classify, denoise, edit, generate
-from .wiring import ASSETS, GIF_DIR
+from ..service.lab import MAX_BUDGET_S as LAB_MAX_SECONDS
+from . import classify, denoise, edit, generate, lab
+from .wiring import ASSETS, GIF_DIR, ModelChoice
 
 # Uploads and outputs are kept 10 minutes and 256 MB at most, checked every 30 s (the environment
 # variables let a test server prune sooner).
@@ -68,10 +69,15 @@ def build_demo(studio: Studio | None = None) -> gr.Blocks:
         with gr.Tabs() as tabs:
             # A garment's code: made by the Edit tab's projection or sent by the Generate tab's "Edit".
             code = gr.JSON(label="Code", render=False, elem_id="garment-code")
-            values = generate.page(demo, studio.generate_tab, send_to_edit=(code, tabs))
-            values += classify.page(demo, studio.classify_tab)
-            values += denoise.page(demo, studio.denoise_tab)
+            # Each tab's "Model": the shipped one, or the visitor's own from the Lab.
+            choices = {family: ModelChoice(studio.lab_tab, family, tab) for family, tab in
+                       (("gan", studio.generate_tab), ("cnn", studio.classify_tab), ("ae", studio.denoise_tab))}
+            values = generate.page(demo, choices["gan"], send_to_edit=(code, tabs))
+            values += classify.page(demo, choices["cnn"])
+            values += denoise.page(demo, choices["ae"])
             values += edit.page(demo, studio.edit_tab, code)
+            values += lab.page(demo, studio.lab_tab, studio.cards,
+                               {family: choice.radio for family, choice in choices.items()})
         raw_values(*values)
     guard_api(demo)
     return demo
@@ -88,15 +94,16 @@ def _limit_malloc_arenas(arenas: int = 2) -> None:
 
 
 def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, mcp: bool = False,
-           cache_dir: str | None = None) -> None:
+           cache_dir: str | None = None, lab_runs: int = 1, lab_max_seconds: float = LAB_MAX_SECONDS) -> None:
     """Load the checkpoints, compile everything (from the persistent cache when warm), serve."""
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s imgjax: %(message)s"))
     logging.getLogger("imgjax").addHandler(handler)
     logging.getLogger("imgjax").setLevel(logging.INFO)
     _limit_malloc_arenas()
-    service.enable_compilation_cache(cache_dir)
-    studio = Studio()
+    cache = enable_compilation_cache(cache_dir)
+    studio = Studio(lab_runs=lab_runs, lab_max_seconds=lab_max_seconds)
+    studio.lab_tab.cache_dir = str(cache)  # Lab runs compile into the same cache
     seconds = studio.warm_up(edit_in_background=True)  # the page opens while the Edit tab compiles
     print(f"imgjax studio: models loaded and compiled in {seconds:.1f} s", flush=True)
     demo = build_demo(studio)

@@ -10,38 +10,40 @@ from .. import user_input
 from ..gradio_guards import raw_editor, raw_image
 from ..service import classify as actions
 from ..user_input import InputError
-from .wiring import ASSETS, EXAMPLES, action, for_page, status
+from .wiring import ASSETS, EXAMPLES, ModelChoice, action, for_page, status
 
 ARRIVAL_IMAGE = ASSETS / "example_9_ankle-boot.png"  # classified when the page loads
 
 
-def page(demo: gr.Blocks, tab: actions.ClassifyTab) -> list:
-    """Build the tab inside ``demo``; returns its value controls (none besides its images)."""
+def page(demo: gr.Blocks, choice: ModelChoice) -> list:
+    """Build the tab inside ``demo``; returns its value controls (the model choice; the images are
+    checked where they are read)."""
 
-    def answer(rgb):
-        result = tab.classify(rgb)
+    def answer(rgb, model, request):
+        result = choice.tab(request, model).classify(rgb)
         return result.probabilities, result.model_input, result.saliency, result.verdict
 
-    def classify(path):
+    def classify(path, model, request: gr.Request):
         if path is None:
             raise InputError("Choose an image first: upload one, paste one or click an example.")
-        return answer(user_input.read_image(path, actions.CLASSIFY_MAX_SIDE))
+        return answer(user_input.read_image(path, actions.CLASSIFY_MAX_SIDE), model, request)
 
-    def classify_if_any(path):
+    def classify_if_any(path, model, request: gr.Request):
         """The image changed: classify it, or clear the results when the image was removed."""
-        return classify(path) if path is not None else (None, None, None, "")
+        return classify(path, model, request) if path is not None else (None, None, None, "")
 
-    def classify_sketch(value):
+    def classify_sketch(value, model, request: gr.Request):
         if not value or value.get("composite") is None:
             raise InputError("Draw something on the sketchpad first.")
         rgb = user_input.read_image(value["composite"], actions.CLASSIFY_MAX_SIDE)
         if np.ptp(rgb) < 0.05:
             raise InputError("The sketchpad is empty: draw a garment first.")
-        return answer(rgb)
+        return answer(rgb, model, request)
 
     with gr.Tab("Classify"):
         with gr.Row():
             with gr.Column():
+                model = choice.radio.render()
                 with gr.Tab("Image"):
                     photo = raw_image(gr.Image(str(ARRIVAL_IMAGE), label="Upload or paste an image",
                                                type="filepath", image_mode=None, sources=["upload", "clipboard"],
@@ -66,9 +68,10 @@ def page(demo: gr.Blocks, tab: actions.ClassifyTab) -> list:
         gr.Markdown("The image is turned to grayscale, inverted if its background is light (the garments "
                     "in Fashion-MNIST are light on black), cropped to the object, centred and resized to 28x28.")
         outputs = [top5, seen, saliency, verdict]
-        action(demo, photo_button, classify, photo, outputs, classify_status, "classify")
-        action(demo, sketch_button, classify_sketch, sketch, outputs, classify_status, "classify_sketch", load=False)
+        action(demo, photo_button, classify, [photo, model], outputs, classify_status, "classify")
+        action(demo, sketch_button, classify_sketch, [sketch, model], outputs, classify_status, "classify_sketch",
+               load=False)
         # A new image (upload, paste, example) is classified at once: it takes milliseconds.
-        photo.change(for_page(classify_if_any, "classify", 4), photo, [*outputs, classify_status],
+        photo.change(for_page(classify_if_any, "classify", 4), [photo, model], [*outputs, classify_status],
                      api_visibility="private", concurrency_id="classify")
-    return []
+    return [model]

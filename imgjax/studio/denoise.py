@@ -10,19 +10,19 @@ from .. import user_input
 from ..gradio_guards import raw_editor
 from ..service import denoise as actions
 from ..user_input import MAX_SEED, InputError
-from .wiring import ASSETS, EXAMPLES, action, status
+from .wiring import ASSETS, EXAMPLES, ModelChoice, action, status
 
 ARRIVAL_IMAGE = ASSETS / "example_0_t-shirt-top.png"  # corrupted and restored when the page loads
 
 
-def page(demo: gr.Blocks, tab: actions.DenoiseTab) -> list:
+def page(demo: gr.Blocks, choice: ModelChoice) -> list:
     """Build the tab inside ``demo``; returns its value controls (for ``raw_values``)."""
 
-    def denoise(value, kind, level, seed, already_noisy):
+    def denoise(value, kind, level, seed, already_noisy, model, request: gr.Request):
         if not isinstance(already_noisy, bool):
             raise InputError(f"'Already noisy' must be true or false, got {user_input.shown(already_noisy)}.")
         rgb, mask, original_size = editor_image(value)
-        result = tab.denoise(rgb, kind, level, seed, mask=mask, already_noisy=already_noisy,
+        result = choice.tab(request, model).denoise(rgb, kind, level, seed, mask=mask, already_noisy=already_noisy,
                              original_size=original_size)
         table = result.figures or [["(no clean image to compare with)", None, None]]
         return (result.corrupted, result.restored), result.baseline, table, result.note
@@ -37,6 +37,7 @@ def page(demo: gr.Blocks, tab: actions.DenoiseTab) -> list:
                     transforms=(), layers=False, height=360, elem_id="denoise-input"))
                 gr.Examples(EXAMPLES, inputs=editor, label="Test-set examples", elem_id="denoise-examples")
             with gr.Column():
+                model = choice.radio.render()
                 kind = gr.Radio(list(actions.CORRUPTIONS), value=actions.GAUSSIAN, label="Corruption")
                 level = gr.Slider(*actions.GAUSSIAN_RANGE, 0.2, step=0.01,
                                   label="Level: noise sigma, or salt-and-pepper amount")
@@ -56,12 +57,12 @@ def page(demo: gr.Blocks, tab: actions.DenoiseTab) -> list:
         gr.Markdown("Any size and mode: colour images are restored channel by channel, and the autoencoder "
                     f"(fully convolutional) runs at the image's own resolution, after downscaling images "
                     f"whose long side exceeds {actions.DENOISE_MAX_SIDE} pixels.")
-        action(demo, denoise_button, denoise, [editor, kind, level, noise_seed, already_noisy],
+        action(demo, denoise_button, denoise, [editor, kind, level, noise_seed, already_noisy, model],
                [slider, baseline, scores, note], denoise_status, "denoise")
         # Only the controls that apply: a painted mask has no level.
         kind.change(lambda k: gr.update(visible=k != actions.MASK), kind, level, api_visibility="private",
                     queue=False)
-    return [kind, level, noise_seed, already_noisy]
+    return [kind, level, noise_seed, already_noisy, model]
 
 
 def editor_image(value) -> tuple[np.ndarray, np.ndarray | None, tuple[int, int]]:

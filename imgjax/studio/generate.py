@@ -10,8 +10,9 @@ import numpy as np
 
 from ..images import upscale
 from ..service import generate as actions
-from ..user_input import MAX_SEED
-from .wiring import action, for_page, save_gif, status
+from ..service.lab import SHIPPED
+from ..user_input import MAX_SEED, InputError
+from .wiring import ModelChoice, action, for_page, save_gif, status
 
 STRIP_COLUMNS = 8  # the walk's frames, this many to a row
 # No truncation (the slider's top): on the curve measured on training images held out of the GAN's
@@ -19,20 +20,31 @@ STRIP_COLUMNS = 8  # the walk's frames, this many to a row
 DEFAULT_TRUNCATION = actions.TRUNCATION_RANGE[1]
 
 
-def page(demo: gr.Blocks, tab: actions.GenerateTab, send_to_edit: tuple[gr.JSON, gr.Tabs] | None = None) -> list:
+def page(demo: gr.Blocks, choice: ModelChoice, send_to_edit: tuple[gr.JSON, gr.Tabs] | None = None) -> list:
     """Build the tab inside ``demo``; returns its value controls (for ``raw_values``). With
     ``send_to_edit`` (the Edit tab's code and the page's tabs), an "Edit" button sends the grid's
     first garment there."""
+    tab = choice.shipped
     classes = tab.class_names
 
-    def interpolate(mode, class_name, seed_a, seed_b, frames, truncation):
-        pictures = tab.interpolate(mode, class_name, seed_a, seed_b, frames, truncation)
+    def generate(class_name, seed, count, truncation, model, request: gr.Request):
+        return choice.tab(request, model).generate(class_name, seed, count, truncation)
+
+    def first_code(class_name, seed, truncation, model):
+        if model != SHIPPED:
+            raise InputError("The Edit tab works on the shipped generator (its encoder was trained for it): "
+                             "choose Model: Shipped first.")
+        return tab.first_code(class_name, seed, truncation)
+
+    def interpolate(mode, class_name, seed_a, seed_b, frames, truncation, model, request: gr.Request):
+        pictures = choice.tab(request, model).interpolate(mode, class_name, seed_a, seed_b, frames, truncation)
         loop = pictures + pictures[-2:0:-1] if mode == actions.INTERPOLATE_SEEDS else pictures  # ping-pong
         return wrap(pictures, STRIP_COLUMNS), save_gif([upscale(p, 2) for p in loop])  # 224 px: large enough to see
 
     with gr.Tab("Generate"):
         with gr.Row():
             with gr.Column(scale=1):
+                model = choice.radio.render()
                 class_name = gr.Dropdown([actions.ALL_CLASSES, *classes], value="Sneaker", label="Class")
                 with gr.Row():
                     seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
@@ -68,18 +80,18 @@ def page(demo: gr.Blocks, tab: actions.GenerateTab, send_to_edit: tuple[gr.JSON,
                                      alt_text="The walk as an animation")
         if send_to_edit is not None:
             code, tabs = send_to_edit
-            edit_button.click(for_page(tab.first_code, "edit_generated", 1), [class_name, seed, truncation],
+            edit_button.click(for_page(first_code, "edit_generated", 1), [class_name, seed, truncation, model],
                               [code, generate_status], api_visibility="private").success(
                 lambda: gr.Tabs(selected="edit"), None, tabs, api_visibility="private")
         dice.click(lambda: random.randint(0, MAX_SEED), None, seed, api_name="random_seed")
-        action(demo, generate_button, tab.generate, [class_name, seed, count, truncation], [grid], generate_status,
+        action(demo, generate_button, generate, [class_name, seed, count, truncation, model], [grid], generate_status,
                "generate")
-        action(demo, walk_button, interpolate, [mode, walk_class, seed_a, seed_b, frames, truncation],
+        action(demo, walk_button, interpolate, [mode, walk_class, seed_a, seed_b, frames, truncation, model],
                [strip, animation], walk_status, "interpolate", limit=1)
         # Only the controls that apply: a tour across classes keeps one seed.
         mode.change(lambda m: gr.update(visible=m == actions.INTERPOLATE_SEEDS), mode, seed_b,
                     api_visibility="private", queue=False)
-    return [class_name, seed, count, truncation, mode, walk_class, seed_a, seed_b, frames]
+    return [class_name, seed, count, truncation, mode, walk_class, seed_a, seed_b, frames, model]
 
 
 def wrap(frames: list[np.ndarray], columns: int) -> np.ndarray:

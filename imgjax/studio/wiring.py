@@ -3,15 +3,19 @@ shows, and ``action``, which wires one function to its button, the page's load a
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import tempfile
+import typing
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
 from PIL import Image
 
+from ..gradio_guards import optional
+from ..service.lab import SHIPPED, YOURS
 from ..user_input import InputError
 
 ASSETS = Path(__file__).parent.parent / "assets"
@@ -40,7 +44,22 @@ def for_page(function, name: str, outputs: int):
             log.info("refused %s (page): %s", name, error)
             return (*[None] * outputs, f"⚠️ {error}")
         return (*(result if outputs > 1 else (result,)), "")
+    # The same parameters and types, so Gradio passes gr.Request where ``function`` asks for it.
+    run.__signature__, run.__annotations__ = inspect.signature(function), typing.get_type_hints(function)
     return run
+
+
+class ModelChoice:
+    """A tab's "Model" choice: the shipped model, or the visitor's own from the Lab (the radio shows
+    once they have one). ``tab(request, choice)`` gives the tab's actions on the chosen model."""
+
+    def __init__(self, lab, family: str, shipped):
+        self.lab, self.family, self.shipped = lab, family, shipped
+        self.radio = optional(gr.Radio([SHIPPED, YOURS], value=SHIPPED, label="Model (yours: trained in the Lab tab)",
+                                       visible=False, render=False, elem_id=f"{family}-model"))
+
+    def tab(self, request: gr.Request, choice: str):
+        return self.lab.tab_for(request.session_hash, self.family, choice, self.shipped)
 
 
 def status(elem_id: str) -> gr.Markdown:

@@ -1,0 +1,159 @@
+"""The Lab tab's page: choose a model and its knobs, train it for a time budget, watch its curves
+and pictures change every second, pause, step, stop, then use it in the other tabs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from ..checkpoint import card_path
+from ..lab import RECIPES
+from ..service import lab as actions
+from ..service.lab import FAMILY_LABELS
+from ..user_input import MAX_SEED
+from .wiring import for_page, status
+
+POLL_EVERY_S = 1.0
+INTRO = """Train one of the studio's models here, from scratch, on Fashion-MNIST's 55,000 training
+images: the same model code and jit-compiled train step as `imgjax train`, with a recipe fast enough
+to watch. The curves and pictures change about every second; the test figures use 500 test images
+while training and all 10,000 at the end. One run trains at a time on this server (others wait in
+line); a run stops when you close the page."""
+KNOB_NOTES = {
+    "cnn": "The classifier: a small VGG-style CNN. Augmentation flips and shifts the training images.",
+    "ae": "The denoising autoencoder: restores images corrupted by the mix of noises you choose.",
+    "gan": "The class-conditional GAN: both players' losses, and ten fixed latents (columns) in every "
+           "class (rows), the same all along, so you see them take shape.",
+}
+
+
+def page(demo: gr.Blocks, lab: actions.LabTab, shipped_cards: dict[str, dict], model_choices: dict) -> list:
+    """Build the tab inside ``demo``. ``model_choices``: each family's "Model" radio in the other
+    tabs, made visible when this visitor's run of that family finishes. Returns the value controls."""
+    family_of = lambda label: FAMILY_LABELS[label]
+
+    def start(family, learning_rate, batch_size, width, seed, budget, gan_loss, r1, ema, augment, gaussian,
+              salt_and_pepper, boxes, request: gr.Request):
+        config = actions.lab_config(family, learning_rate, batch_size, width, seed, budget, gan_loss, r1, ema,
+                                    augment, gaussian, salt_and_pepper, boxes)
+        return actions.describe(lab.start(request.session_hash, config))
+
+    def control(command, request: gr.Request):
+        return actions.describe(lab.command(request.session_hash, command))
+
+    def news(request: gr.Request):
+        """The run as it stands: progress, curves, live view, mistakes, result, files."""
+        return _news(lab.status(request.session_hash), shipped_cards)
+
+    def poll(request: gr.Request):
+        """``news`` for the page: shows only the pictures there are, and stops polling once the run
+        has ended; a finished run's family gets its "Model" choice in the other tabs."""
+        state = lab.status(request.session_hash)
+        progress, curves, view, mistakes, result, files = _news(state, shipped_cards)
+        offers = [gr.update(visible=True) if lab.trained(request.session_hash, family) else gr.update()
+                  for family in model_choices]
+        return (progress, gr.update(value=curves, visible=curves is not None),
+                gr.update(value=view, visible=view is not None),
+                gr.update(value=mistakes, visible=mistakes is not None), result,
+                gr.update(value=files, visible=bool(files)), gr.Timer(active=state.active), *offers)
+
+    with gr.Tab("Lab", id="lab"):
+        gr.Markdown(INTRO)
+        with gr.Row():
+            with gr.Column(scale=1):
+                family = gr.Radio(list(FAMILY_LABELS), value="CNN (classifier)", label="Model to train")
+                note = gr.Markdown(KNOB_NOTES["cnn"])
+                recipe = RECIPES["cnn"]
+                with gr.Row():
+                    learning_rate = gr.Number(recipe.learning_rate, label="Learning rate (peak)", minimum=1e-5,
+                                              maximum=0.1, step=1e-4)
+                    batch_size = gr.Dropdown([str(b) for b in actions.BATCH_SIZES], value=str(recipe.batch_size),
+                                             label="Batch size")
+                width = gr.Radio(list(actions.WIDTH_LABELS), value="1", label="Width (channels, times the recipe's)")
+                with gr.Row():
+                    seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
+                    budget = gr.Slider(5, lab.max_budget_s, recipe.budget_s, step=5, elem_id="lab-budget",
+                                       label="Time budget (seconds of training)")
+                with gr.Group(visible=False) as gan_knobs:
+                    gan_loss = gr.Radio(list(actions.GAN_LOSS_LABELS), value="Non-saturating", label="GAN loss")
+                    r1 = gr.Checkbox(True, label="R1 penalty (keeps the discriminator smooth on real images)")
+                    ema = gr.Checkbox(True, label="Sample from the moving average of the generator (EMA)")
+                with gr.Group() as cnn_knobs:
+                    augment = gr.Checkbox(False, label="Augmentation (random flips and shifts; off in the "
+                                          "recipe: in a minute it slows learning more than it helps)")
+                with gr.Group(visible=False) as ae_knobs:
+                    shares = RECIPES["ae"].model_config.corruption_shares
+                    gaussian = gr.Slider(0, 1, shares[0], step=0.05, label="Share of Gaussian noise")
+                    salt_and_pepper = gr.Slider(0, 1, shares[1], step=0.05, label="Share of salt and pepper")
+                    boxes = gr.Slider(0, 1, shares[2], step=0.05, label="Share of masked boxes")
+                start_button = gr.Button("Start", variant="primary", elem_id="lab-start")
+                with gr.Row():
+                    buttons = {command: gr.Button(command.capitalize(), size="sm", elem_id=f"lab-{command}")
+                               for command in actions.COMMANDS}
+            with gr.Column(scale=2):
+                lab_status = status("lab-status")
+                progress = gr.Markdown(elem_id="lab-progress")
+                with gr.Row():
+                    curves = gr.Image(label="Losses (smoothed)", format="png", visible=False, elem_id="lab-curves",
+                                      alt_text="The training losses against the step")
+                    view = gr.Image(label="What the model does now", format="png", visible=False,
+                                    elem_id="lab-view", alt_text="The model's current output on fixed examples")
+                mistakes = gr.Image(label="Its current mistakes (test images)", format="png", visible=False,
+                                    elem_id="lab-mistakes", alt_text="Test images the classifier now gets wrong")
+                result = gr.Markdown(elem_id="lab-result")
+                files = gr.File(label="Your model: weights and card", file_count="multiple", visible=False,
+                                elem_id="lab-files")
+        timer = gr.Timer(POLL_EVERY_S, active=False)
+
+        def chose(label):
+            name = family_of(label)
+            recipe = RECIPES[name]
+            return (KNOB_NOTES[name], recipe.learning_rate, str(recipe.batch_size), recipe.budget_s,
+                    gr.update(visible=name == "gan"), gr.update(visible=name == "cnn"), gr.update(visible=name == "ae"))
+
+        family.change(chose, family, [note, learning_rate, batch_size, budget, gan_knobs, cnn_knobs, ae_knobs],
+                      api_visibility="private", queue=False)
+        knobs = [family, learning_rate, batch_size, width, seed, budget, gan_loss, r1, ema, augment, gaussian,
+                 salt_and_pepper, boxes]
+        shown = [progress, curves, view, mistakes, result, files, timer, *model_choices.values()]
+        # Start and the controls answer at once; the timer brings the news every second.
+        start_button.click(for_page(start, "lab_start", 1), knobs, [progress, lab_status], api_visibility="private",
+                           concurrency_id="lab").success(lambda: gr.Timer(active=True), None, timer,
+                                                         api_visibility="private", queue=False)
+        gr.Button(visible=False).click(start, knobs, progress, api_name="lab_start", concurrency_id="lab")
+        for command, button in buttons.items():
+            button.click(_controlled(control, command), None, [progress, lab_status], api_visibility="private",
+                         concurrency_id="lab")
+        command_box = gr.Textbox(visible=False)
+        gr.Button(visible=False).click(control, command_box, progress, api_name="lab_control", concurrency_id="lab")
+        timer.tick(poll, None, shown, api_visibility="private", concurrency_id="lab_poll", concurrency_limit=None,
+                   show_progress="hidden")
+        gr.Button(visible=False).click(news, None, [progress, curves, view, mistakes, result, files],
+                                       api_name="lab_status", concurrency_id="lab_poll", concurrency_limit=None)
+
+        def left(request: gr.Request):
+            lab.leave(request.session_hash)
+
+        demo.unload(left)
+    return [learning_rate, batch_size, width, seed, budget, gan_loss, r1, ema, augment, gaussian, salt_and_pepper,
+            boxes]
+
+
+def _news(state: actions.Status, shipped_cards: dict) -> tuple:
+    update = state.update
+    if update is None:
+        return actions.describe(state), None, None, None, "", None
+    files = [update.checkpoint, str(card_path(Path(update.checkpoint)))] if update.checkpoint else None
+    return (actions.describe(state), update.curves, update.view, update.mistakes,
+            actions.result(update, shipped_cards.get(update.family, {})), files)
+
+
+def _controlled(control, command: str):
+    """The page's handler of one control button (the session comes with the request)."""
+    def run(request: gr.Request):
+        try:
+            return control(command, request), ""
+        except actions.InputError as error:
+            return gr.update(), f"⚠️ {error}"
+    return run
