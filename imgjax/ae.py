@@ -30,6 +30,7 @@ from .metrics import psnr
 
 @dataclasses.dataclass(frozen=True)
 class AEConfig:
+    channels: int = 1  # 1 for the grayscale garments, 3 for colour photos (imgjax.photo)
     widths: tuple[int, int] = (64, 128)  # channels at half and at quarter resolution
     depths: tuple[int, int, int] = (2, 3, 2)  # 3x3 convolutions: encoder half, quarter, decoder half
     # Training mix: Gaussian noise, salt-and-pepper, masked boxes. Gaussian gets about two thirds:
@@ -41,7 +42,8 @@ class AEConfig:
 # ----------------------------------------------------------------------------- model
 
 class DenoisingAutoencoder(nnx.Module):
-    """(N, H, W, 1) float32 in [0, 1], H and W multiples of 4 -> restored (N, H, W, 1) in [0, 1].
+    """(N, H, W, C) float32 in [0, 1], H and W multiples of 4 -> restored (N, H, W, C) in [0, 1],
+    C = ``config.channels``.
 
     Like FFDNet (Zhang et al. 2018), the image is first rearranged into four half-resolution
     sub-images (space-to-depth), so no convolution runs at full resolution: on XLA:CPU the weight
@@ -49,7 +51,7 @@ class DenoisingAutoencoder(nnx.Module):
     a 5x larger network faster than a 32-channel full-resolution one. Then a two-level U-Net: 3x3
     convolutions at half resolution, average pooling, wider ones at quarter resolution, a 1x1
     convolution and depth-to-space back up plus a skip from the encoder, 3x3 convolutions, and a last
-    convolution whose four channels depth-to-space back to full resolution. The network predicts a
+    convolution whose 4C channels depth-to-space back to full resolution. The network predicts a
     correction added to its input (residual learning, Zhang et al. 2017 "DnCNN"), which trains faster
     than predicting the clean image outright.
     """
@@ -58,14 +60,14 @@ class DenoisingAutoencoder(nnx.Module):
         half, quarter = config.widths
         n_half, n_quarter, n_decode = config.depths
         conv = lambda cin, cout, k=3: nnx.Conv(cin, cout, (k, k), dtype=dtype, rngs=rngs)
-        self.encode_half = nnx.List([conv(4, half)] + [conv(half, half) for _ in range(n_half - 1)])
+        self.encode_half = nnx.List([conv(4 * config.channels, half)] + [conv(half, half) for _ in range(n_half - 1)])
         self.encode_quarter = nnx.List([conv(half, quarter)] + [conv(quarter, quarter) for _ in range(n_quarter - 1)])
         self.upsample = conv(quarter, 4 * half, k=1)
         self.decode_half = nnx.List([conv(half, half) for _ in range(n_decode)])
         # Zero-initialised so the untrained network is the identity, the natural start for residual learning.
-        # Four output channels: computed by matrix products, faster than XLA:CPU's convolution at
+        # 4C output channels: computed by matrix products, faster than XLA:CPU's convolution at
         # this shape (see conv_by_taps).
-        self.output = nnx.Conv(half, 4, (3, 3), kernel_init=nnx.initializers.zeros, dtype=dtype, rngs=rngs,
+        self.output = nnx.Conv(half, 4 * config.channels, (3, 3), kernel_init=nnx.initializers.zeros, dtype=dtype, rngs=rngs,
                                conv_general_dilated=conv_by_taps)
 
     def __call__(self, images):
@@ -124,12 +126,12 @@ SIZE_MULTIPLE = 4  # two factor-2 downsamplings
 
 @nnx.jit
 def restore_aligned(model: DenoisingAutoencoder, images):
-    """Restore (N, H, W, 1) images whose sides are multiples of ``SIZE_MULTIPLE`` (no padding)."""
+    """Restore (N, H, W, C) images whose sides are multiples of ``SIZE_MULTIPLE`` (no padding)."""
     return model(images)
 
 
 def restore(model: DenoisingAutoencoder, images) -> np.ndarray:
-    """Restore (N, H, W, 1) float32 images in [0, 1] of any size; sizes that are not multiples of 4
+    """Restore (N, H, W, C) float32 images in [0, 1] of any size; sizes that are not multiples of 4
     are padded by reflection and cropped back."""
     images = np.asarray(images, np.float32)
     h, w = images.shape[1:3]

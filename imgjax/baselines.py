@@ -1,6 +1,7 @@
 """Classical restoration baselines run beside the autoencoder on the same images.
 
-All take (N, H, W, 1) float32 in [0, 1] and return the same shape.
+All take (N, H, W, 1) float32 in [0, 1] and return the same shape; ``per_channel`` runs one on colour
+images channel by channel, and BM3D takes colour directly.
 """
 
 from __future__ import annotations
@@ -72,8 +73,25 @@ def harmonic_inpaint(images, mask, iterations: int = 300):
     return jax.lax.fori_loop(0, iterations, body, start)
 
 
+def channels_as_images(images) -> np.ndarray:
+    """(N, H, W, C) -> (N * C, H, W, 1): each channel a grayscale image (in NumPy: no program to
+    compile per shape)."""
+    n, h, w, c = images.shape
+    return np.moveaxis(np.asarray(images), -1, 1).reshape(n * c, h, w, 1)
+
+
+def per_channel(denoise, images, *args) -> np.ndarray:
+    """``denoise`` (made for (N, H, W, 1)) applied to each channel of (N, H, W, C) images."""
+    n, h, w, c = images.shape
+    return np.moveaxis(np.asarray(denoise(channels_as_images(images), *args)).reshape(n, c, h, w), 1, -1)
+
+
 def bm3d_denoise(images, sigma: float) -> np.ndarray:
-    """BM3D (Dabov et al. 2007; PyPI ``bm3d``) per image, given the true noise level ``sigma``."""
+    """BM3D (Dabov et al. 2007; PyPI ``bm3d``) per image, given the true noise level ``sigma``;
+    colour (N, H, W, 3) images by its colour variant (CBM3D: ``bm3d_rgb``, which denoises in a
+    luminance-chrominance space, as its authors recommend for colour)."""
     import bm3d
     images = np.asarray(images, np.float32)
+    if images.shape[-1] == 3:
+        return np.stack([np.clip(bm3d.bm3d_rgb(image, sigma_psd=sigma), 0.0, 1.0) for image in images]).astype(np.float32)
     return np.stack([np.clip(bm3d.bm3d(image[..., 0], sigma_psd=sigma), 0.0, 1.0)[..., None] for image in images])

@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="overrides",
                        help="change a field of the family's model config, e.g. --set ema_decay=0.9995 "
                        "--set generator_widths=128,64,32 (the card records the config trained)")
+    train.add_argument("--init-from", metavar="WEIGHTS", help="start from this checkpoint's weights (e.g. "
+                       "checkpoints/photo.safetensors) with a fresh optimizer and schedule, instead of random ones")
     train.add_argument("--precision", choices=PRECISIONS, default="float32", type=lambda v: PRECISIONS.get(v, v),
                        help="bf16 (= bfloat16): float32 master weights, bfloat16 convolutions and matmuls "
                        "(for GPUs and TPUs)")
@@ -76,6 +78,7 @@ def main(argv=None) -> int:
         options = {k: getattr(args, k) for k in family.defaults if getattr(args, k) is not None}
         config = TrainConfig(family=args.family, seed=args.seed, dataset=args.dataset, data_dir=args.data_dir,
                              out=args.out, devices=args.devices, precision=args.precision, held_out=args.held_out,
+                             init_from=args.init_from,
                              **{**family.defaults, **options})
         from .checkpoint import CheckpointError
         from .data import DataError

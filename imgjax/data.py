@@ -225,8 +225,9 @@ def data_available(dataset: str = "fashion-mnist", data_dir=None) -> bool:
 # ----------------------------------------------------------------------------- batches
 
 def to_float(images: np.ndarray) -> np.ndarray:
-    """(N, 28, 28) uint8 -> (N, 28, 28, 1) float32 in [0, 1]."""
-    return (images.astype(np.float32) / 255.0)[..., None]
+    """(N, H, W) uint8 -> (N, H, W, 1) float32 in [0, 1]; colour (N, H, W, 3) keeps its channels."""
+    scaled = images.astype(np.float32) / 255.0
+    return scaled[..., None] if images.ndim == 3 else scaled
 
 
 def batches(split: Split, batch_size: int, seed: int, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:

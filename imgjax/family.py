@@ -1,6 +1,6 @@
 """What the training loop, the checkpoints and the CLI need to know about a model family.
 
-Each family module (``imgjax.cnn``, ``imgjax.ae``, ``imgjax.gan``) ends with its ``FAMILY`` record:
+Each family module (``imgjax.cnn``, ``imgjax.ae``, ``imgjax.gan``, ...) ends with its ``FAMILY`` record:
 plain functions that create the training state, run one jit-compiled step, measure an epoch, draw
 an epoch picture and pick the model to serve. This module imports no family: ``load_family`` finds
 one by name, so dependencies run one way (families below the loop, checkpoints and evaluation).
@@ -13,7 +13,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-NAMES = ("gan", "cnn", "ae", "encoder")
+NAMES = ("gan", "cnn", "ae", "encoder", "photo")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +36,10 @@ class Family:
     # of that many steps; ``create`` builds its optimizers on it (``scheduled_optimizer``) and the Lab
     # follows it by the fraction of its time budget spent (``learning_rate_at``).
     schedule: Callable[..., Any] = lambda model_config, train_config, total_steps: train_config.learning_rate
+    # TrainConfig -> (training Split, held-out Split) for a family that does not train on
+    # Fashion-MNIST (the photo denoiser), and the name of what it reads, for the checkpoint's card.
+    load_data: Callable[..., Any] | None = None
+    dataset: str | None = None
 
     def learning_rate_at(self, model_config, train_config, fraction: float) -> float:
         """The learning rate ``schedule`` gives when ``fraction`` (0 to 1) of a run is done."""

@@ -36,13 +36,14 @@ def example_garment() -> np.ndarray:
 
 
 def image_grid(images, rows: int, padding: int = 2) -> np.ndarray:
-    """(N, H, W[, 1]) floats in [0, 1] -> one (rows*(H+p)+p, cols*(W+p)+p) uint8 picture, row-major."""
+    """(N, H, W[, 1]) floats in [0, 1] -> one (rows*(H+p)+p, cols*(W+p)+p) uint8 picture, row-major;
+    colour (N, H, W, 3) gives a colour picture."""
     images = to_uint8(images)
-    if images.ndim == 4:
+    if images.ndim == 4 and images.shape[-1] == 1:
         images = images[..., 0]
-    n, h, w = images.shape
+    n, h, w = images.shape[:3]
     cols = -(-n // rows)
-    grid = np.full((rows * (h + padding) + padding, cols * (w + padding) + padding), 64, np.uint8)
+    grid = np.full((rows * (h + padding) + padding, cols * (w + padding) + padding) + images.shape[3:], 64, np.uint8)
     for i, image in enumerate(images):
         r, c = divmod(i, cols)
         top, left = padding + r * (h + padding), padding + c * (w + padding)
@@ -57,6 +58,13 @@ def save_png(picture, path: Path, scale: int = 1) -> None:
         image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
+    atomic_write(Path(path), buffer.getvalue())
+
+
+def save_jpeg(picture, path: Path, quality: int = 90) -> None:
+    """Save a uint8 (H, W[, 3]) array as JPEG: photographs at a tenth of their PNG size."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(picture)).save(buffer, format="JPEG", quality=quality)
     atomic_write(Path(path), buffer.getvalue())
 
 

@@ -39,6 +39,7 @@ class TrainConfig:
     devices: int | None = None  # data-parallel over this many devices (default: parallel.default_device_count)
     precision: str = "float32"  # or "bfloat16": float32 master weights, bfloat16 convolutions and matmuls
     held_out: int = data.HELD_OUT_IMAGES  # training images kept out of training for per-epoch figures
+    init_from: str | None = None  # serving weights to start from (a fresh optimizer and schedule), not random
 
     @property
     def out_dir(self) -> Path:
@@ -88,11 +89,17 @@ def fit(family: Family, config: TrainConfig, command: str | None = None, log=pri
     out = config.out_dir
     out.mkdir(parents=True, exist_ok=True)
     # The test set is never read here: per-epoch figures come from training images held out.
-    train_split, held_out = data.hold_out(data.load_split("train", config.dataset, config.data_dir), config.held_out)
+    if family.load_data:
+        train_split, held_out = family.load_data(config)
+    else:
+        train_split, held_out = data.hold_out(data.load_split("train", config.dataset, config.data_dir), config.held_out)
     steps = data.steps_per_epoch(train_split, config.batch_size)
     parallel = DataParallel(config.devices or default_device_count(config.batch_size))
     parallel.check_batch_size(config.batch_size)
     training = family.create(family.model_config, config, steps * config.epochs)
+    if config.init_from:  # fine-tuning: the weights of a serving checkpoint of this family, verified
+        checkpoint.verify(Path(config.init_from))
+        checkpoint.load_state(Path(config.init_from), family.serving_model(training))
 
     state_path, history_path = out / "state.safetensors", out / "history.jsonl"
     start_epoch, train_seconds = 0, 0.0
@@ -134,7 +141,7 @@ def fit(family: Family, config: TrainConfig, command: str | None = None, log=pri
         card = checkpoint.save_serving(out / f"{family.name}.safetensors", family.serving_model(training), {
             "family": family.name,
             "config": dataclasses.asdict(family.model_config),
-            "dataset": config.dataset,
+            "dataset": family.dataset or config.dataset,
             "train_config": dataclasses.asdict(config),
             "command": command or f"imgjax train {family.name}",
             "epochs_trained": epoch + 1,

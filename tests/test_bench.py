@@ -23,6 +23,8 @@ def test_bench_quick_json_reports_every_field():
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(result.stdout)
     assert figures["quick"] is True and figures["machine"]["jax"] and figures["machine"]["torch"]
+    processor = figures["machine"]["processor"]
+    assert processor["model"] and processor["cores"] >= 1 and "avx2" in processor["vector_extensions"]  # x86-64 CI
     training = figures["training"]
     assert _positive(training["peak_flops"]) and "FLOP/cycle" in training["peak_derivation"]
     for family in ("cnn", "ae", "gan"):
@@ -37,7 +39,8 @@ def test_bench_quick_json_reports_every_field():
                             row["jax_images_per_s"] / row["torch_tuned_malloc_images_per_s"])
     for action in ("generate_1", "generate_16", "generate_64", "interpolate_10", "classify_28x28",
                    "classify_256x256_photo", "denoise_gaussian_28x28", "denoise_salt_pepper_28x28",
-                   "denoise_mask_28x28", "denoise_gaussian_256x256_colour", "edit_project", "edit_render",
+                   "denoise_mask_28x28", "denoise_gaussian_256x256_colour", "photo_model_512x512_colour",
+                   "denoise_gaussian_512x512_colour", "bm3d_256x256_colour", "edit_project", "edit_render",
                    "edit_classes_row", "edit_sketch"):
         latency = figures["inference"][action]
         assert _positive(latency["p50_ms"]) and latency["p99_ms"] >= latency["p50_ms"]

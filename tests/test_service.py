@@ -129,9 +129,9 @@ def test_denoise_any_size_and_colour(studio, sneaker_u8):
     result = studio.denoise_tab.denoise(rgb, denoise.SALT_PEPPER, 0.1, 1)
     assert result.corrupted.shape == result.restored.shape == result.baseline.shape == (90, 70, 3)
     names = [row[0] for row in result.figures]
-    assert names == ["corrupted", "3x3 median filter", "autoencoder"]
+    assert names == ["corrupted", "3x3 median filter", "garment model"]
     psnr = {row[0]: row[1] for row in result.figures}
-    assert psnr["autoencoder"] > psnr["corrupted"] + 5
+    assert psnr["garment model"] > psnr["corrupted"] + 5
     big = studio.denoise_tab.denoise(np.ones((1200, 600, 3), np.float32) * 0.5, denoise.GAUSSIAN, 0.1, 0)
     assert big.restored.shape == (512, 256) and "downscaled" in big.note
 
@@ -153,7 +153,7 @@ def test_brush_mask_inpainting(studio, sneaker_u8):
     result = studio.denoise_tab.denoise(rgb, denoise.MASK, 0.0, 0, mask=mask)
     assert (result.corrupted[10:18, 8:20] == 0).all()
     psnr = {row[0]: row[1] for row in result.figures}
-    assert psnr["autoencoder"] > psnr["corrupted"] + 3
+    assert psnr["garment model"] > psnr["corrupted"] + 3
     assert psnr["harmonic inpainting (told the mask)"] > psnr["corrupted"]
 
 

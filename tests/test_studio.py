@@ -133,7 +133,7 @@ def test_every_function_has_an_api_name(client):
     endpoints = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
     # exactly these: the page-load events that fill each tab on arrival stay private
     assert endpoints == {"/generate", "/interpolate", "/random_seed", "/classify", "/classify_sketch", "/denoise",
-                         "/edit_project", "/edit_classes", "/edit_render", "/edit_animation", "/edit_mix", "/edit_sketch",
+                         "/denoise_bm3d", "/edit_project", "/edit_classes", "/edit_render", "/edit_animation", "/edit_mix", "/edit_sketch",
                          "/lab_start", "/lab_status", "/lab_control"}
 
 
@@ -291,9 +291,39 @@ def test_denoise_raises_psnr_for_each_corruption(client, tmp_path):
                                (MASK, 0.0, tmp_path / "mask.png")):
         slider, baseline, table, note = client.predict(_editor(example, layer), kind, level, 3, False, api_name="/denoise")
         psnr = {row[0]: row[1] for row in table["data"]}
-        assert psnr["autoencoder"] > psnr["corrupted"] + 3, (kind, psnr)
+        assert psnr["garment model"] > psnr["corrupted"] + 3, (kind, psnr)
         corrupted, restored = (np.asarray(Image.open(p)) for p in slider)
         assert corrupted.shape == restored.shape == (28, 28) or corrupted.shape[:2] == (28, 28)
+
+
+@pytest.fixture(scope="module")
+def colour_photo(tmp_path_factory) -> Path:
+    """A 96x128 crop of scikit-image's astronaut (an evaluation photo: the photo model never trained on it)."""
+    skimage_data = pytest.importorskip("skimage.data")
+    path = tmp_path_factory.mktemp("photo") / "astronaut.png"
+    Image.fromarray(skimage_data.astronaut()[40:136, 180:308]).save(path)
+    return path
+
+
+def test_photos_go_to_the_photo_model_and_bm3d_runs_beside_it(client, colour_photo):
+    slider, _, table, note = client.predict(_editor(colour_photo), GAUSSIAN, 0.15, 4, False, api_name="/denoise")
+    assert "restored by the photo model" in note and "colour, restored jointly" in note
+    psnr = {row[0]: row[1] for row in table["data"]}
+    tv = next(name for name in psnr if name.startswith("total variation") and "tuned on photos" in name)
+    assert psnr["photo model"] > psnr[tv] > psnr["corrupted"], psnr
+    restored = np.asarray(Image.open(slider[1]))
+    assert restored.shape == (96, 128, 3)
+    # BM3D on the same noisy image: its row, beside the model's, and the photo model ahead.
+    picture, rows = client.predict(_editor(colour_photo), 0.15, 4, False, api_name="/denoise_bm3d")
+    assert np.asarray(Image.open(picture)).shape == (96, 128, 3)
+    ((name, bm3d_psnr, _),) = rows["data"]
+    assert name.startswith("BM3D") and psnr["corrupted"] + 5 < bm3d_psnr
+    # The garment model on request (channel by channel), and a clear refusal of an unknown model.
+    _, _, table, note = client.predict(_editor(colour_photo), GAUSSIAN, 0.15, 4, False, "Shipped", "Garment model",
+                                       api_name="/denoise")
+    assert "each channel restored separately" in note and "garment model" in {row[0] for row in table["data"]}
+    with pytest.raises(Exception, match="Denoiser must be one of"):
+        client.predict(_editor(colour_photo), GAUSSIAN, 0.15, 4, False, "Shipped", "Best model", api_name="/denoise")
 
 
 @pytest.mark.parametrize("name", ["16bit.png", "palette.png", "cmyk.jpg", "rgba.png", "photo_dark_on_light.png"])
@@ -604,10 +634,10 @@ def test_browser_generate_classify_denoise(server, browser, tmp_path):
     page.get_by_label("Salt and pepper").check()
     page.get_by_role("button", name="Corrupt and restore").click()
     page.locator("#scores", has_text="median filter").wait_for(timeout=30_000)
-    for row in ("corrupted", "autoencoder"):
+    for row in ("corrupted", "garment model"):
         assert row in page.locator("#scores").inner_text()
     page.get_by_label("Brush mask").check()  # the level does not apply to a mask
-    page.get_by_label("Level: noise sigma, or salt-and-pepper amount").wait_for(state="hidden", timeout=10_000)
+    page.get_by_label("Level: noise sigma, or salt-and-pepper amount").first.wait_for(state="hidden", timeout=10_000)
     page.screenshot(path=str(tmp_path / "denoise.png"), full_page=True)
     page.close()
 
@@ -714,7 +744,7 @@ def test_browser_lab(server, browser, tmp_path):
     page.get_by_role("tab", name="Denoise").click()
     page.locator("#ae-model").get_by_label("Yours (Lab)").check()
     page.get_by_role("button", name="Corrupt and restore").click()
-    page.locator("#scores", has_text="autoencoder").wait_for(timeout=30_000)
+    page.locator("#scores", has_text="garment model").wait_for(timeout=30_000)
     assert "⚠" not in page.locator("#denoise-status").inner_text()
     page.close()
 

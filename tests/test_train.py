@@ -80,3 +80,17 @@ def test_resume_refuses_a_different_batch_size(tiny_dataset, tmp_path):
     changed = dataclasses.replace(_config("ae", tiny_dataset, tmp_path, epochs=1), batch_size=16)
     with pytest.raises(checkpoint.CheckpointError, match="--batch-size 32"):
         fit(family, changed, log=lambda *_: None)
+
+
+def test_init_from_starts_at_a_checkpoints_weights(tiny_dataset, tmp_path):
+    """`--init-from`: a run starts from a serving checkpoint's weights (at learning rate 0 it keeps them)."""
+    family = load_family("ae")
+    fit(family, _config("ae", tiny_dataset, tmp_path / "first", epochs=1), log=lambda *_: None)
+    weights = tmp_path / "first" / "ae.safetensors"
+    still = dataclasses.replace(_config("ae", tiny_dataset, tmp_path / "second", epochs=1), learning_rate=0.0,
+                                init_from=str(weights))
+    fit(family, still, log=lambda *_: None)
+    assert (tmp_path / "second" / "ae.safetensors").read_bytes() == weights.read_bytes()
+    with pytest.raises(checkpoint.CheckpointError):
+        fit(family, dataclasses.replace(still, out=str(tmp_path / "third"), init_from=str(tmp_path / "none.safetensors")),
+            log=lambda *_: None)

@@ -3,7 +3,7 @@ with that tab's actions, from plain values to numpy pictures and figures.
 
 * ``generate``: grids by class and seed, walks through the latent space (the GAN);
 * ``classify``: top 5, the model's view and saliency for any image (the CNN);
-* ``denoise``: corrupt and restore with the autoencoder beside classical baselines;
+* ``denoise``: corrupt and restore with the garment or the photo denoiser beside classical baselines;
 * ``edit``: project a garment into the GAN (with the encoder's start), change its class and style;
 * ``lab``: visitors' training runs, each in a process of its own, and the models they trained.
 
@@ -35,7 +35,9 @@ class Studio:
         (generator, generator_card), (classifier, classifier_card) = load("gan"), load("cnn")
         self.generate_tab = GenerateTab(generator, generator_card)
         self.classify_tab = ClassifyTab(classifier, classifier_card, directory)
-        self.denoise_tab = DenoiseTab(*load("ae"))
+        # The photo denoiser is optional: without its checkpoint every image goes to the garment model.
+        photo = load("photo") if (directory / "photo.safetensors").exists() else (None, None)
+        self.denoise_tab = DenoiseTab(*load("ae"), *photo)
         self.edit_tab = EditTab(generator, classifier, load("encoder")[0])
         self.lab_tab = LabTab(max_runs=lab_runs, max_budget_s=lab_max_seconds)
         self.cards = {"gan": generator_card, "cnn": classifier_card, "ae": self.denoise_tab.card}

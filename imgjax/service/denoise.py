@@ -1,6 +1,11 @@
 """The Denoise tab's action: corrupt an image (Gaussian noise, salt and pepper, a painted mask),
-restore it with the autoencoder and with the classical baseline for that corruption, and score both
-against the clean image.
+restore it with a denoising model and with the classical baseline for that corruption, and score
+both against the clean image; on request, BM3D beside them.
+
+Two models: the garment model (``imgjax.ae``: 28x28 grayscale garments, trained on all three
+corruptions, restoring colour channel by channel) and the photo model (``imgjax.photo``: colour photos
+restored jointly, trained on Gaussian noise). "Automatic" sends Fashion-MNIST-sized images to the
+first and Gaussian noise on anything else to the second.
 
 Shapes are bucketed so that XLA compiles a bounded set of programs: 28x28 images go straight
 through; larger ones are padded to a square of side 64, 128, 256 or 512 (``DENOISE_SIDES``), one or
@@ -31,6 +36,10 @@ GAUSSIAN_RANGE = (0.0, 0.5)
 SALT_PEPPER_RANGE = (0.0, 0.5)
 GAUSSIAN, SALT_PEPPER, MASK = "Gaussian noise", "Salt and pepper", "Brush mask"
 CORRUPTIONS = (GAUSSIAN, SALT_PEPPER, MASK)
+AUTOMATIC, GARMENT_MODEL, PHOTO_MODEL = "Automatic", "Garment model", "Photo model"
+DENOISERS = (AUTOMATIC, GARMENT_MODEL, PHOTO_MODEL)
+GARMENT_SIZE = (28, 28)  # Fashion-MNIST's: what "Automatic" gives the garment model
+BM3D_MAX_PIXELS = 256 * 256  # BM3D runs in the page up to this size (a few seconds on 2 cores)
 
 
 @dataclasses.dataclass
@@ -44,17 +53,23 @@ class Restoration:
 
 
 class DenoiseTab:
-    """The shipped autoencoder, the baselines' tuned settings from its card, and the tab's action."""
+    """The shipped denoising models, the baselines' tuned settings from their cards, and the tab's
+    actions. Without a photo model (``photo_model`` None), every image goes to the garment model."""
 
-    def __init__(self, autoencoder, card: dict):
-        self.card = card
+    def __init__(self, autoencoder, card: dict, photo_model=None, photo_card: dict | None = None):
+        self.card, self.photo_card = card, photo_card
         self.tv_weights = tv_weights_from_card(card)
+        self.photo_tv_weights = tv_weights_from_card(photo_card, "photo") if photo_model is not None else None
         self._restore_fn = nnx.cached_partial(restore_aligned, autoencoder)
+        self._photo_fn = nnx.cached_partial(restore_aligned, photo_model) if photo_model is not None else None
+        self.photos_to_photo_model = True  # what AUTOMATIC does with photos
 
     def with_model(self, autoencoder, card: dict) -> DenoiseTab:
-        """The same action on another autoencoder (a Lab run's), beside the same tuned baselines."""
+        """The same actions with another garment model (a Lab run's), beside the same photo model;
+        AUTOMATIC gives that model every image (the visitor chose it)."""
         tab = copy.copy(self)
         tab.card, tab._restore_fn = card, nnx.cached_partial(restore_aligned, autoencoder)
+        tab.photos_to_photo_model = False
         return tab
 
     def warm_up(self) -> None:
@@ -64,19 +79,83 @@ class DenoiseTab:
         for kind in CORRUPTIONS:
             self.denoise(example_garment(), kind, 0.2, 0, mask=mask)
 
+    def denoiser_for(self, rgb: np.ndarray, kind: str, choice: str) -> str:
+        """The model ``choice`` names; for AUTOMATIC, the photo model for Gaussian noise on anything but
+        a 28x28 image (it is trained on Gaussian noise only), else the garment model (or the Lab's)."""
+        choice = check_choice("Denoiser", choice, DENOISERS)
+        if choice == PHOTO_MODEL and self._photo_fn is None:
+            raise InputError("This server has no photo model (checkpoints/photo.safetensors); choose the garment model.")
+        if choice != AUTOMATIC:
+            return choice
+        photo_like = rgb.shape[:2] != GARMENT_SIZE and kind == GAUSSIAN and self.photos_to_photo_model
+        return PHOTO_MODEL if photo_like and self._photo_fn is not None else GARMENT_MODEL
+
     def denoise(self, rgb: np.ndarray, kind: str, level, seed, mask: np.ndarray | None = None,
-                already_noisy: bool = False, original_size: tuple[int, int] | None = None) -> Restoration:
-        """Corrupt a clean image (unless ``already_noisy``) and restore it with the autoencoder and
+                already_noisy: bool = False, original_size: tuple[int, int] | None = None,
+                denoiser: str = AUTOMATIC) -> Restoration:
+        """Corrupt a clean image (unless ``already_noisy``) and restore it with the chosen model and
         with the classical baseline for that corruption; figures against the clean image.
 
-        Colour images are restored one channel at a time (the model is grayscale); images with a
-        long side over 512 pixels are first downscaled to it; the autoencoder, being fully
-        convolutional, runs at the image's own resolution (padded to its bucket).
+        The garment model restores colour one channel at a time, the photo model all three at once;
+        images with a long side over 512 pixels are first downscaled to it; both models, being fully
+        convolutional, run at the image's own resolution (padded to its bucket).
         ``original_size`` (width, height) is the uploaded file's, when the caller already reduced it."""
+        prepared = self._prepare(rgb, kind, level, seed, mask, original_size, denoiser)
+        clean, corrupted, h, w = prepared.clean, prepared.corrupted, prepared.height, prepared.width
+        if already_noisy:
+            corrupted = clean
+        photo = prepared.denoiser == PHOTO_MODEL
+        restored = self.restore_photo(corrupted) if photo else self._restore(corrupted)
+        if kind == GAUSSIAN:
+            # The weights tuned at each noise level, interpolated (and held beyond them).
+            weight = float(np.interp(prepared.level, *(self.photo_tv_weights if photo else self.tv_weights)))
+            baseline_name = f"total variation (weight {weight:.2f}, tuned on {'photos' if photo else 'garments'})"
+            baseline = baselines.per_channel(baselines.tv_denoise, corrupted, weight)
+        elif kind == SALT_PEPPER:
+            baseline_name = "3x3 median filter"
+            baseline = baselines.median_filter_3x3(corrupted)
+        else:
+            baseline_name = "harmonic inpainting (told the mask)"
+            baseline = baselines.harmonic_inpaint(corrupted, prepared.mask)
+        baseline = np.asarray(baseline)
+
+        figures = []
+        model_name = "photo model" if photo else "garment model"
+        if not already_noisy:
+            figures = self._figures(clean, [("corrupted", corrupted), (baseline_name, baseline),
+                                            (model_name, restored)], h, w)
+        colour_note = ("colour, restored jointly" if photo else "colour: each channel restored separately") \
+            if prepared.colour else "grayscale"
+        note = (", ".join([*prepared.notes, colour_note]) + f"; restored by the {model_name}, fully convolutionally "
+                "at this resolution.")
+        return Restoration(prepared.picture(corrupted), prepared.picture(restored), prepared.picture(baseline),
+                           baseline_name, figures, note)
+
+    def bm3d(self, rgb: np.ndarray, level, seed, already_noisy: bool = False,
+             original_size: tuple[int, int] | None = None, denoiser: str = AUTOMATIC) -> tuple[np.ndarray, list]:
+        """BM3D (CBM3D for colour) told the noise level, on the image ``denoise`` corrupts with Gaussian
+        noise at ``level`` and ``seed`` (the same noise, for the same ``denoiser``): (picture, its row of
+        figures, empty when ``already_noisy``). Refused above BM3D_MAX_PIXELS: it takes seconds per
+        256x256 image where the models take milliseconds."""
+        prepared = self._prepare(rgb, GAUSSIAN, level, seed, None, original_size, denoiser)
+        if prepared.height * prepared.width > BM3D_MAX_PIXELS:
+            raise InputError(f"BM3D runs here on images of at most {BM3D_MAX_PIXELS:,} pixels (256x256); this one "
+                             f"has {prepared.height * prepared.width:,}: `imgjax eval photo` runs it on larger photos.")
+        corrupted = prepared.clean if already_noisy else prepared.corrupted
+        restored = prepared.padded(baselines.bm3d_denoise(prepared.image(corrupted)[None], max(prepared.level, 1e-3))[0])
+        name = f"BM3D (told the noise level, {prepared.level:g})"
+        figures = [] if already_noisy else self._figures(prepared.clean, [(name, restored)], prepared.height,
+                                                         prepared.width)
+        return prepared.picture(restored), figures
+
+    def _prepare(self, rgb, kind, level, seed, mask, original_size, denoiser) -> Prepared:
+        """Check the inputs, downscale, pad to the bucket and corrupt: what ``denoise`` and ``bm3d``
+        share. The garment model's images are (channels, S, S, 1); the photo model's (1, S, S, C)."""
         check_choice("Corruption", kind, CORRUPTIONS)
         limits = GAUSSIAN_RANGE if kind == GAUSSIAN else SALT_PEPPER_RANGE
         level = check_range("Noise level" if kind == GAUSSIAN else "Amount", level, *limits)
         seed = check_int("Seed", seed, 0, MAX_SEED)
+        denoiser = self.denoiser_for(rgb, kind, denoiser)
         original_size = original_size or (rgb.shape[1], rgb.shape[0])
         if max(rgb.shape[:2]) > DENOISE_MAX_SIDE:
             scale = DENOISE_MAX_SIDE / max(rgb.shape[:2])
@@ -87,10 +166,10 @@ class DenoiseTab:
         if (w, h) != tuple(original_size):
             notes.append(f"downscaled to {w}x{h} (the long side is capped at {DENOISE_MAX_SIDE} pixels)")
         colour = bool(np.abs(rgb - rgb.mean(-1, keepdims=True)).max() > 2 / 255)
-        # channels as a batch of grayscale images (N, H, W, 1), padded to the bucket's square
-        clean = (np.moveaxis(rgb, -1, 0) if colour else to_gray(rgb)[None])[..., None].astype(np.float32)
-        clean = pad_to_bucket(np.clip(clean, 0.0, 1.0))
-        notes.append("colour: each channel restored separately" if colour else "grayscale")
+        channels = rgb if colour else to_gray(rgb)[..., None]
+        # The photo model takes the channels together; the garment model as a batch of grayscale images.
+        clean = channels[None] if denoiser == PHOTO_MODEL else np.moveaxis(channels, -1, 0)[..., None]
+        clean = pad_to_bucket(np.clip(clean, 0.0, 1.0).astype(np.float32))
 
         if kind == MASK:
             if mask is None or not np.any(mask):
@@ -99,40 +178,63 @@ class DenoiseTab:
             mask = np.broadcast_to(_pad_zeros(mask, clean.shape[1:3]), clean.shape).astype(np.float32)
         else:
             mask = np.zeros_like(clean)
-
-        corrupted = clean if already_noisy else np.asarray(_corrupt(kind, jax.random.key(seed), clean, level, mask))
-        restored = self._restore(corrupted)
-        if kind == GAUSSIAN:
-            # The weights tuned at sigma 0.1 / 0.2 / 0.3, interpolated (and held beyond them).
-            weight = float(np.interp(level, *self.tv_weights))
-            baseline_name = f"total variation (weight {weight:.2f})"
-            baseline = baselines.tv_denoise(corrupted, weight)
-        elif kind == SALT_PEPPER:
-            baseline_name = "3x3 median filter"
-            baseline = baselines.median_filter_3x3(corrupted)
-        else:
-            baseline_name = "harmonic inpainting (told the mask)"
-            baseline = baselines.harmonic_inpaint(corrupted, mask)
-        baseline = np.asarray(baseline)
-
-        figures = []
-        if not already_noisy:
-            psnrs, ssims = _quality(clean, np.stack([corrupted, baseline, restored]), h, w)
-            with_ssim = min(h, w) >= 11  # SSIM's 11x11 window
-            for name, p_value, s_value in zip(("corrupted", baseline_name, "autoencoder"), psnrs, ssims):
-                figures.append([name, round(float(p_value), 2), round(float(s_value), 3) if with_ssim else None])
-
-        def picture(batch):
-            channels = to_uint8(batch[:, :h, :w, 0])
-            return np.moveaxis(channels, 0, -1) if colour else channels[0]
-
-        note = ", ".join(notes) + "; the autoencoder runs fully convolutionally at this resolution."
-        return Restoration(picture(corrupted), picture(restored), picture(baseline), baseline_name, figures, note)
+        corrupted = np.asarray(_corrupt(kind, jax.random.key(seed), clean, level, mask))
+        return Prepared(clean, corrupted, mask, h, w, colour, level, denoiser, notes)
 
     def _restore(self, padded: np.ndarray) -> np.ndarray:
         """(N, S, S, 1) -> restored, one channel at a time: a 512x512 channel's activations take
         ~110 MB, and three at once would triple a request's memory."""
         return np.concatenate([np.asarray(self._restore_fn(channel[None])) for channel in padded])
+
+    def restore_photo(self, padded: np.ndarray) -> np.ndarray:
+        """(1, S, S, C), sides a multiple of 4 -> restored by the photo model; grayscale goes in as three equal channels (as the photo model
+        was trained) and comes out as their mean."""
+        if padded.shape[-1] == 1:
+            return np.asarray(self._photo_fn(np.repeat(padded, 3, axis=-1))).mean(axis=-1, keepdims=True)
+        return np.asarray(self._photo_fn(padded))
+
+    @staticmethod
+    def _figures(clean, named_estimates, h, w) -> list[list]:
+        """Rows of [name, PSNR dB, SSIM] (SSIM only where the image holds its 11x11 window)."""
+        psnrs, ssims = _quality(clean, np.stack([estimate for _, estimate in named_estimates]), h, w)
+        with_ssim = min(h, w) >= 11
+        return [[name, round(float(p_value), 2), round(float(s_value), 3) if with_ssim else None]
+                for (name, _), p_value, s_value in zip(named_estimates, psnrs, ssims)]
+
+
+@dataclasses.dataclass
+class Prepared:
+    """An image ready for the models: clean and corrupted, padded to its bucket."""
+
+    clean: np.ndarray
+    corrupted: np.ndarray
+    mask: np.ndarray
+    height: int
+    width: int
+    colour: bool
+    level: float
+    denoiser: str
+    notes: list[str]
+
+    def image(self, batch: np.ndarray) -> np.ndarray:
+        """The padded batch back to the image's own size: (H, W, C) floats."""
+        if self.denoiser == PHOTO_MODEL:
+            return batch[0, :self.height, :self.width]
+        return np.moveaxis(batch[:, :self.height, :self.width, 0], 0, -1)
+
+    def padded(self, image: np.ndarray) -> np.ndarray:
+        """The inverse of ``image``: (H, W, C) into the model's batch layout, padded with zeros."""
+        batch = np.zeros_like(self.clean)
+        if self.denoiser == PHOTO_MODEL:
+            batch[0, :self.height, :self.width] = image
+        else:
+            batch[:, :self.height, :self.width, 0] = np.moveaxis(image, -1, 0)
+        return batch
+
+    def picture(self, batch: np.ndarray) -> np.ndarray:
+        """The padded batch as a uint8 picture of the image's own size: (H, W) or (H, W, 3)."""
+        image = to_uint8(self.image(batch))
+        return image if self.colour else image[..., 0]
 
 
 @partial(jax.jit, static_argnames="kind")
@@ -154,10 +256,12 @@ def _quality(clean, estimates, height, width):
     pixels = inside(size, 0)
     windows = inside(size - 10, 10)  # SSIM's valid 11x11 windows that lie inside the image
 
+    images = clean.shape[0] * clean.shape[-1]  # the mean runs over every image and channel
+
     def scores(estimate):
-        mse = jnp.sum(jnp.where(pixels, (clean - estimate) ** 2, 0.0)) / (jnp.sum(pixels) * clean.shape[0])
+        mse = jnp.sum(jnp.where(pixels, (clean - estimate) ** 2, 0.0)) / (jnp.sum(pixels) * images)
         structural = jnp.sum(jnp.where(windows, ssim_map(clean, estimate), 0.0)) / jnp.maximum(
-            jnp.sum(windows) * clean.shape[0], 1)
+            jnp.sum(windows) * images, 1)
         return 10.0 * jnp.log10(1.0 / jnp.maximum(mse, 1e-12)), structural
 
     return jax.vmap(scores)(estimates)
@@ -180,11 +284,12 @@ def _pad_zeros(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return out[None, ..., None]
 
 
-def tv_weights_from_card(card: dict) -> tuple[list[float], list[float]]:
-    """(sigmas, weights): the total-variation weights ``imgjax eval ae`` tuned on training images for
-    each Gaussian noise level, read from the autoencoder's card."""
+def tv_weights_from_card(card: dict, family: str = "ae") -> tuple[list[float], list[float]]:
+    """(sigmas, weights): the total-variation weights ``imgjax eval`` tuned for each Gaussian noise
+    level (on training garments for "ae", on the validation photos for "photo"), from the card."""
     metrics = card.get("metrics", {})
-    pairs = sorted((float(k.split("_")[1]), v["tv"]["weight"]) for k, v in metrics.items() if k.startswith("gaussian_"))
+    weight = lambda row: row["tv"]["weight"] if family == "ae" else row["tv_weight"]
+    pairs = sorted((float(k.split("_")[1]), weight(v)) for k, v in metrics.items() if k.startswith("gaussian_"))
     if not pairs:
-        raise checkpoint.CheckpointError("ae.json: no tuned TV weights; run `imgjax eval ae --write-card`")
+        raise checkpoint.CheckpointError(f"{family}.json: no tuned TV weights; run `imgjax eval {family} --write-card`")
     return [p[0] for p in pairs], [p[1] for p in pairs]

@@ -59,7 +59,8 @@ ABOUT = """# imgjax studio
 Small models trained on [Fashion-MNIST](https://github.com/zalandoresearch/fashion-mnist) with JAX,
 Flax NNX and Optax, served from their checkpoints: a class-conditional **GAN** that draws garments
 (and, with an **encoder**, lets you edit any garment through it), a **CNN** that names them (and
-shows what it looked at), and a denoising **autoencoder** that restores noisy, speckled or masked images."""
+shows what it looked at), and a denoising **autoencoder** that restores noisy, speckled or masked
+images, with a colour sibling trained on photographs (Debian's wallpapers) for your own photos."""
 
 
 def build_demo(studio: Studio | None = None) -> gr.Blocks:

@@ -1,5 +1,6 @@
-"""The Denoise tab's page: an image to corrupt (or one already noisy), the autoencoder's restoration
-beside the classical baseline's, and their scores against the clean image."""
+"""The Denoise tab's page: an image to corrupt (or one already noisy), a denoising model's restoration
+(the garment or the photo model) beside the classical baseline's and, for small images, BM3D's, and
+their scores against the clean image."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import gradio as gr
 import numpy as np
 
 from .. import user_input
-from ..gradio_guards import raw_editor
+from ..gradio_guards import optional, raw_editor
 from ..service import denoise as actions
 from ..user_input import MAX_SEED, InputError
-from .wiring import ASSETS, EXAMPLES, ModelChoice, action, status
+from .wiring import ASSETS, EXAMPLES, ModelChoice, action, for_page, status
 
 ARRIVAL_IMAGE = ASSETS / "example_0_t-shirt-top.png"  # corrupted and restored when the page loads
 
@@ -18,14 +19,29 @@ ARRIVAL_IMAGE = ASSETS / "example_0_t-shirt-top.png"  # corrupted and restored w
 def page(demo: gr.Blocks, choice: ModelChoice) -> list:
     """Build the tab inside ``demo``; returns its value controls (for ``raw_values``)."""
 
-    def denoise(value, kind, level, seed, already_noisy, model, request: gr.Request):
-        if not isinstance(already_noisy, bool):
-            raise InputError(f"'Already noisy' must be true or false, got {user_input.shown(already_noisy)}.")
+    def denoise(value, kind, level, seed, already_noisy, model, denoiser, request: gr.Request):
+        check_bool("Already noisy", already_noisy)
         rgb, mask, original_size = editor_image(value)
         result = choice.tab(request, model).denoise(rgb, kind, level, seed, mask=mask, already_noisy=already_noisy,
-                             original_size=original_size)
+                                                    original_size=original_size, denoiser=denoiser)
         table = result.figures or [["(no clean image to compare with)", None, None]]
         return (result.corrupted, result.restored), result.baseline, table, result.note
+
+    def bm3d(value, level, seed, already_noisy, model, denoiser, request: gr.Request):
+        """BM3D on the image ``denoise`` corrupted (the same noise): (picture, its row of figures)."""
+        check_bool("Already noisy", already_noisy)
+        rgb, _, original_size = editor_image(value)
+        return choice.tab(request, model).bm3d(rgb, level, seed, already_noisy=already_noisy,
+                                               original_size=original_size, denoiser=denoiser)
+
+    def bm3d_after_denoise(value, kind, level, seed, already_noisy, model, denoiser, table, request: gr.Request):
+        """The page's BM3D step, run after each restoration: only for Gaussian noise on small images."""
+        rgb, _, _ = editor_image(value)
+        if kind != actions.GAUSSIAN or rgb.shape[0] * rgb.shape[1] > actions.BM3D_MAX_PIXELS or not table:
+            return gr.update(value=None, visible=False), table
+        picture, figures = bm3d(value, level, seed, already_noisy, model, denoiser, request)
+        return (gr.update(value=picture, visible=True),
+                [row for row in table if not str(row[0]).startswith("BM3D")] + figures)
 
     with gr.Tab("Denoise"):
         with gr.Row():
@@ -38,6 +54,10 @@ def page(demo: gr.Blocks, choice: ModelChoice) -> list:
                 gr.Examples(EXAMPLES, inputs=editor, label="Test-set examples", elem_id="denoise-examples")
             with gr.Column():
                 model = choice.radio.render()
+                denoiser = optional(gr.Radio(
+                    list(actions.DENOISERS), value=actions.AUTOMATIC, label="Denoiser", elem_id="denoiser",
+                    info="Automatic: 28x28 garments to the garment model, Gaussian noise on anything else to the "
+                    "photo model (trained on colour photos, Gaussian noise only)"))
                 kind = gr.Radio(list(actions.CORRUPTIONS), value=actions.GAUSSIAN, label="Corruption")
                 level = gr.Slider(*actions.GAUSSIAN_RANGE, 0.2, step=0.01,
                                   label="Level: noise sigma, or salt-and-pepper amount")
@@ -46,23 +66,41 @@ def page(demo: gr.Blocks, choice: ModelChoice) -> list:
                 denoise_button = gr.Button("Corrupt and restore", variant="primary")
         denoise_status = status("denoise-status")
         with gr.Row():
-            slider = gr.ImageSlider(label="Corrupted | restored by the autoencoder (drag)", format="png",
+            slider = gr.ImageSlider(label="Corrupted | restored by the model (drag)", format="png",
                                     elem_id="restored")
             baseline = gr.Image(label="Classical baseline", format="png", height=400, elem_id="baseline",
                                 alt_text="The classical baseline's restoration")
+            # Shown once BM3D has run (Gaussian noise, images up to 256x256).
+            bm3d_image = gr.Image(label="BM3D, told the noise level (seconds)", format="png", height=400,
+                                  elem_id="bm3d", alt_text="BM3D's restoration", visible=False)
         scores = gr.Dataframe(headers=["result", "PSNR (dB)", "SSIM"], label="Against the clean image",
-                              interactive=False, elem_id="scores", wrap=True,
+                              interactive=False, elem_id="scores", wrap=True, type="array",
                               column_widths=["50%", "25%", "25%"])
-        note = gr.Markdown()
-        gr.Markdown("Any size and mode: colour images are restored channel by channel, and the autoencoder "
-                    f"(fully convolutional) runs at the image's own resolution, after downscaling images "
-                    f"whose long side exceeds {actions.DENOISE_MAX_SIDE} pixels.")
-        action(demo, denoise_button, denoise, [editor, kind, level, noise_seed, already_noisy, model],
-               [slider, baseline, scores, note], denoise_status, "denoise")
+        note = gr.Markdown(elem_id="denoise-note")
+        gr.Markdown("Any size and mode: both models are fully convolutional and run at the image's own "
+                    f"resolution, after downscaling images whose long side exceeds {actions.DENOISE_MAX_SIDE} "
+                    "pixels. The garment model restores colour channel by channel, the photo model jointly.")
+        inputs = [editor, kind, level, noise_seed, already_noisy, model, denoiser]
+        restoration = action(demo, denoise_button, denoise, inputs, [slider, baseline, scores, note], denoise_status,
+                             "denoise")
+        # BM3D follows each restoration on the page (the loading timer on its picture shows it running).
+        bm3d_page = for_page(bm3d_after_denoise, "denoise_bm3d", 2)
+        restoration.then(bm3d_page, [editor, kind, level, noise_seed, already_noisy, model, denoiser, scores],
+                         [bm3d_image, scores, denoise_status], api_visibility="private", concurrency_id="denoise_bm3d",
+                         concurrency_limit=1)
+        gr.Button(visible=False).click(bm3d, [editor, level, noise_seed, already_noisy, model, denoiser],
+                                       [bm3d_image, scores], api_name="denoise_bm3d", concurrency_id="denoise_bm3d",
+                                       concurrency_limit=1)
         # Only the controls that apply: a painted mask has no level.
         kind.change(lambda k: gr.update(visible=k != actions.MASK), kind, level, api_visibility="private",
                     queue=False)
-    return [kind, level, noise_seed, already_noisy, model]
+    return [kind, level, noise_seed, already_noisy, model, denoiser]
+
+
+def check_bool(name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise InputError(f"'{name}' must be true or false, got {user_input.shown(value)}.")
+    return value
 
 
 def editor_image(value) -> tuple[np.ndarray, np.ndarray | None, tuple[int, int]]:

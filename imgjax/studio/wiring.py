@@ -71,12 +71,13 @@ def action(demo: gr.Blocks, button, function, inputs, outputs, status_line, api_
            load: bool = True):
     """Wire ``function`` twice, sharing one concurrency limit: the visible ``button`` (and page
     load) with errors shown in ``status_line``, and a hidden button carrying the API name, whose
-    clients receive errors as errors (``guard_api`` turns InputError into their message)."""
+    clients receive errors as errors (``guard_api`` turns InputError into their message). Returns
+    the visible button's event, for steps that follow it."""
     page = for_page(function, api_name, len(outputs))
-    button.click(page, inputs, [*outputs, status_line], api_visibility="private", concurrency_id=api_name,
-                 concurrency_limit=limit)
+    clicked = button.click(page, inputs, [*outputs, status_line], api_visibility="private", concurrency_id=api_name,
+                           concurrency_limit=limit)
     gr.Button(visible=False).click(function, inputs, outputs, api_name=api_name,
                                    concurrency_id=api_name, concurrency_limit=limit)
     if load:  # every tab arrives with its pictures
         demo.load(page, inputs, [*outputs, status_line], api_visibility="private", concurrency_id=api_name)
-    return page
+    return clicked

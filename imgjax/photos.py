@@ -1,0 +1,143 @@
+"""Photographs for the photo denoiser (``imgjax.photo``): where they come from, which are kept out of
+training, and the patches training reads.
+
+No dataset hub is involved. Training and validation photos are wallpapers that Debian ships as
+packages, photographs only (those packages also hold drawings and renders), each with the licence
+its package's copyright file gives:
+
+    sudo apt install lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 mate-backgrounds plasma-workspace-wallpapers
+
+``VALIDATION`` names the photos held out for choices (recipes, baseline settings); the evaluation
+photos are scikit-image's bundled sample photographs (``pip install scikit-image``), which training
+never sees: the figures in the README are measured on them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .data import DataError, Split
+
+
+@dataclasses.dataclass(frozen=True)
+class PhotoSource:
+    package: str  # the Debian package that installs the files
+    licence: str  # as the package's debian/copyright states it for these files
+    folder: str
+    files: tuple[str, ...]
+
+
+SOURCES = (
+    PhotoSource("lomiri-wallpapers-16.04", "CC-BY-4.0 / CC-BY-SA-4.0 / CC0-1.0 (per file)", "/usr/share/backgrounds", (
+        "Bridge_by_Sander_Klootwijk.jpg", "Dragonfly_by_Bolly.jpg", "Picture_0B_by_freespace.jpg",
+        "Picture_1A_by_freespace.jpg", "Wine_by_Jakkub_Mede.jpg", "aitzgorri_by_Aitzol_Berasategi.jpg",
+        "free_by_Peter_Nerlich.jpg", "friends_by_Aitzol_Berasategi.jpg", "greentock_by_Peter_Nerlich.jpg",
+        "life_by_Aitzol_Berasategi.jpg", "picosdeeuropa_by_Aitzol_Berasategi.jpg",
+        "seeding_by_Clements_Engelhardt.jpg", "sunset_by_Aitzol_Berasategi.jpg")),
+    PhotoSource("lomiri-wallpapers-20.04", "CC-BY-SA-3.0", "/usr/share/backgrounds", ("Kleiber_by_Lukas_Baubkus.jpg",)),
+    PhotoSource("mate-backgrounds", "GPL-2+", "/usr/share/backgrounds/mate/nature", (
+        "Aqua.jpg", "Blinds.jpg", "Dune.jpg", "FreshFlower.jpg", "Garden.jpg", "GreenMeadow.jpg", "LadyBird.jpg",
+        "RainDrops.jpg", "Storm.jpg", "TwoWings.jpg", "Wood.jpg", "YellowFlower.jpg")),
+    PhotoSource("plasma-workspace-wallpapers", "GPL-2+", "/usr/share/wallpapers", tuple(
+        f"{name}/contents/images/2560x1600.jpg" for name in (
+            "BytheWater", "ColdRipple", "ColorfulCups", "EveningGlow", "FallenLeaf", "Grey", "Kite", "OneStandsOut",
+            "Path", "summer_1am"))),
+)
+
+# Held out of training, one or two per package: recipes and the baselines' settings are chosen on them.
+VALIDATION = ("Dragonfly_by_Bolly.jpg", "picosdeeuropa_by_Aitzol_Berasategi.jpg", "LadyBird.jpg",
+              "Grey/contents/images/2560x1600.jpg", "ColorfulCups/contents/images/2560x1600.jpg")
+
+# scikit-image's sample photographs (``skimage.data``), the evaluation set: three grayscale, four colour.
+EVALUATION = ("camera", "moon", "clock", "astronaut", "coffee", "chelsea", "rocket")
+EVALUATION_CROP = 256  # the evaluation measures each photo's centre crop of this side
+
+# Training sees each photo at these long sides: downscaling the multi-megapixel wallpapers removes
+# their JPEG artefacts and sensor noise (the targets must be clean) and shows objects at several sizes.
+TRAINING_SIDES = (512, 768, 1024)
+PATCH = 64  # training patches are PATCH x PATCH
+PATCHES_PER_PHOTO_AND_SIDE = 192
+VALIDATION_PATCH = 128
+VALIDATION_PATCHES_PER_PHOTO = 8
+
+
+def photo_paths(names=None) -> list[Path]:
+    """The installed training and validation photos (``names``: only those); raises DataError with
+    the install command when none of the packages is installed."""
+    paths = [Path(source.folder) / name for source in SOURCES for name in source.files
+             if names is None or name in names]
+    found = [path for path in paths if path.exists()]
+    if not found:
+        packages = " ".join(source.package for source in SOURCES)
+        raise DataError(f"no training photos found; install them with: sudo apt install {packages}")
+    return found
+
+
+def read_photo(path: Path, long_side: int) -> np.ndarray:
+    """The photo as (H, W, 3) uint8, downscaled (with an antialiasing filter) to ``long_side``."""
+    try:
+        with Image.open(path) as image:
+            image.draft("RGB", (long_side, long_side))  # JPEG decodes at a reduced scale directly
+            image = image.convert("RGB")
+            scale = long_side / max(image.size)
+            if scale < 1:
+                image = image.resize((round(image.width * scale), round(image.height * scale)), Image.LANCZOS)
+            return np.asarray(image)
+    except OSError as error:
+        raise DataError(f"{path}: cannot read the photo ({error})") from error
+
+
+def random_patches(photo: np.ndarray, count: int, side: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` random ``side`` x ``side`` crops of an (H, W, 3) photo."""
+    h, w = photo.shape[:2]
+    ys, xs = rng.integers(0, h - side + 1, count), rng.integers(0, w - side + 1, count)
+    return np.stack([photo[y:y + side, x:x + side] for y, x in zip(ys, xs)])
+
+
+def training_splits(seed: int = 0) -> tuple[Split, Split]:
+    """(training patches, validation patches): PATCH-sided crops of the training photos at each of
+    TRAINING_SIDES, and VALIDATION_PATCH-sided crops of the VALIDATION photos at 512 pixels. The crops
+    are a fixed draw (``seed``); the training step flips, rotates and adds noise afresh at each step.
+    Labels are unused (zeros)."""
+    rng = np.random.default_rng(seed)
+    validation = set(photo_paths(VALIDATION))
+    train = [random_patches(read_photo(path, side), PATCHES_PER_PHOTO_AND_SIDE, PATCH, rng)
+             for path in photo_paths() if path not in validation for side in TRAINING_SIDES]
+    held = [random_patches(read_photo(path, 512), VALIDATION_PATCHES_PER_PHOTO, VALIDATION_PATCH, rng)
+            for path in sorted(validation)]
+    if not train or not held:
+        raise DataError("the training or the validation photos are missing; reinstall the packages named in "
+                        "imgjax/photos.py")
+    as_split = lambda patches: Split(np.concatenate(patches), np.zeros(sum(map(len, patches)), np.int32))
+    return as_split(train), as_split(held)
+
+
+def centre_crop(image: np.ndarray, side: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    top, left = (h - side) // 2, (w - side) // 2
+    return image[top:top + side, left:left + side]
+
+
+def validation_crops() -> np.ndarray:
+    """The VALIDATION photos at 512 pixels, each its centre crop of EVALUATION_CROP pixels, as
+    (N, S, S, 3) float32 in [0, 1]: what the baselines' settings are tuned on."""
+    return np.stack([centre_crop(read_photo(path, 512), EVALUATION_CROP) for path in photo_paths(VALIDATION)]
+                    ).astype(np.float32) / 255.0
+
+
+def evaluation_photos() -> dict[str, np.ndarray]:
+    """scikit-image's sample photos by name, each its centre crop of EVALUATION_CROP pixels, float32
+    in [0, 1]: (S, S, 1) grayscale or (S, S, 3) colour."""
+    try:
+        from skimage import data as samples
+    except ImportError as error:
+        raise DataError("the evaluation photos come with scikit-image: pip install scikit-image") from error
+    photos = {}
+    for name in EVALUATION:
+        image = np.asarray(getattr(samples, name)(), np.float32) / 255.0
+        photos[name] = centre_crop(image[..., None] if image.ndim == 2 else image[..., :3], EVALUATION_CROP)
+    return photos
