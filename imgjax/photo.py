@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from . import ae, photos
+from . import ae, corruptions, photos
 from .family import Family
 from .metrics import psnr
 
@@ -61,13 +61,18 @@ def train_step(training: ae.AETraining, images, labels, key):
 
 # ----------------------------------------------------------------------------- inference
 
-def restore(model: ae.DenoisingAutoencoder, images) -> np.ndarray:
-    """(N, H, W, 3) colour or (N, H, W, 1) grayscale photos in [0, 1], any size -> restored, same
-    shape. Grayscale goes in as three equal channels (as in training) and comes out as their mean."""
+def through_colour(restore_fn, images) -> np.ndarray:
+    """``restore_fn`` (colour in, colour out) on (N, H, W, 3) colour or (N, H, W, 1) grayscale images:
+    grayscale goes in as three equal channels (as in training) and comes out as their mean."""
     images = np.asarray(images, np.float32)
     if images.shape[-1] == 1:
-        return ae.restore(model, np.repeat(images, 3, axis=-1)).mean(axis=-1, keepdims=True)
-    return ae.restore(model, images)
+        return np.asarray(restore_fn(np.repeat(images, 3, axis=-1))).mean(axis=-1, keepdims=True)
+    return np.asarray(restore_fn(images))
+
+
+def restore(model: ae.DenoisingAutoencoder, images) -> np.ndarray:
+    """Colour or grayscale photos (N, H, W, C) in [0, 1], any size -> restored, same shape."""
+    return through_colour(lambda colour: ae.restore(model, colour), images)
 
 
 # ----------------------------------------------------------------------------- per-epoch figures
@@ -75,7 +80,7 @@ def restore(model: ae.DenoisingAutoencoder, images) -> np.ndarray:
 def _validation_pairs(split, sigma: float):
     from .data import to_float
     clean = jnp.asarray(to_float(split.images))
-    return jnp.clip(clean + sigma * jax.random.normal(jax.random.key(0), clean.shape), 0.0, 1.0), clean
+    return corruptions.gaussian_noise(jax.random.key(0), clean, sigma), clean
 
 
 def _evaluate(training: ae.AETraining, split, _train) -> dict:

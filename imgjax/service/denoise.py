@@ -28,6 +28,7 @@ from .. import baselines, checkpoint, corruptions
 from ..ae import restore_aligned
 from ..images import example_garment, to_gray, to_uint8
 from ..metrics import ssim_map
+from ..photo import through_colour
 from ..user_input import MAX_SEED, InputError, check_choice, check_int, check_range
 
 DENOISE_MAX_SIDE = 512  # larger images are downscaled to this long side before denoising
@@ -57,7 +58,7 @@ class DenoiseTab:
     actions. Without a photo model (``photo_model`` None), every image goes to the garment model."""
 
     def __init__(self, autoencoder, card: dict, photo_model=None, photo_card: dict | None = None):
-        self.card, self.photo_card = card, photo_card
+        self.card = card
         self.tv_weights = tv_weights_from_card(card)
         self.photo_tv_weights = tv_weights_from_card(photo_card, "photo") if photo_model is not None else None
         self._restore_fn = nnx.cached_partial(restore_aligned, autoencoder)
@@ -187,11 +188,8 @@ class DenoiseTab:
         return np.concatenate([np.asarray(self._restore_fn(channel[None])) for channel in padded])
 
     def restore_photo(self, padded: np.ndarray) -> np.ndarray:
-        """(1, S, S, C), sides a multiple of 4 -> restored by the photo model; grayscale goes in as three equal channels (as the photo model
-        was trained) and comes out as their mean."""
-        if padded.shape[-1] == 1:
-            return np.asarray(self._photo_fn(np.repeat(padded, 3, axis=-1))).mean(axis=-1, keepdims=True)
-        return np.asarray(self._photo_fn(padded))
+        """(1, S, S, C), sides a multiple of 4 -> restored by the photo model (grayscale through colour)."""
+        return through_colour(self._photo_fn, padded)
 
     @staticmethod
     def _figures(clean, named_estimates, h, w) -> list[list]:
