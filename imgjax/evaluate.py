@@ -149,6 +149,23 @@ def eval_ae(model, test, train, out: Path, log, bm3d_images: int = 200) -> dict:
 
 PHOTO_SIGMAS = (0.1, 0.2, 0.3)  # the targets are at 0.1 and 0.2; 0.3 sets the page's TV weight there
 PHOTO_PICTURE = ("camera", "astronaut", "coffee", "chelsea")  # the examples picture, at noise 0.2
+# scikit-image's sample photographs (``skimage.data``), the evaluation set: three grayscale, four colour.
+PHOTO_EVALUATION = ("camera", "moon", "clock", "astronaut", "coffee", "chelsea", "rocket")
+
+
+def evaluation_photos() -> dict[str, np.ndarray]:
+    """scikit-image's sample photos by name, each its centre crop of ``photos.EVALUATION_CROP`` pixels,
+    float32 in [0, 1]: (S, S, 1) grayscale or (S, S, 3) colour."""
+    from .photos import EVALUATION_CROP, centre_crop
+    try:
+        from skimage import data as samples
+    except ImportError as error:
+        raise data.DataError("the evaluation photos come with scikit-image: pip install scikit-image") from error
+    evaluation = {}
+    for name in PHOTO_EVALUATION:
+        image = np.asarray(getattr(samples, name)(), np.float32) / 255.0
+        evaluation[name] = centre_crop(image[..., None] if image.ndim == 2 else image[..., :3], EVALUATION_CROP)
+    return evaluation
 
 
 def eval_photo(model, out: Path, log, garment_model=None) -> dict:
@@ -159,7 +176,7 @@ def eval_photo(model, out: Path, log, garment_model=None) -> dict:
     from . import ae, baselines, corruptions, photo, photos
     from .images import image_grid, save_jpeg
     from .metrics import psnr, ssim
-    evaluation = photos.evaluation_photos()
+    evaluation = evaluation_photos()
     validation = jnp.asarray(photos.validation_crops())
     results: dict = {"photos": list(evaluation), "crop": photos.EVALUATION_CROP}
     pictures = []

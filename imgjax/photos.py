@@ -8,8 +8,8 @@ its package's copyright file gives:
     sudo apt install lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 mate-backgrounds plasma-workspace-wallpapers
 
 ``VALIDATION`` names the photos held out for choices (recipes, baseline settings); the evaluation
-photos are scikit-image's bundled sample photographs (``pip install scikit-image``), which training
-never sees: the figures in the README are measured on them.
+photos are scikit-image's bundled sample photographs, which training never sees (read by
+``imgjax.evaluate``, so that serving does not need scikit-image): the README's figures are measured on them.
 """
 
 from __future__ import annotations
@@ -52,9 +52,7 @@ SOURCES = (
 VALIDATION = ("Dragonfly_by_Bolly.jpg", "picosdeeuropa_by_Aitzol_Berasategi.jpg", "LadyBird.jpg",
               "Grey/contents/images/2560x1600.jpg", "ColorfulCups/contents/images/2560x1600.jpg")
 
-# scikit-image's sample photographs (``skimage.data``), the evaluation set: three grayscale, four colour.
-EVALUATION = ("camera", "moon", "clock", "astronaut", "coffee", "chelsea", "rocket")
-EVALUATION_CROP = 256  # the evaluation measures each photo's centre crop of this side
+EVALUATION_CROP = 256  # the baselines are tuned, and the evaluation measures, on centre crops of this side
 
 # Training sees each photo at these long sides: downscaling the multi-megapixel wallpapers removes
 # their JPEG artefacts and sensor noise (the targets must be clean) and shows objects at several sizes.
@@ -127,17 +125,3 @@ def validation_crops() -> np.ndarray:
     (N, S, S, 3) float32 in [0, 1]: what the baselines' settings are tuned on."""
     return np.stack([centre_crop(read_photo(path, 512), EVALUATION_CROP) for path in photo_paths(VALIDATION)]
                     ).astype(np.float32) / 255.0
-
-
-def evaluation_photos() -> dict[str, np.ndarray]:
-    """scikit-image's sample photos by name, each its centre crop of EVALUATION_CROP pixels, float32
-    in [0, 1]: (S, S, 1) grayscale or (S, S, 3) colour."""
-    try:
-        from skimage import data as samples
-    except ImportError as error:
-        raise DataError("the evaluation photos come with scikit-image: pip install scikit-image") from error
-    photos = {}
-    for name in EVALUATION:
-        image = np.asarray(getattr(samples, name)(), np.float32) / 255.0
-        photos[name] = centre_crop(image[..., None] if image.ndim == 2 else image[..., :3], EVALUATION_CROP)
-    return photos

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from imgjax import baselines, checkpoint, corruptions, photo, photos
+from imgjax import baselines, checkpoint, corruptions, evaluate, photo, photos
 from imgjax.metrics import psnr
 from imgjax.service.denoise import tv_weights_from_card
 
@@ -66,7 +66,7 @@ def test_the_photo_model_beats_the_tuned_total_variation_filter_on_held_out_crop
     pytest.importorskip("skimage")
     model, card = checkpoint.load_model("photo")
     sigmas, weights = tv_weights_from_card(card, "photo")
-    evaluation = photos.evaluation_photos()
+    evaluation = evaluate.evaluation_photos()
     for name in ("camera", "astronaut"):
         clean = jnp.asarray(evaluation[name][None, 80:176, 80:176])
         for sigma in (0.1, 0.2):
