@@ -20,12 +20,14 @@ def page(demo: gr.Blocks, choice: ModelChoice) -> list:
     """Build the tab inside ``demo``; returns its value controls (for ``raw_values``)."""
 
     def denoise(value, kind, level, seed, already_noisy, model, denoiser, request: gr.Request):
+        """(corrupted | restored, baseline, figures, note, the inputs used, for the BM3D step after it)."""
         check_bool("Already noisy", already_noisy)
         rgb, mask, original_size = editor_image(value)
         result = choice.tab(request, model).denoise(rgb, kind, level, seed, mask=mask, already_noisy=already_noisy,
                                                     original_size=original_size, denoiser=denoiser)
         table = result.figures or [["(no clean image to compare with)", None, None]]
-        return (result.corrupted, result.restored), result.baseline, table, result.note
+        used = (value, kind, level, seed, already_noisy, model, denoiser)
+        return (result.corrupted, result.restored), result.baseline, table, result.note, used
 
     def bm3d(value, level, seed, already_noisy, model, denoiser, request: gr.Request):
         """BM3D on the image ``denoise`` corrupted (the same noise): (picture, its row of figures)."""
@@ -34,10 +36,15 @@ def page(demo: gr.Blocks, choice: ModelChoice) -> list:
         return choice.tab(request, model).bm3d(rgb, level, seed, already_noisy=already_noisy,
                                                original_size=original_size, denoiser=denoiser)
 
-    def bm3d_after_denoise(value, kind, level, seed, already_noisy, model, denoiser, table, request: gr.Request):
-        """The page's BM3D step, run after each restoration: only for Gaussian noise on small images."""
+    def bm3d_after_denoise(used, table, request: gr.Request):
+        """The page's BM3D step, run after each restoration on the inputs it used (the editor, read
+        again here, can still hold the previous picture: Gradio hands a picture's uploaded parts to
+        one event only); only for Gaussian noise on small images."""
+        if used is None or not table:  # the restoration was refused: its message stays
+            return gr.update(value=None, visible=False), table
+        value, kind, level, seed, already_noisy, model, denoiser = used
         rgb, _, _ = editor_image(value)
-        if kind != actions.GAUSSIAN or rgb.shape[0] * rgb.shape[1] > actions.BM3D_MAX_PIXELS or not table:
+        if kind != actions.GAUSSIAN or rgb.shape[0] * rgb.shape[1] > actions.BM3D_MAX_PIXELS:
             return gr.update(value=None, visible=False), table
         picture, figures = bm3d(value, level, seed, already_noisy, model, denoiser, request)
         return (gr.update(value=picture, visible=True),
@@ -81,13 +88,13 @@ def page(demo: gr.Blocks, choice: ModelChoice) -> list:
                     f"resolution, after downscaling images whose long side exceeds {actions.DENOISE_MAX_SIDE} "
                     "pixels. The garment model restores colour channel by channel, the photo model jointly.")
         inputs = [editor, kind, level, noise_seed, already_noisy, model, denoiser]
-        restoration = action(demo, denoise_button, denoise, inputs, [slider, baseline, scores, note], denoise_status,
-                             "denoise")
+        used = gr.State()  # the restoration's inputs, for the BM3D step (API clients never see a State)
+        restoration = action(demo, denoise_button, denoise, inputs, [slider, baseline, scores, note, used],
+                             denoise_status, "denoise")
         # BM3D follows each restoration on the page (the loading timer on its picture shows it running).
-        bm3d_page = for_page(bm3d_after_denoise, "denoise_bm3d", 2)
-        restoration.then(bm3d_page, [editor, kind, level, noise_seed, already_noisy, model, denoiser, scores],
-                         [bm3d_image, scores, denoise_status], api_visibility="private", concurrency_id="denoise_bm3d",
-                         concurrency_limit=1)
+        bm3d_page = for_page(bm3d_after_denoise, "denoise_bm3d", 2, clears_status=False)
+        restoration.then(bm3d_page, [used, scores], [bm3d_image, scores, denoise_status], api_visibility="private",
+                         concurrency_id="denoise_bm3d", concurrency_limit=1)
         gr.Button(visible=False).click(bm3d, [editor, level, noise_seed, already_noisy, model, denoiser],
                                        [bm3d_image, scores], api_name="denoise_bm3d", concurrency_id="denoise_bm3d",
                                        concurrency_limit=1)

@@ -34,16 +34,17 @@ def save_gif(frames: list[np.ndarray], frame_ms: int = 80) -> str:
     return gif
 
 
-def for_page(function, name: str, outputs: int):
+def for_page(function, name: str, outputs: int, clears_status: bool = True):
     """``function`` for the page's own events: a user's error clears the results (they belonged to
-    other inputs) and shows its message in the status line above them (returned last)."""
+    other inputs) and shows its message in the status line above them (returned last); success
+    clears that line, unless ``clears_status`` is False (a step chained after another keeps its line)."""
     def run(*args):
         try:
             result = function(*args)
         except InputError as error:
             log.info("refused %s (page): %s", name, error)
             return (*[None] * outputs, f"⚠️ {error}")
-        return (*(result if outputs > 1 else (result,)), "")
+        return (*(result if outputs > 1 else (result,)), "" if clears_status else gr.update())
     # The same parameters and types, so Gradio passes gr.Request where ``function`` asks for it.
     run.__signature__, run.__annotations__ = inspect.signature(function), typing.get_type_hints(function)
     return run
