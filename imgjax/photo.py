@@ -23,6 +23,7 @@ from .metrics import psnr
 CONFIG = ae.AEConfig(channels=3, widths=(64, 128), depths=(2, 4, 2), corruption_shares=(1.0, 0.0, 0.0))
 SIGMA_RANGE = (0.0, 0.3)  # noise levels drawn in training, on [0, 1] pixel values
 GRAY_SHARE = 0.2  # of training patches made grayscale (three equal channels, equal noise in each)
+SIGMA_WEIGHT_FLOOR = 0.02  # the loss weights each patch by 1 / (sigma + this) (docs/photo.md)
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights, as PIL's convert("L")
 
 
@@ -37,8 +38,9 @@ def random_orientation(key, images):
 
 
 def noisy_pair(key, images, sigma_range=SIGMA_RANGE, gray_share=GRAY_SHARE):
-    """(noisy, clean) from clean (N, S, S, 3) patches: reoriented, ``gray_share`` of them gray, Gaussian
-    noise at a level drawn per patch from ``sigma_range``, clipped to [0, 1] as a saved photo is."""
+    """(noisy, clean, sigma) from clean (N, S, S, 3) patches: reoriented, ``gray_share`` of them gray,
+    Gaussian noise at a level ``sigma`` (N,) drawn per patch from ``sigma_range``, clipped to [0, 1]
+    as a saved photo is."""
     k_orient, k_gray, k_sigma, k_noise = jax.random.split(key, 4)
     clean = random_orientation(k_orient, images)
     gray = jax.random.bernoulli(k_gray, gray_share, (images.shape[0], 1, 1, 1))
@@ -46,15 +48,24 @@ def noisy_pair(key, images, sigma_range=SIGMA_RANGE, gray_share=GRAY_SHARE):
     clean = jnp.where(gray, luma, clean)
     noise = jax.random.normal(k_noise, clean.shape, clean.dtype)
     noise = jnp.where(gray, jnp.broadcast_to(noise[..., :1], noise.shape), noise)
-    sigma = jax.random.uniform(k_sigma, (images.shape[0], 1, 1, 1), minval=sigma_range[0], maxval=sigma_range[1])
-    return jnp.clip(clean + sigma * noise, 0.0, 1.0), clean
+    sigma = jax.random.uniform(k_sigma, (images.shape[0],), minval=sigma_range[0], maxval=sigma_range[1])
+    return jnp.clip(clean + sigma[:, None, None, None] * noise, 0.0, 1.0), clean, sigma
+
+
+def loss_fn(model: ae.DenoisingAutoencoder, noisy, clean, sigma):
+    """Squared error, each patch's weighted by 1 / (sigma + SIGMA_WEIGHT_FLOOR) (weights of mean 1 in
+    the batch): a restoration's error grows with the noise, so plain MSE would spend the network on
+    the noisiest patches; this weighting counts each level closer to what it does to PSNR."""
+    weights = 1.0 / (sigma + SIGMA_WEIGHT_FLOOR)
+    per_patch = jnp.mean((model(noisy) - clean) ** 2, axis=(1, 2, 3))
+    return jnp.mean(per_patch * weights / weights.mean())
 
 
 @nnx.jit
 def train_step(training: ae.AETraining, images, labels, key):
     """One step on clean colour patches (B, S, S, 3) in [0, 1]; ``labels`` are unused."""
-    noisy, clean = noisy_pair(key, images)
-    loss, grads = nnx.value_and_grad(ae.loss_fn)(training.model, noisy, clean)
+    noisy, clean, sigma = noisy_pair(key, images)
+    loss, grads = nnx.value_and_grad(loss_fn)(training.model, noisy, clean, sigma)
     training.optimizer.update(training.model, grads)
     return {"loss": loss}
 

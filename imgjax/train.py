@@ -97,9 +97,13 @@ def fit(family: Family, config: TrainConfig, command: str | None = None, log=pri
     parallel = DataParallel(config.devices or default_device_count(config.batch_size))
     parallel.check_batch_size(config.batch_size)
     training = family.create(family.model_config, config, steps * config.epochs)
+    started_from = None
     if config.init_from:  # fine-tuning: the weights of a serving checkpoint of this family, verified
-        checkpoint.verify(Path(config.init_from))
+        parent = checkpoint.verify(Path(config.init_from))
         checkpoint.load_state(Path(config.init_from), family.serving_model(training))
+        # The card keeps how the starting weights were made: the path may be overwritten later.
+        started_from = {key: parent.get(key) for key in ("sha256", "command", "epochs_trained", "train_seconds",
+                                                         "started_from")}
 
     state_path, history_path = out / "state.safetensors", out / "history.jsonl"
     start_epoch, train_seconds = 0, 0.0
@@ -147,6 +151,7 @@ def fit(family: Family, config: TrainConfig, command: str | None = None, log=pri
             "epochs_trained": epoch + 1,
             "train_seconds": round(train_seconds, 1),
             "train_metrics": results,
+            **({"started_from": started_from} if started_from else {}),
             "jax": jax.__version__,
             "device": parallel.describe(),
         })

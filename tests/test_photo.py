@@ -17,12 +17,13 @@ from imgjax.service.denoise import tv_weights_from_card
 def test_noisy_pairs_are_reoriented_gray_in_a_share_and_noisy_up_to_the_range():
     rng = np.random.default_rng(0)
     images = jnp.asarray(rng.random((256, 8, 8, 3), np.float32) * 0.5 + 0.25)  # clipping never reached
-    noisy, clean = photo.noisy_pair(jax.random.key(0), images)
+    noisy, clean, sigma = photo.noisy_pair(jax.random.key(0), images)
     gray = np.all(np.asarray(clean[..., :1] == clean), axis=(1, 2, 3))
     assert 0.1 < gray.mean() < 0.3  # GRAY_SHARE of 0.2
     assert np.all(np.asarray(noisy[gray][..., :1] == noisy[gray]))  # gray patches get gray noise
     sigmas = np.asarray(jnp.std(noisy - clean, axis=(1, 2, 3)))
     assert sigmas.max() < photo.SIGMA_RANGE[1] * 1.3 and sigmas.min() < 0.03 and sigmas.mean() > 0.1
+    assert np.corrcoef(sigmas, np.asarray(sigma))[0, 1] > 0.95  # the level returned is the one applied
     # Colour patches are the originals in one of eight orientations.
     for i in np.flatnonzero(~gray)[:10]:
         original = np.asarray(images[i])

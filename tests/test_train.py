@@ -89,8 +89,10 @@ def test_init_from_starts_at_a_checkpoints_weights(tiny_dataset, tmp_path):
     weights = tmp_path / "first" / "ae.safetensors"
     still = dataclasses.replace(_config("ae", tiny_dataset, tmp_path / "second", epochs=1), learning_rate=0.0,
                                 init_from=str(weights))
-    fit(family, still, log=lambda *_: None)
+    card = fit(family, still, log=lambda *_: None)
     assert (tmp_path / "second" / "ae.safetensors").read_bytes() == weights.read_bytes()
+    first = checkpoint.read_card(weights)  # the card says what the start was, should its file be replaced
+    assert card["started_from"]["sha256"] == first["sha256"] and card["started_from"]["epochs_trained"] == 1
     with pytest.raises(checkpoint.CheckpointError):
         fit(family, dataclasses.replace(still, out=str(tmp_path / "third"), init_from=str(tmp_path / "none.safetensors")),
             log=lambda *_: None)
