@@ -594,10 +594,9 @@ NEW_PICTURE = """([selector, before]) => { const img = document.querySelector(se
     return img && img.src !== before && img.complete && img.naturalWidth > 0; }"""
 
 
-def test_browser_generate_classify_denoise(server, browser, tmp_path, colour_photo):
+def test_browser_generate_classify_denoise(server, browser, tmp_path):
     """Open the page in headless chromium: each tab arrives with its pictures (the default grid and
-    walk, a classified and a restored example); then click through the three tabs and see them change;
-    last, upload a colour photo to the Denoise tab: the photo model restores it, and BM3D follows."""
+    walk, a classified and a restored example); then click through the three tabs and see them change."""
     page = browser.new_page(viewport={"width": 1280, "height": 1600})
     page.goto(server)
 
@@ -641,28 +640,6 @@ def test_browser_generate_classify_denoise(server, browser, tmp_path, colour_pho
     page.get_by_label("Level: noise sigma, or salt-and-pepper amount").first.wait_for(state="hidden", timeout=10_000)
     page.screenshot(path=str(tmp_path / "denoise.png"), full_page=True)
 
-    page.get_by_label("Gaussian noise").check()
-    # Dropped onto the editor (with a picture in it, the editor offers no upload button, and a file
-    # chosen after "Clear canvas" is lost while the editor still settles the example clicked before).
-    _drop_file(page, colour_photo)
-    # Clicked at once, the editor can still send the picture it held, while its upload of the new one
-    # is in flight (the note then names the 28x28 garment): a user seeing that clicks again.
-    for _ in range(3):
-        before = page.locator("#restored img").first.get_attribute("src")
-        page.get_by_role("button", name="Corrupt and restore").click()
-        page.wait_for_function(NEW_PICTURE, arg=["#restored img", before], timeout=60_000)
-        if "28x28" not in page.locator("#denoise-note").inner_text():
-            break
-    # The note names the model that ran (the garment model restored the pullover before).
-    assert "restored by the photo model" in page.locator("#denoise-note").inner_text()
-    assert "128x96, colour, restored jointly" in page.locator("#denoise-note").inner_text()
-    # A small photo: BM3D runs after the model, on the same noisy photo, and adds its row.
-    page.wait_for_function("""() => { const img = document.querySelector("#bm3d img");
-        return img && img.complete && img.naturalWidth === 128 && img.naturalHeight === 96; }""", timeout=60_000)
-    page.locator("#scores", has_text="BM3D").wait_for(timeout=10_000)
-    for row in ("photo model", "tuned on photos"):
-        assert row in page.locator("#scores").inner_text()
-    page.screenshot(path=str(tmp_path / "denoise_photo.png"), full_page=True)
     page.close()
 
 
