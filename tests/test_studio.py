@@ -639,7 +639,6 @@ def test_browser_generate_classify_denoise(server, browser, tmp_path):
     page.get_by_label("Brush mask").check()  # the level does not apply to a mask
     page.get_by_label("Level: noise sigma, or salt-and-pepper amount").first.wait_for(state="hidden", timeout=10_000)
     page.screenshot(path=str(tmp_path / "denoise.png"), full_page=True)
-
     page.close()
 
 
@@ -765,17 +764,6 @@ def _choose_file(page, selector: str, path: Path, expected) -> None:
                 raise
 
 
-def _drop_file(page, path: Path) -> None:
-    """Drag the file ``path`` onto the Denoise tab's image editor (whose picture it replaces)."""
-    page.evaluate("""([data, name]) => {
-        const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
-        const transfer = new DataTransfer();
-        transfer.items.add(new File([bytes], name, {type: "image/png"}));
-        document.querySelector("#denoise-input [data-testid=image]").dispatchEvent(
-            new DragEvent("drop", {bubbles: true, cancelable: true, dataTransfer: transfer}));
-    }""", [base64.b64encode(path.read_bytes()).decode(), path.name])
-
-
 def test_browser_refusals_end_in_a_message_and_a_usable_page(server, browser, tmp_path):
     """A file over 10 MB or 25 megapixels, chosen, dropped or pasted, is refused in the browser with a
     message (Gradio's upload otherwise spins for good on the server's 413); a broken file's message
@@ -816,7 +804,13 @@ def test_browser_refusals_end_in_a_message_and_a_usable_page(server, browser, tm
     page.locator("#scores", has_text="total variation").wait_for(timeout=30_000)
     page.locator("#imgjax-alert").click()  # closes the message
     for name, message in (("11mb.png", "larger than 10 MB"), ("27mp.png", "too large (6000x4500 pixels)")):
-        _drop_file(page, tmp_path / name)
+        page.evaluate("""([data, name]) => {  // a file dragged onto the image editor
+            const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], name, {type: "image/png"}));
+            document.querySelector("#denoise-input").dispatchEvent(
+                new DragEvent("drop", {bubbles: true, cancelable: true, dataTransfer: transfer}));
+        }""", [base64.b64encode((tmp_path / name).read_bytes()).decode(), name])
         page.locator("#imgjax-alert", has_text=message).wait_for(timeout=30_000)
     page.locator("#denoise-examples button").nth(2).click()
     page.get_by_label("Salt and pepper").check()

@@ -26,27 +26,29 @@ def page(demo: gr.Blocks, choice: ModelChoice) -> list:
         result = choice.tab(request, model).denoise(rgb, kind, level, seed, mask=mask, already_noisy=already_noisy,
                                                     original_size=original_size, denoiser=denoiser)
         table = result.figures or [["(no clean image to compare with)", None, None]]
-        used = (value, kind, level, seed, already_noisy, model, denoiser)
+        used = (rgb, original_size, kind, level, seed, already_noisy, model, denoiser)
         return (result.corrupted, result.restored), result.baseline, table, result.note, used
+
+    def bm3d_of(rgb, original_size, level, seed, already_noisy, model, denoiser, request):
+        return choice.tab(request, model).bm3d(rgb, level, seed, already_noisy=already_noisy,
+                                               original_size=original_size, denoiser=denoiser)
 
     def bm3d(value, level, seed, already_noisy, model, denoiser, request: gr.Request):
         """BM3D on the image ``denoise`` corrupted (the same noise): (picture, its row of figures)."""
         check_bool("Already noisy", already_noisy)
         rgb, _, original_size = editor_image(value)
-        return choice.tab(request, model).bm3d(rgb, level, seed, already_noisy=already_noisy,
-                                               original_size=original_size, denoiser=denoiser)
+        return bm3d_of(rgb, original_size, level, seed, already_noisy, model, denoiser, request)
 
     def bm3d_after_denoise(used, table, request: gr.Request):
-        """The page's BM3D step, run after each restoration on the inputs it used (the editor, read
-        again here, can still hold the previous picture: Gradio hands a picture's uploaded parts to
-        one event only); only for Gaussian noise on small images."""
+        """The page's BM3D step, run after each restoration on the image and settings it used (the
+        editor, read again here, can still hold the previous picture: Gradio hands a picture's
+        uploaded parts to one event only); only for Gaussian noise on small images."""
         if used is None or not table:  # the restoration was refused: its message stays
             return gr.update(value=None, visible=False), table
-        value, kind, level, seed, already_noisy, model, denoiser = used
-        rgb, _, _ = editor_image(value)
+        rgb, original_size, kind, level, seed, already_noisy, model, denoiser = used
         if kind != actions.GAUSSIAN or rgb.shape[0] * rgb.shape[1] > actions.BM3D_MAX_PIXELS:
             return gr.update(value=None, visible=False), table
-        picture, figures = bm3d(value, level, seed, already_noisy, model, denoiser, request)
+        picture, figures = bm3d_of(rgb, original_size, level, seed, already_noisy, model, denoiser, request)
         return (gr.update(value=picture, visible=True),
                 [row for row in table if not str(row[0]).startswith("BM3D")] + figures)
 
@@ -88,7 +90,7 @@ def page(demo: gr.Blocks, choice: ModelChoice) -> list:
                     f"resolution, after downscaling images whose long side exceeds {actions.DENOISE_MAX_SIDE} "
                     "pixels. The garment model restores colour channel by channel, the photo model jointly.")
         inputs = [editor, kind, level, noise_seed, already_noisy, model, denoiser]
-        used = gr.State()  # the restoration's inputs, for the BM3D step (API clients never see a State)
+        used = gr.State()  # the restoration's image and settings, for the BM3D step (API clients never see a State)
         restoration = action(demo, denoise_button, denoise, inputs, [slider, baseline, scores, note, used],
                              denoise_status, "denoise")
         # BM3D follows each restoration on the page (the loading timer on its picture shows it running).
