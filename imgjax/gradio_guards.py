@@ -20,10 +20,12 @@ import logging
 import os
 import threading
 import time
+from abc import ABCMeta
 from pathlib import Path
 
 import gradio as gr
 import pydantic
+from gradio.components.base import server
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
@@ -201,46 +203,61 @@ def _source(file) -> str | io.BytesIO | bytes | None:
     return file.path
 
 
-def raw_image(component: gr.Image) -> gr.Image:
-    """``component`` handing its function the upload's path (or inline bytes) without decoding it.
-    Wrapped on the instance: subclassing a component would make Gradio write a type stub."""
-    component.preprocess = lambda payload: _source(payload)
+_GUARDED: dict[tuple[type, str], type] = {}  # (Gradio's class, guard name) -> the guarded class
+
+
+def _guard(component, guard: str, **methods):
+    """``component`` with ``methods`` (taking ``self``) in place of its class's. Not set on the
+    instance: when an event updates a component (an example click, ``gr.update``), Gradio gives that
+    session a new one made from the component's class and constructor arguments, which would drop
+    them. The class is made without ComponentMeta's hook (it writes a type stub beside the module
+    defining a component class) and keeps Gradio's name and module: the page sees the same type."""
+    base = type(component)
+    if (base, guard) not in _GUARDED:
+        attributes = {"__module__": base.__module__, "__qualname__": base.__qualname__, **methods}
+        _GUARDED[base, guard] = ABCMeta.__new__(type(base), base.__name__, (base,), attributes)
+    component.__class__ = _GUARDED[base, guard]
     return component
+
+
+def raw_image(component: gr.Image) -> gr.Image:
+    """``component`` handing its function the upload's path (or inline bytes) without decoding it."""
+    return _guard(component, "raw", preprocess=lambda self, payload: _source(payload))
+
+
+def _editor_sources(self, payload):
+    """An editor's payload -> {"background", "layers", "composite"} as paths or bytes; parts the
+    browser sent ahead (``accept_blobs``) are taken from the store once."""
+    if payload is None:
+        return None
+    parts = payload
+    if payload.id is not None:
+        parts = self.blob_storage.pop(payload.id, None) or payload
+    layers = [_source(layer) for layer in (parts.layers or []) if layer is not None]
+    return {"background": _source(parts.background), "layers": layers, "composite": _source(parts.composite)}
+
+
+@server
+def _accept_blobs_within_limits(self, data):
+    """Gradio's ``accept_blobs`` for parts within the file limit, in a store of bounded size."""
+    kind, index = data.data.get("type"), data.data.get("index")
+    file = data.files[0][1] if data.files else b""
+    problem = (TOO_BIG_FILE if len(file) > MAX_FILE_BYTES
+               else "Unknown editor part." if kind not in ("background", "layer", "composite")
+               else "This editor has one layer." if kind == "layer" and str(index) not in ("0", "None", "null")
+               else None)
+    if problem:  # a plain 400 for the client, one log line (a gr.Error here would be a 500 with a traceback)
+        log.info("refused editor blob: %s", problem)
+        raise HTTPException(status_code=400, detail=problem)
+    while len(self.blob_storage) >= MAX_PENDING_BLOBS and data.data.get("id") not in self.blob_storage:
+        self.blob_storage.pop(next(iter(self.blob_storage)))
+    return gr.ImageEditor.accept_blobs(self, data)
 
 
 def raw_editor(component: gr.ImageEditor) -> gr.ImageEditor:
     """``component`` handing its function {"background", "layers", "composite"} as paths or bytes,
     and keeping the blobs the browser sends ahead within the file limit and a bounded store."""
-    storage = component.blob_storage
-
-    def preprocess(payload):
-        if payload is None:
-            return None
-        parts = payload
-        if payload.id is not None:
-            parts = storage.pop(payload.id, None) or payload
-        layers = [_source(layer) for layer in (parts.layers or []) if layer is not None]
-        return {"background": _source(parts.background), "layers": layers, "composite": _source(parts.composite)}
-
-    accept = component.accept_blobs
-
-    def accept_blobs(data):
-        kind, index = data.data.get("type"), data.data.get("index")
-        file = data.files[0][1] if data.files else b""
-        problem = (TOO_BIG_FILE if len(file) > MAX_FILE_BYTES
-                   else "Unknown editor part." if kind not in ("background", "layer", "composite")
-                   else "This editor has one layer." if kind == "layer" and str(index) not in ("0", "None", "null")
-                   else None)
-        if problem:  # a plain 400 for the client, one log line (a gr.Error here would be a 500 with a traceback)
-            log.info("refused editor blob: %s", problem)
-            raise HTTPException(status_code=400, detail=problem)
-        while len(storage) >= MAX_PENDING_BLOBS and data.data.get("id") not in storage:
-            storage.pop(next(iter(storage)))
-        return accept(data)
-
-    accept_blobs._is_server_fn = True
-    component.preprocess, component.accept_blobs = preprocess, accept_blobs
-    return component
+    return _guard(component, "raw", preprocess=_editor_sources, accept_blobs=_accept_blobs_within_limits)
 
 
 def optional(component):
@@ -254,7 +271,7 @@ def raw_values(*components):
     """Number, slider, radio, dropdown and checkbox inputs passed as sent: the service checks each
     and names it in its message (Gradio would round a seed of 1.5 and refuse a count of 1.5)."""
     for component in components:
-        component.preprocess = lambda payload: payload
+        _guard(component, "raw", preprocess=lambda self, payload: payload)
     return components
 
 
