@@ -650,8 +650,9 @@ def test_browser_generate_classify_denoise(server, browser, tmp_path, colour_pho
     page.screenshot(path=str(tmp_path / "denoise.png"), full_page=True)
 
     page.get_by_label("Gaussian noise").check()
-    # The editor, an input of the restoration, takes back the picture it sent if cleared while that
-    # event's steps still run (Gradio's doing): its status tracker says when they are done.
+    # After an example click the editor takes about two seconds to settle (Gradio's page re-sends its
+    # previous picture meanwhile, then loads the example again): a file chosen before then gives way
+    # to the example. Its status tracker says when it has settled.
     page.wait_for_function("""() => document.querySelector(
         "#denoise-input [data-testid=status-tracker], #denoise-input .wrap")?.classList.contains("hidden")""",
                            timeout=30_000)
