@@ -203,26 +203,26 @@ def _source(file) -> str | io.BytesIO | bytes | None:
     return file.path
 
 
-_GUARDED: dict[tuple[type, str], type] = {}  # (Gradio's class, guard name) -> the guarded class
+_GUARDED: dict[type, type] = {}  # Gradio's class -> its guarded class (one kind of guard per class)
 
 
-def _guard(component, guard: str, **methods):
+def _guard(component, **methods):
     """``component`` with ``methods`` (taking ``self``) in place of its class's. Not set on the
     instance: when an event updates a component (an example click, ``gr.update``), Gradio gives that
     session a new one made from the component's class and constructor arguments, which would drop
     them. The class is made without ComponentMeta's hook (it writes a type stub beside the module
     defining a component class) and keeps Gradio's name and module: the page sees the same type."""
     base = type(component)
-    if (base, guard) not in _GUARDED:
+    if base not in _GUARDED:
         attributes = {"__module__": base.__module__, "__qualname__": base.__qualname__, **methods}
-        _GUARDED[base, guard] = ABCMeta.__new__(type(base), base.__name__, (base,), attributes)
-    component.__class__ = _GUARDED[base, guard]
+        _GUARDED[base] = ABCMeta.__new__(type(base), base.__name__, (base,), attributes)
+    component.__class__ = _GUARDED[base]
     return component
 
 
 def raw_image(component: gr.Image) -> gr.Image:
     """``component`` handing its function the upload's path (or inline bytes) without decoding it."""
-    return _guard(component, "raw", preprocess=lambda self, payload: _source(payload))
+    return _guard(component, preprocess=lambda self, payload: _source(payload))
 
 
 def _editor_sources(self, payload):
@@ -257,7 +257,7 @@ def _accept_blobs_within_limits(self, data):
 def raw_editor(component: gr.ImageEditor) -> gr.ImageEditor:
     """``component`` handing its function {"background", "layers", "composite"} as paths or bytes,
     and keeping the blobs the browser sends ahead within the file limit and a bounded store."""
-    return _guard(component, "raw", preprocess=_editor_sources, accept_blobs=_accept_blobs_within_limits)
+    return _guard(component, preprocess=_editor_sources, accept_blobs=_accept_blobs_within_limits)
 
 
 def optional(component):
@@ -271,7 +271,7 @@ def raw_values(*components):
     """Number, slider, radio, dropdown and checkbox inputs passed as sent: the service checks each
     and names it in its message (Gradio would round a seed of 1.5 and refuse a count of 1.5)."""
     for component in components:
-        _guard(component, "raw", preprocess=lambda self, payload: payload)
+        _guard(component, preprocess=lambda self, payload: payload)
     return components
 
 

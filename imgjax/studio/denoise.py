@@ -40,9 +40,8 @@ def page(demo: gr.Blocks, choice: ModelChoice) -> list:
         return bm3d_of(rgb, original_size, level, seed, already_noisy, model, denoiser, request)
 
     def bm3d_after_denoise(used, table, request: gr.Request):
-        """The page's BM3D step, run after each restoration on the image and settings it used (the
-        editor, read again here, can still hold the previous picture: Gradio hands a picture's
-        uploaded parts to one event only); only for Gaussian noise on small images."""
+        """The page's BM3D step, run after each restoration on the image and settings it used (kept
+        decoded in a State: the editor may have changed since); only for Gaussian noise on small images."""
         if used is None or not table:  # the restoration was refused: its message stays
             return gr.update(value=None, visible=False), table
         rgb, original_size, kind, level, seed, already_noisy, model, denoiser = used
