@@ -158,7 +158,8 @@ class TrainingWorker:
     autoencoder step ran 15-20% faster beside JAX's than alone (see docs/speed.md).
     ``info`` is what the worker reports once its step is built. The worker is a new interpreter
     (``python -c``), so it works whatever script started the bench, and inherits this process's
-    environment (XLA_FLAGS: the devices ``imgjax bench`` asked for)."""
+    environment (XLA_FLAGS: the devices ``imgjax bench`` asked for), to which a JAX worker adds
+    its family's tuned flags."""
 
     def __init__(self, framework: str, name: str, environment: dict | None = None):
         code = f"from imgjax.bench import _training_worker; _training_worker({framework!r}, {name!r})"
@@ -211,9 +212,11 @@ def _training_worker(framework: str, name: str) -> None:
     os.dup2(2, 1)
     try:
         if framework == "jax":
+            from .parallel import configure_cpu_for_training
+            configure_cpu_for_training(family=name)  # as `imgjax train` would for this family
             side = jax_train_step(name)
             step, wait = side["step"], side["wait"]
-            info = {key: side[key] for key in ("batch", "flops", "devices")}
+            info = {**{key: side[key] for key in ("batch", "flops", "devices")}, "xla_flags": os.environ["XLA_FLAGS"]}
         else:
             step, wait, batch = torch_train_step(name, on_gpu=False)
             info = {"batch": batch}
@@ -278,7 +281,7 @@ def bench_training(quick: bool, log) -> dict:
                 jax_worker = TrainingWorker("jax", name)
                 workers.append(jax_worker)
                 jax_side, sides = jax_worker.info, [jax_worker]
-                row["jax_pid"] = jax_worker.info["pid"]
+                row.update({"jax_pid": jax_worker.info["pid"], "xla_flags": jax_worker.info["xla_flags"]})
             else:
                 jax_side = jax_train_step(name)
                 sides = [in_process(jax_side["step"], jax_side["wait"])]
@@ -583,7 +586,7 @@ def _loop_rate(family: str, seconds: float, connection) -> None:
     """In a process of its own: `imgjax train`'s loop (``train.Steps`` and ``train.Progress``, no
     live view) on the Lab's recipe for ``family``, for ``seconds`` after compiling; sends images/s."""
     from .parallel import configure_cpu_for_training
-    configure_cpu_for_training()
+    configure_cpu_for_training(family=family)
     import jax
 
     from . import data

@@ -62,9 +62,9 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.command in ("train", "bench"):
         # Before JAX starts: on a CPU, two devices per core, so data parallelism uses every core,
-        # and the XLA flags measured to train faster.
+        # and the XLA flags measured to train that family faster (the bench's workers set their own).
         from .parallel import configure_cpu_for_training, initialize_distributed
-        configure_cpu_for_training()
+        configure_cpu_for_training(family=getattr(args, "family", None))
         initialize_distributed()
     if args.command == "train":
         from .family import load_family

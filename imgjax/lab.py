@@ -477,7 +477,7 @@ def worker(config: LabConfig, connection, out_dir: str, cache_dir: str | None = 
     except (AttributeError, OSError):
         os.nice(19)
     from .parallel import configure_cpu_for_training, enable_compilation_cache
-    configure_cpu_for_training()
+    configure_cpu_for_training(family=config.family)
     enable_compilation_cache(cache_dir)
 
     def commands():

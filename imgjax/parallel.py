@@ -38,9 +38,13 @@ _MULTI_HOST_VARIABLES = ("JAX_COORDINATOR_ADDRESS", "SLURM_NTASKS", "OMPI_COMM_W
 
 
 # XLA:CPU flags for training, by the jaxlib version they were measured with (XLA aborts on a flag
-# it does not know, so other versions get none). jaxlib 0.10.2 sends every convolution to YNNPACK,
-# whose weight gradients are slower than XLA's own convolutions on CPUs (docs/speed.md).
-TRAINING_XLA_FLAGS = {"0.10.2": ["--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"]}
+# it does not know, so other versions get none), then by (processor vendor, family), "default" for
+# the rest. jaxlib 0.10.2 sends every convolution to YNNPACK: slower than XLA's own convolutions for
+# every family on AMD EPYC and for the GAN and photo denoiser on Intel Xeon, faster for the
+# classifier and the autoencoder on Intel Xeon (docs/speed.md).
+YNN_CONVOLUTIONS_OFF = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
+TRAINING_XLA_FLAGS = {"0.10.2": {"default": [YNN_CONVOLUTIONS_OFF],
+                                 ("GenuineIntel", "cnn"): [], ("GenuineIntel", "ae"): []}}
 
 
 # XLA:CPU devices per core, and the fewest images one device should get. Two devices per core keep
@@ -50,19 +54,39 @@ DEVICES_PER_CORE = 2
 MIN_IMAGES_PER_CPU_DEVICE = 32
 
 
-def configure_cpu_for_training(cores: int | None = None) -> None:
-    """Before JAX starts (it has no effect after): ``DEVICES_PER_CORE`` XLA:CPU devices per core,
-    and the flags of ``TRAINING_XLA_FLAGS``; a choice already in XLA_FLAGS wins. Neither affects
-    GPUs or TPUs."""
+def cpu_vendor() -> str:
+    """This processor's vendor as /proc/cpuinfo names it ("GenuineIntel", "AuthenticAMD"), or ""."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("vendor_id"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def tuned_training_flags(family: str | None, vendor: str | None = None) -> list[str]:
+    """``TRAINING_XLA_FLAGS`` for the installed jaxlib, this processor (or ``vendor``) and ``family``;
+    none without a family (they were measured per family) or on a jaxlib they were not measured with."""
     from importlib.metadata import PackageNotFoundError, version
+    try:
+        by_host = TRAINING_XLA_FLAGS.get(version("jaxlib"), {})
+    except PackageNotFoundError:
+        return []
+    if family is None or not by_host:
+        return []
+    return list(by_host.get((vendor if vendor is not None else cpu_vendor(), family), by_host["default"]))
+
+
+def configure_cpu_for_training(cores: int | None = None, family: str | None = None) -> None:
+    """Before JAX starts (it has no effect after): ``DEVICES_PER_CORE`` XLA:CPU devices per core,
+    and ``family``'s flags from ``tuned_training_flags``; a choice already in XLA_FLAGS wins.
+    Neither affects GPUs or TPUs."""
     flags = os.environ.get("XLA_FLAGS", "").split()
     if not any("xla_force_host_platform_device_count" in flag for flag in flags):
         count = DEVICES_PER_CORE * (cores or len(os.sched_getaffinity(0)))
         flags.append(f"--xla_force_host_platform_device_count={count}")
-    try:
-        tuned = TRAINING_XLA_FLAGS.get(version("jaxlib"), [])
-    except PackageNotFoundError:
-        tuned = []
+    tuned = tuned_training_flags(family)
     flags += [flag for flag in tuned if not any(f.startswith(flag.split("=")[0]) for f in flags)]
     os.environ["XLA_FLAGS"] = " ".join(flags)
 

@@ -75,12 +75,15 @@ def test_each_framework_trains_in_a_process_of_its_own_on_the_cpu():
     import os
 
     from imgjax.bench import TrainingWorker, _median_rates
+    from imgjax.parallel import tuned_training_flags
     workers = [TrainingWorker("jax", "ae"), TrainingWorker("torch", "ae")]
     try:
         jax_info, torch_info = (worker.info for worker in workers)
         assert len({os.getpid(), jax_info["pid"], torch_info["pid"]}) == 3
         assert jax_info["jax_started"] and not torch_info["jax_started"]
         assert jax_info["batch"] == torch_info["batch"] == 128 and jax_info["flops"] > 1e9
+        # the JAX worker trains with the XLA flags `imgjax train ae` would use on this processor
+        assert set(tuned_training_flags("ae")) <= set(jax_info["xla_flags"].split())
         rates = _median_rates(workers, items=128, windows=1, steps_per_window=1, warmup=1)
         assert all(_positive(rate) for rate in rates)
     finally:

@@ -22,7 +22,9 @@ from imgjax.parallel import (
     DataParallel,
     DeviceCountError,
     configure_cpu_for_training,
+    cpu_vendor,
     multi_host_environment,
+    tuned_training_flags,
 )
 from imgjax.train import TrainConfig
 
@@ -133,20 +135,36 @@ def test_device_count_checks():
 def test_cpu_training_flags_respect_a_users_choice(monkeypatch):
     import imgjax.parallel
     ynn = "--xla_cpu_experimental_ynn_fusion_type"
-    monkeypatch.setitem(imgjax.parallel.TRAINING_XLA_FLAGS, version("jaxlib"), [f"{ynn}=-individual_convolution"])
+    monkeypatch.setitem(imgjax.parallel.TRAINING_XLA_FLAGS, version("jaxlib"), {"default": [f"{ynn}=-individual_convolution"]})
     monkeypatch.setenv("XLA_FLAGS", f"--xla_force_host_platform_device_count=3 {ynn}=")
-    configure_cpu_for_training(8)
+    configure_cpu_for_training(8, family="cnn")
     assert os.environ["XLA_FLAGS"].split() == ["--xla_force_host_platform_device_count=3", f"{ynn}="]
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
-    configure_cpu_for_training(8)
+    configure_cpu_for_training(8, family="cnn")
     assert os.environ["XLA_FLAGS"].split() == ["--xla_cpu_enable_fast_math=false",
                                                "--xla_force_host_platform_device_count=16",  # 2 per core
                                                f"{ynn}=-individual_convolution"]
-    # a jaxlib the flags were not measured with gets none of them: XLA aborts on unknown flags
-    monkeypatch.delitem(imgjax.parallel.TRAINING_XLA_FLAGS, version("jaxlib"))
+    # without a family (the bench's parent process: its workers set their own) only the devices
     monkeypatch.delenv("XLA_FLAGS")
     configure_cpu_for_training(2)
     assert os.environ["XLA_FLAGS"].split() == ["--xla_force_host_platform_device_count=4"]
+    # a jaxlib the flags were not measured with gets none of them: XLA aborts on unknown flags
+    monkeypatch.delitem(imgjax.parallel.TRAINING_XLA_FLAGS, version("jaxlib"))
+    monkeypatch.delenv("XLA_FLAGS")
+    configure_cpu_for_training(2, family="cnn")
+    assert os.environ["XLA_FLAGS"].split() == ["--xla_force_host_platform_device_count=4"]
+
+
+def test_training_flags_follow_the_processor_and_family(monkeypatch):
+    import imgjax.parallel
+    monkeypatch.setitem(imgjax.parallel.TRAINING_XLA_FLAGS, version("jaxlib"),
+                        {"default": ["--a=1"], ("GenuineIntel", "cnn"): [], ("GenuineIntel", "gan"): ["--b=2"]})
+    assert tuned_training_flags("cnn", "GenuineIntel") == []
+    assert tuned_training_flags("gan", "GenuineIntel") == ["--b=2"]
+    assert tuned_training_flags("ae", "GenuineIntel") == ["--a=1"]
+    assert tuned_training_flags("cnn", "AuthenticAMD") == ["--a=1"]
+    assert tuned_training_flags(None, "AuthenticAMD") == []
+    assert cpu_vendor() in ("GenuineIntel", "AuthenticAMD", "")  # read from /proc/cpuinfo, as XLA sees it
 
 
 def test_training_flags_are_known_to_the_pinned_jaxlib():
@@ -154,7 +172,7 @@ def test_training_flags_are_known_to_the_pinned_jaxlib():
     from imgjax.parallel import TRAINING_XLA_FLAGS
     if version("jaxlib") not in TRAINING_XLA_FLAGS:  # a GPU image's jaxlib, say: it is given no flags
         pytest.skip(f"the flags are tuned for jaxlib {', '.join(TRAINING_XLA_FLAGS)}, not {version('jaxlib')}")
-    flags = " ".join(TRAINING_XLA_FLAGS[version("jaxlib")])
+    flags = " ".join(sorted({flag for tuned in TRAINING_XLA_FLAGS[version("jaxlib")].values() for flag in tuned}))
     run = subprocess.run([sys.executable, "-c", "import jax; print(jax.numpy.ones(2).sum())"],
                          env={**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags},
                          capture_output=True, text=True, timeout=120, check=False)
