@@ -74,9 +74,9 @@ def in_process(step, wait):
 STEPS_PER_WINDOW = 8
 
 
-def jax_train_step(name: str):
-    """A family's real step, data-parallel exactly as ``imgjax train`` runs it: a dict of the step
-    callable, a wait callable, the batch size, FLOPs per step and the device count."""
+def jax_train_step(name: str, precision: str = "float32"):
+    """A family's real step, data-parallel exactly as ``imgjax train --precision precision`` runs it:
+    a dict of the step callable, a wait callable, the batch size, FLOPs per step and the device count."""
     import jax
 
     from .family import load_family
@@ -84,7 +84,7 @@ def jax_train_step(name: str):
     from .train import TrainConfig
     family = load_family(name)
     batch = family.defaults["batch_size"]
-    train_config = TrainConfig(name, **family.defaults)
+    train_config = TrainConfig(name, **family.defaults, precision=precision)
     training = family.create(family.model_config, train_config, 10_000)
     devices = default_device_count(batch)
     parallel = DataParallel(devices)
@@ -128,10 +128,12 @@ def train_step_flops(family, train_config, steps: int = STEPS_PER_WINDOW) -> flo
     return sum(per_step) / steps
 
 
-def torch_train_step(name: str, on_gpu: bool | None = None):
+def torch_train_step(name: str, on_gpu: bool | None = None, precision: str = "float32"):
     """(step, wait, batch size) of the PyTorch mirror, on the GPU when JAX is on one (so both sides
     use the same chip; CUDA queues steps like XLA, so both are waited for once per window).
-    ``on_gpu`` says where without asking JAX (which would start it in this process)."""
+    ``on_gpu`` says where without asking JAX (which would start it in this process); "bfloat16"
+    runs the step under autocast (float32 weights, bfloat16 convolutions and matrix products, as
+    JAX's ``--precision bfloat16``)."""
     import torch
 
     from . import torch_reference
@@ -146,8 +148,13 @@ def torch_train_step(name: str, on_gpu: bool | None = None):
     torch.manual_seed(0)
     step_state = torch_reference.STEPS[name](defaults["learning_rate"])
     images, labels = torch.rand(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
+    autocast = torch.autocast("cuda" if on_gpu else "cpu", dtype=torch.bfloat16, enabled=precision == "bfloat16")
 
-    return (lambda: step_state(images, labels)), (lambda _: torch.cuda.synchronize() if on_gpu else None), batch
+    def step():
+        with autocast:
+            return step_state(images, labels)
+
+    return step, (lambda _: torch.cuda.synchronize() if on_gpu else None), batch
 
 
 class TrainingWorker:
@@ -161,8 +168,8 @@ class TrainingWorker:
     environment (XLA_FLAGS: the devices ``imgjax bench`` asked for), to which a JAX worker adds
     its family's tuned flags."""
 
-    def __init__(self, framework: str, name: str, environment: dict | None = None):
-        code = f"from imgjax.bench import _training_worker; _training_worker({framework!r}, {name!r})"
+    def __init__(self, framework: str, name: str, environment: dict | None = None, precision: str = "float32"):
+        code = f"from imgjax.bench import _training_worker; _training_worker({framework!r}, {name!r}, {precision!r})"
         self.process = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, text=True, bufsize=1, cwd=ROOT,
                                         env={**os.environ, **(environment or {})})
@@ -204,7 +211,7 @@ TUNED_MALLOC = {"MALLOC_TOP_PAD_": str(64 << 20), "MALLOC_TRIM_THRESHOLD_": str(
                 "MALLOC_MMAP_THRESHOLD_": str(32 << 20)}
 
 
-def _training_worker(framework: str, name: str) -> None:
+def _training_worker(framework: str, name: str, precision: str = "float32") -> None:
     """The body of a ``TrainingWorker``: build the step, report, then time windows, one per line of
     stdin, until stdin closes. Replies are JSON lines on the original stdout; anything else printed
     goes to stderr."""
@@ -214,11 +221,11 @@ def _training_worker(framework: str, name: str) -> None:
         if framework == "jax":
             from .parallel import configure_cpu_for_training
             configure_cpu_for_training(family=name)  # as `imgjax train` would for this family
-            side = jax_train_step(name)
+            side = jax_train_step(name, precision)
             step, wait = side["step"], side["wait"]
             info = {**{key: side[key] for key in ("batch", "flops", "devices")}, "xla_flags": os.environ["XLA_FLAGS"]}
         else:
-            step, wait, batch = torch_train_step(name, on_gpu=False)
+            step, wait, batch = torch_train_step(name, on_gpu=False, precision=precision)
             info = {"batch": batch}
     except ImportError as error:  # PyTorch not installed: the parent reports it and goes on
         replies.write(json.dumps({"import_error": str(error)}) + "\n")
@@ -265,6 +272,8 @@ def device_peak_flops() -> tuple[float, str]:
 
 
 def bench_training(quick: bool, log) -> dict:
+    """Each family's training images/s, JAX against PyTorch (as installed, and with malloc tuned), in
+    float32; on a CPU with AMX also both in bfloat16, an extra comparison (``results["bfloat16"]``)."""
     import jax
     windows = 1 if quick else 7
     peak, derivation = device_peak_flops()
@@ -275,46 +284,56 @@ def bench_training(quick: bool, log) -> dict:
     separate = jax.devices()[0].platform == "cpu"
     results["processes"] = "one per framework" if separate else "shared"
     for name in ("cnn", "ae", "gan"):
-        row, workers = {}, []
+        results[name] = _training_row(name, separate, windows, peak, "float32", log)
+    if separate and "amx_bf16" in processor()["vector_extensions"]:
+        results["bfloat16"] = {name: _training_row(name, separate, windows, peak, "bfloat16", log)
+                               for name in ("cnn", "ae", "gan")}
+    return results
+
+
+def _training_row(name: str, separate: bool, windows: int, peak: float, precision: str, log) -> dict:
+    """One family's row of ``bench_training``: JAX, PyTorch and PyTorch with malloc tuned, windows
+    taking turns, each in a process of its own on a CPU (``separate``)."""
+    row, workers = {"precision": precision}, []
+    try:
+        if separate:
+            jax_worker = TrainingWorker("jax", name, precision=precision)
+            workers.append(jax_worker)
+            jax_side, sides = jax_worker.info, [jax_worker]
+            row.update({"jax_pid": jax_worker.info["pid"], "xla_flags": jax_worker.info["xla_flags"]})
+        else:
+            jax_side = jax_train_step(name, precision)
+            sides = [in_process(jax_side["step"], jax_side["wait"])]
+        batch, flops = jax_side["batch"], jax_side["flops"]
+        row.update({"batch_size": batch, "jax_devices": jax_side["devices"]})
         try:
             if separate:
-                jax_worker = TrainingWorker("jax", name)
-                workers.append(jax_worker)
-                jax_side, sides = jax_worker.info, [jax_worker]
-                row.update({"jax_pid": jax_worker.info["pid"], "xla_flags": jax_worker.info["xla_flags"]})
+                workers += [TrainingWorker("torch", name, precision=precision),
+                            TrainingWorker("torch", name, TUNED_MALLOC, precision=precision)]
+                sides += workers[1:]
+                row.update({"torch_pid": workers[1].info["pid"],
+                            "torch_process_started_jax": workers[1].info["jax_started"]})
             else:
-                jax_side = jax_train_step(name)
-                sides = [in_process(jax_side["step"], jax_side["wait"])]
-            batch, flops = jax_side["batch"], jax_side["flops"]
-            row.update({"batch_size": batch, "jax_devices": jax_side["devices"]})
-            try:
-                if separate:
-                    workers += [TrainingWorker("torch", name), TrainingWorker("torch", name, TUNED_MALLOC)]
-                    sides += workers[1:]
-                    row.update({"torch_pid": workers[1].info["pid"],
-                                "torch_process_started_jax": workers[1].info["jax_started"]})
-                else:
-                    torch_step, torch_wait, _ = torch_train_step(name)
-                    sides.append(in_process(torch_step, torch_wait))
-            except ImportError as error:
-                row["torch_missing"] = f"{error} (pip install -e '.[bench]')"
-            jax_rate, torch_rate, tuned_rate = (_median_rates(sides, batch, windows, STEPS_PER_WINDOW) + [None, None])[:3]
-        finally:
-            for worker in workers:
-                worker.close()
-        row.update({"jax_images_per_s": jax_rate, "torch_images_per_s": torch_rate,
-                    "jax_over_torch": jax_rate / torch_rate if torch_rate else None,
-                    "torch_tuned_malloc_images_per_s": tuned_rate,
-                    "jax_over_torch_tuned_malloc": jax_rate / tuned_rate if tuned_rate else None,
-                    "flops_per_step": flops, "achieved_flops": flops * jax_rate / batch,
-                    "fraction_of_peak": flops * jax_rate / batch / peak if peak else None})
-        results[name] = row
-        log(f"train {name}: JAX {jax_rate:.0f} img/s on {jax_side['devices']} device(s), PyTorch "
-            f"{row['torch_images_per_s'] or float('nan'):.0f} img/s, ratio {row['jax_over_torch'] or float('nan'):.2f} "
-            f"(PyTorch with malloc tuned: {tuned_rate or float('nan'):.0f} img/s, ratio "
-            f"{row['jax_over_torch_tuned_malloc'] or float('nan'):.2f}), "
-            f"{row['achieved_flops'] / 1e9:.1f} GFLOP/s = {row['fraction_of_peak'] or 0:.1%} of peak")
-    return results
+                torch_step, torch_wait, _ = torch_train_step(name, precision=precision)
+                sides.append(in_process(torch_step, torch_wait))
+        except ImportError as error:
+            row["torch_missing"] = f"{error} (pip install -e '.[bench]')"
+        jax_rate, torch_rate, tuned_rate = (_median_rates(sides, batch, windows, STEPS_PER_WINDOW) + [None, None])[:3]
+    finally:
+        for worker in workers:
+            worker.close()
+    row.update({"jax_images_per_s": jax_rate, "torch_images_per_s": torch_rate,
+                "jax_over_torch": jax_rate / torch_rate if torch_rate else None,
+                "torch_tuned_malloc_images_per_s": tuned_rate,
+                "jax_over_torch_tuned_malloc": jax_rate / tuned_rate if tuned_rate else None,
+                "flops_per_step": flops, "achieved_flops": flops * jax_rate / batch,
+                "fraction_of_peak": flops * jax_rate / batch / peak if peak else None})
+    log(f"train {name} ({precision}): JAX {jax_rate:.0f} img/s on {jax_side['devices']} device(s), PyTorch "
+        f"{row['torch_images_per_s'] or float('nan'):.0f} img/s, ratio {row['jax_over_torch'] or float('nan'):.2f} "
+        f"(PyTorch with malloc tuned: {tuned_rate or float('nan'):.0f} img/s, ratio "
+        f"{row['jax_over_torch_tuned_malloc'] or float('nan'):.2f}), "
+        f"{row['achieved_flops'] / 1e9:.1f} GFLOP/s = {row['fraction_of_peak'] or 0:.1%} of float32 peak")
+    return row
 
 
 # ----------------------------------------------------------------------------- serving
