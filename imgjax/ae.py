@@ -85,6 +85,24 @@ class DenoisingAutoencoder(nnx.Module):
         return jnp.clip(images + correction, 0.0, 1.0)
 
 
+def identity_layer(name: str, shape: tuple):
+    """Starting values for a layer of ``encode_half``, ``encode_quarter`` or ``decode_half`` that a
+    shallower checkpoint lacks (``imgjax train --set depths=... --init-from``): the identity, a 3x3
+    kernel whose centre tap is the identity matrix, and no bias. Each such layer takes the output of
+    a ReLU, so it passes that non-negative input through unchanged: the grown network starts out
+    computing exactly what the checkpoint's did (Net2DeeperNet, Chen et al. 2016). None otherwise."""
+    group, _, leaf = name.rpartition("/")
+    if group.split("/")[0] not in ("encode_half", "encode_quarter", "decode_half"):
+        return None
+    if leaf == "bias":
+        return np.zeros(shape, np.float32)
+    if leaf == "kernel" and len(shape) == 4 and shape[:2] == (3, 3) and shape[2] == shape[3]:
+        kernel = np.zeros(shape, np.float32)
+        kernel[1, 1] = np.eye(shape[2], dtype=np.float32)
+        return kernel
+    return None
+
+
 # ----------------------------------------------------------------------------- loss
 
 def loss_fn(model: DenoisingAutoencoder, corrupted, clean):
@@ -184,4 +202,5 @@ FAMILY = Family(
     build_model=lambda config: DenoisingAutoencoder(config, rngs=nnx.Rngs(0)),
     serving_model=lambda training: training.model,
     schedule=learning_rate_schedule,
+    grow_layer=identity_layer,
 )

@@ -57,13 +57,18 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _fill(template: dict, arrays: dict[str, np.ndarray], source: str, prefix: str = "") -> dict:
+def _fill(template: dict, arrays: dict[str, np.ndarray], source: str, prefix: str = "", fill_missing=None) -> dict:
     filled = {}
     for key, value in template.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
-            filled[key] = _fill(value, arrays, source, name + "/")
+            filled[key] = _fill(value, arrays, source, name + "/", fill_missing)
             continue
+        if name not in arrays and fill_missing is not None:
+            array = fill_missing(name, value.shape)
+            if array is not None:
+                filled[key] = jax.numpy.asarray(array, dtype=value.dtype)
+                continue
         if name not in arrays:
             raise CheckpointError(f"{source}: no array named {name!r}: the file was written for another model")
         array = arrays[name]
@@ -97,8 +102,9 @@ def save_state(path: Path, objects, metadata: dict[str, Any] | None = None) -> b
     return data
 
 
-def load_state(path: Path, objects) -> dict[str, Any]:
-    """Load arrays from ``path`` into ``objects`` in place; returns the metadata."""
+def load_state(path: Path, objects, fill_missing=None) -> dict[str, Any]:
+    """Load arrays from ``path`` into ``objects`` in place; returns the metadata. An array the file
+    lacks is an error, unless ``fill_missing(name, shape)`` gives one for it (not None)."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -110,7 +116,7 @@ def load_state(path: Path, objects) -> dict[str, Any]:
     except (SafetensorError, ValueError, json.JSONDecodeError) as error:
         raise CheckpointError(f"{path}: corrupt checkpoint ({error})") from error
     state = nnx.state(objects)
-    pure = _fill(nnx.to_pure_dict(state), arrays, str(path))
+    pure = _fill(nnx.to_pure_dict(state), arrays, str(path), fill_missing=fill_missing)
     nnx.replace_by_pure_dict(state, pure)
     nnx.update(objects, state)
     return metadata

@@ -40,6 +40,9 @@ class Family:
     # Fashion-MNIST (the photo denoiser), and the name of what it reads, for the checkpoint's card.
     load_data: Callable[..., Any] | None = None
     dataset: str | None = None
+    # (array name, shape) -> starting values for a layer that ``--init-from``'s checkpoint lacks (a
+    # deeper model grown from a shallower one), or None where the family cannot start it so.
+    grow_layer: Callable[[str, tuple], Any] | None = None
 
     def learning_rate_at(self, model_config, train_config, fraction: float) -> float:
         """The learning rate ``schedule`` gives when ``fraction`` (0 to 1) of a run is done."""

@@ -125,4 +125,5 @@ FAMILY = Family(
     schedule=ae.learning_rate_schedule,
     load_data=lambda train_config: photos.training_splits(train_config.seed),
     dataset="debian-wallpapers",
+    grow_layer=ae.identity_layer,
 )

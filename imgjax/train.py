@@ -100,7 +100,7 @@ def fit(family: Family, config: TrainConfig, command: str | None = None, log=pri
     started_from = None
     if config.init_from:  # fine-tuning: the weights of a serving checkpoint of this family, verified
         parent = checkpoint.verify(Path(config.init_from))
-        checkpoint.load_state(Path(config.init_from), family.serving_model(training))
+        checkpoint.load_state(Path(config.init_from), family.serving_model(training), fill_missing=family.grow_layer)
         # The card keeps how the starting weights were made: the path may be overwritten later.
         started_from = {key: parent.get(key) for key in ("sha256", "command", "epochs_trained", "train_seconds",
                                                          "started_from")}

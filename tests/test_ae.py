@@ -24,3 +24,12 @@ def test_train_steps_lower_the_loss(tiny_dataset):
     assert losses[-1] < 0.6 * losses[0]
     restored = ae.restore(training.model, np.asarray(images))
     assert restored.min() >= 0.0 and restored.max() <= 1.0
+
+
+def test_identity_layer_only_for_the_square_layers_after_a_relu():
+    kernel = ae.identity_layer("encode_quarter/4/kernel", (3, 3, 8, 8))
+    assert kernel.shape == (3, 3, 8, 8) and np.array_equal(kernel[1, 1], np.eye(8)) and kernel.sum() == 8
+    assert not ae.identity_layer("decode_half/2/bias", (8,)).any()
+    assert ae.identity_layer("encode_quarter/0/kernel", (3, 3, 4, 8)) is None  # changes the width: no identity
+    assert ae.identity_layer("output/kernel", (3, 3, 8, 8)) is None  # no ReLU before it
+    assert ae.identity_layer("upsample/kernel", (1, 1, 8, 8)) is None

@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from imgjax import checkpoint
+from imgjax import ae, checkpoint
 from imgjax.family import load_family
 from imgjax.train import TrainConfig, fit
 
@@ -95,4 +95,24 @@ def test_init_from_starts_at_a_checkpoints_weights(tiny_dataset, tmp_path):
     assert card["started_from"]["sha256"] == first["sha256"] and card["started_from"]["epochs_trained"] == 1
     with pytest.raises(checkpoint.CheckpointError):
         fit(family, dataclasses.replace(still, out=str(tmp_path / "third"), init_from=str(tmp_path / "none.safetensors")),
+            log=lambda *_: None)
+
+
+def test_init_from_grows_a_deeper_autoencoder_that_computes_the_same(tiny_dataset, tmp_path):
+    """`--set depths=... --init-from`: the layers the checkpoint lacks start as the identity, so the
+    grown model restores exactly as the checkpoint's did; a family without that rule refuses."""
+    family = load_family("ae")
+    fit(family, _config("ae", tiny_dataset, tmp_path / "first", epochs=1), log=lambda *_: None)
+    weights = tmp_path / "first" / "ae.safetensors"
+    deeper = dataclasses.replace(family, model_config=dataclasses.replace(family.model_config, depths=(3, 5, 3)))
+    still = dataclasses.replace(_config("ae", tiny_dataset, tmp_path / "grown", epochs=1), learning_rate=0.0,
+                                init_from=str(weights))
+    card = fit(deeper, still, log=lambda *_: None)
+    assert tuple(card["config"]["depths"]) == (3, 5, 3)
+    images = np.random.default_rng(0).random((4, 28, 28, 1), np.float32)
+    (shallow, _), (grown, _) = (checkpoint.load_model("ae", path) for path in (weights, tmp_path / "grown" / "ae.safetensors"))
+    assert len(grown.encode_quarter) == len(shallow.encode_quarter) + 2
+    np.testing.assert_array_equal(ae.restore(grown, images), ae.restore(shallow, images))
+    with pytest.raises(checkpoint.CheckpointError, match="no array named"):
+        fit(dataclasses.replace(deeper, grow_layer=None), dataclasses.replace(still, out=str(tmp_path / "refused")),
             log=lambda *_: None)
