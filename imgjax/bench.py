@@ -731,11 +731,13 @@ VECTOR_EXTENSIONS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "av
 
 
 def processor() -> dict:
-    """This CPU as /proc/cpuinfo names it: vendor, model, cores, and its VECTOR_EXTENSIONS present."""
+    """This CPU as /proc/cpuinfo names it: vendor (as the training flags read it), model, cores, and
+    its VECTOR_EXTENSIONS present."""
+    from .parallel import cpu_vendor
     info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     field = lambda name: (re.findall(rf"{name}\s*:\s*(.*)", info) or [platform.processor()])[0].strip()
     flags = set(field("flags").split())
-    return {"vendor": field("vendor_id"), "model": field("model name"), "cores": os.cpu_count(),
+    return {"vendor": cpu_vendor(), "model": field("model name"), "cores": os.cpu_count(),
             "vector_extensions": [name for name in VECTOR_EXTENSIONS if name in flags]}
 
 

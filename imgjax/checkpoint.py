@@ -64,14 +64,11 @@ def _fill(template: dict, arrays: dict[str, np.ndarray], source: str, prefix: st
         if isinstance(value, dict):
             filled[key] = _fill(value, arrays, source, name + "/", fill_missing)
             continue
-        if name not in arrays and fill_missing is not None:
-            array = fill_missing(name, value.shape)
-            if array is not None:
-                filled[key] = jax.numpy.asarray(array, dtype=value.dtype)
-                continue
-        if name not in arrays:
+        array = arrays.get(name)
+        if array is None and fill_missing is not None:
+            array = fill_missing(name, tuple(value.shape))
+        if array is None:
             raise CheckpointError(f"{source}: no array named {name!r}: the file was written for another model")
-        array = arrays[name]
         if array.shape != tuple(value.shape):
             raise CheckpointError(f"{source}: {name!r} has shape {array.shape}, the model expects {tuple(value.shape)}")
         filled[key] = jax.numpy.asarray(array, dtype=value.dtype)

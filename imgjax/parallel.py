@@ -70,10 +70,10 @@ def tuned_training_flags(family: str | None, vendor: str | None = None) -> list[
     none without a family (they were measured per family) or on a jaxlib they were not measured with."""
     from importlib.metadata import PackageNotFoundError, version
     try:
-        by_host = TRAINING_XLA_FLAGS.get(version("jaxlib"), {})
+        by_host = TRAINING_XLA_FLAGS.get(version("jaxlib")) if family else None
     except PackageNotFoundError:
-        return []
-    if family is None or not by_host:
+        by_host = None
+    if not by_host:
         return []
     return list(by_host.get((vendor if vendor is not None else cpu_vendor(), family), by_host["default"]))
 
