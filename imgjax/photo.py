@@ -124,6 +124,6 @@ FAMILY = Family(
     serving_model=lambda training: training.model,
     schedule=ae.learning_rate_schedule,
     load_data=lambda train_config: photos.training_splits(train_config.seed),
-    dataset="debian-wallpapers",
+    dataset="debian-wallpapers+skimage-samples",
     grow_layer=ae.identity_layer,
 )

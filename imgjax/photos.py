@@ -2,19 +2,21 @@
 training, and the patches training reads.
 
 No dataset hub is involved. Training and validation photos are wallpapers that Debian ships as
-packages, photographs only (those packages also hold drawings and renders), each with the licence
-its package's copyright file gives:
+packages, photographs only (those packages also hold drawings and renders), and some of the sample
+photos scikit-image bundles (textures, coins, handwriting, a retina, a tissue slide), each with its licence:
 
     sudo apt install lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 mate-backgrounds plasma-workspace-wallpapers
+    pip install scikit-image
 
 ``VALIDATION`` names the photos held out for choices (recipes, baseline settings); the evaluation
-photos are scikit-image's bundled sample photographs, which training never sees (read by
-``imgjax.evaluate``, so that serving does not need scikit-image): the README's figures are measured on them.
+photos are scikit-image's other sample photographs (``imgjax.evaluate.PHOTO_EVALUATION``), which
+training never sees: the README's figures are measured on them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +27,18 @@ from .data import DataError, Split
 
 @dataclasses.dataclass(frozen=True)
 class PhotoSource:
-    package: str  # the Debian package that installs the files
-    licence: str  # as the package's debian/copyright states it for these files
+    package: str  # the Debian package (or, with from_pypi, the PyPI project) that installs the files
+    licence: str  # as the package's debian/copyright (or the sample's own documentation) states it
     folder: str
     files: tuple[str, ...]
+    from_pypi: bool = False
+
+
+def _scikit_image_samples() -> str:
+    """The folder of scikit-image's bundled sample images, found without importing scikit-image
+    (serving never needs it); empty when it is not installed."""
+    spec = importlib.util.find_spec("skimage")
+    return str(Path(spec.submodule_search_locations[0]) / "data") if spec else ""
 
 
 SOURCES = (
@@ -46,6 +56,10 @@ SOURCES = (
         f"{name}/contents/images/2560x1600.jpg" for name in (
             "BytheWater", "ColdRipple", "ColorfulCups", "EveningGlow", "FallenLeaf", "Grey", "Kite", "OneStandsOut",
             "Path", "summer_1am"))),
+    # Never the evaluation photos (camera, moon, clock_motion, astronaut, coffee, chelsea, rocket).
+    PhotoSource("scikit-image", "CC0-1.0 (brick, grass, gravel, retina); public domain or no known copyright "
+                "restrictions (text, coins, ihc)", _scikit_image_samples(), (
+        "brick.png", "grass.png", "gravel.png", "coins.png", "text.png", "retina.jpg", "ihc.png"), from_pypi=True),
 )
 
 # Held out of training, one or two per package: recipes and the baselines' settings are chosen on them.
@@ -54,8 +68,9 @@ VALIDATION = ("Dragonfly_by_Bolly.jpg", "picosdeeuropa_by_Aitzol_Berasategi.jpg"
 
 EVALUATION_CROP = 256  # the baselines are tuned, and the evaluation measures, on centre crops of this side
 
-# Training sees each photo at these long sides: downscaling the multi-megapixel wallpapers removes
-# their JPEG artefacts and sensor noise (the targets must be clean) and shows objects at several sizes.
+# Training sees each photo at these long sides (a smaller one once, at its own size): downscaling the
+# multi-megapixel wallpapers removes their JPEG artefacts and sensor noise (the targets must be clean)
+# and shows objects at several sizes.
 TRAINING_SIDES = (512, 768, 1024)
 PATCH = 64  # training patches are PATCH x PATCH
 PATCHES_PER_PHOTO_AND_SIDE = 192
@@ -70,9 +85,14 @@ def photo_paths(names=None) -> list[Path]:
              if names is None or name in names]
     found = [path for path in paths if path.exists()]
     if not found:
-        packages = " ".join(source.package for source in SOURCES)
-        raise DataError(f"no training photos found; install them with: sudo apt install {packages}")
+        raise DataError(f"no training photos found; install them with: {install_command()}")
     return found
+
+
+def install_command() -> str:
+    debian = " ".join(source.package for source in SOURCES if not source.from_pypi)
+    pypi = " ".join(source.package for source in SOURCES if source.from_pypi)
+    return f"sudo apt install {debian} && pip install {pypi}"
 
 
 def read_photo(path: Path, long_side: int) -> np.ndarray:
@@ -89,6 +109,14 @@ def read_photo(path: Path, long_side: int) -> np.ndarray:
         raise DataError(f"{path}: cannot read the photo ({error})") from error
 
 
+def training_sides(path: Path) -> tuple[int, ...]:
+    """The long sides the photo is read at: TRAINING_SIDES, those above its own long side replaced by it
+    (so a small photo is read once, at its own size, rather than several times unchanged)."""
+    with Image.open(path) as image:
+        long_side = max(image.size)
+    return tuple(sorted({min(side, long_side) for side in TRAINING_SIDES}))
+
+
 def random_patches(photo: np.ndarray, count: int, side: int, rng: np.random.Generator) -> np.ndarray:
     """``count`` random ``side`` x ``side`` crops of an (H, W, 3) photo."""
     h, w = photo.shape[:2]
@@ -98,18 +126,21 @@ def random_patches(photo: np.ndarray, count: int, side: int, rng: np.random.Gene
 
 def training_splits(seed: int = 0) -> tuple[Split, Split]:
     """(training patches, validation patches): PATCH-sided crops of the training photos at each of
-    TRAINING_SIDES, and VALIDATION_PATCH-sided crops of the VALIDATION photos at 512 pixels. The crops
-    are a fixed draw (``seed``); the training step flips, rotates and adds noise afresh at each step.
-    Labels are unused (zeros)."""
-    rng = np.random.default_rng(seed)
+    ``training_sides``, and VALIDATION_PATCH-sided crops of the VALIDATION photos at 512 pixels. The
+    crops are a fixed draw (``seed``; the validation crops from a stream of their own, so they stay put
+    when training photos are added); the training step flips, rotates and adds noise afresh at each
+    step. Labels are unused (zeros). Raises DataError naming any photo that is missing."""
+    missing = [str(Path(source.folder) / name) for source in SOURCES for name in source.files
+               if not (Path(source.folder) / name).exists()]
+    if missing:
+        raise DataError(f"{len(missing)} training photos are missing ({', '.join(missing[:3])}, ...); "
+                        f"install them with: {install_command()}")
+    train_rng, held_rng = np.random.default_rng(seed), np.random.default_rng([seed, 1])
     validation = set(photo_paths(VALIDATION))
-    train = [random_patches(read_photo(path, side), PATCHES_PER_PHOTO_AND_SIDE, PATCH, rng)
-             for path in photo_paths() if path not in validation for side in TRAINING_SIDES]
-    held = [random_patches(read_photo(path, 512), VALIDATION_PATCHES_PER_PHOTO, VALIDATION_PATCH, rng)
+    train = [random_patches(read_photo(path, side), PATCHES_PER_PHOTO_AND_SIDE, PATCH, train_rng)
+             for path in photo_paths() if path not in validation for side in training_sides(path)]
+    held = [random_patches(read_photo(path, 512), VALIDATION_PATCHES_PER_PHOTO, VALIDATION_PATCH, held_rng)
             for path in sorted(validation)]
-    if not train or not held:
-        raise DataError("the training or the validation photos are missing; reinstall the packages named in "
-                        "imgjax/photos.py")
     as_split = lambda patches: Split(np.concatenate(patches), np.zeros(sum(map(len, patches)), np.int32))
     return as_split(train), as_split(held)
 

@@ -60,6 +60,32 @@ def test_training_and_validation_photos_are_apart(installed_photos):
     assert patches.shape == (5, photos.PATCH, photos.PATCH, 3)
 
 
+def test_training_never_sees_an_evaluation_photo(installed_photos):
+    """scikit-image's samples in training are read whole, so an evaluation photo among them would
+    match one in size and pixels."""
+    from PIL import Image
+    samples = pytest.importorskip("skimage.data")
+    evaluation = [np.asarray(getattr(samples, name)()) for name in evaluate.PHOTO_EVALUATION]
+    trained = [path for path in installed_photos if "skimage" in path.parts]
+    assert len(trained) == sum(len(source.files) for source in photos.SOURCES if source.from_pypi)
+    for path in trained:
+        with Image.open(path) as image:
+            pixels = np.asarray(image)
+        assert not any(pixels.shape == e.shape and np.array_equal(pixels, e) for e in evaluation), path
+
+
+def test_small_photos_are_read_once_and_missing_photos_are_named(tmp_path, monkeypatch):
+    from PIL import Image
+    Image.new("RGB", (300, 200)).save(tmp_path / "small.png")
+    Image.new("RGB", (2000, 1000)).save(tmp_path / "large.png")
+    assert photos.training_sides(tmp_path / "small.png") == (300,)
+    assert photos.training_sides(tmp_path / "large.png") == photos.TRAINING_SIDES
+    monkeypatch.setattr(photos, "SOURCES", photos.SOURCES + (
+        photos.PhotoSource("some-package", "CC0-1.0", str(tmp_path), ("large.png", "gone.jpg")),))
+    with pytest.raises(photos.DataError, match=r"gone\.jpg.*sudo apt install .*some-package"):
+        photos.training_splits()
+
+
 def test_the_photo_model_beats_the_tuned_total_variation_filter_on_held_out_crops():
     """The shipped photo model on 96x96 crops of scikit-image's sample photos (gray and colour), at
     the two evaluated noise levels, against TV with the weight `imgjax eval photo` tuned on the
