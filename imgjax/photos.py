@@ -81,12 +81,16 @@ VALIDATION_PATCHES_PER_PHOTO = 8
 def photo_paths(names=None) -> list[Path]:
     """The installed training and validation photos (``names``: only those); raises DataError with
     the install command when none of the packages is installed."""
-    paths = [Path(source.folder) / name for source in SOURCES for name in source.files
-             if names is None or name in names]
-    found = [path for path in paths if path.exists()]
+    found = [path for path in listed_paths(names) if path.exists()]
     if not found:
         raise DataError(f"no training photos found; install them with: {install_command()}")
     return found
+
+
+def listed_paths(names=None) -> list[Path]:
+    """Where the training and validation photos of SOURCES (``names``: only those) are, installed or not."""
+    return [Path(source.folder) / name for source in SOURCES for name in source.files
+            if names is None or name in names]
 
 
 def install_command() -> str:
@@ -130,8 +134,7 @@ def training_splits(seed: int = 0) -> tuple[Split, Split]:
     crops are a fixed draw (``seed``; the validation crops from a stream of their own, so they stay put
     when training photos are added); the training step flips, rotates and adds noise afresh at each
     step. Labels are unused (zeros). Raises DataError naming any photo that is missing."""
-    missing = [str(Path(source.folder) / name) for source in SOURCES for name in source.files
-               if not (Path(source.folder) / name).exists()]
+    missing = [str(path) for path in listed_paths() if not path.exists()]
     if missing:
         raise DataError(f"{len(missing)} training photos are missing ({', '.join(missing[:3])}, ...); "
                         f"install them with: {install_command()}")
