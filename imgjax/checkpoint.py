@@ -30,16 +30,18 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, corrupt, or does not match the model it is loaded into."""
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename: a crash never leaves half a file."""
+def atomic_write(path: Path, data: bytes, sync: bool = True) -> None:
+    """Write to a temporary file in the same folder, then rename: a crash never leaves half a file,
+    and a reader of the old file reads it whole. ``sync``: flushed to disk before the rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
+            if sync:
+                out.flush()
+                os.fsync(out.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; these files are shared and committed
         os.replace(tmp, path)
     finally:

@@ -1,4 +1,5 @@
-"""The ``imgjax`` command: ``imgjax train {gan,cnn,ae}``, ``imgjax eval {gan,cnn,ae}`` and ``imgjax bench``."""
+"""The imgjax command: train a model family, measure a checkpoint, time training and serving, and
+picture the studio."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import dataclasses
 import json
 import sys
 
+from . import __version__
 from .data import HELD_OUT_IMAGES
 from .family import NAMES as FAMILY_NAMES
 
@@ -14,18 +16,23 @@ PRECISIONS = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "
 
 
 def build_parser() -> argparse.ArgumentParser:
+    families = ", ".join(FAMILY_NAMES)
     parser = argparse.ArgumentParser(prog="imgjax", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"imgjax {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    subcommand = lambda name, text: commands.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
 
-    train = commands.add_parser("train", help="train a model family (resumes from its last epoch)")
-    train.add_argument("family", choices=FAMILY_NAMES)
-    train.add_argument("--epochs", type=int, help="default: the family's target-reaching value")
-    train.add_argument("--batch-size", type=int)
-    train.add_argument("--learning-rate", type=float)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--dataset", default="fashion-mnist", choices=("fashion-mnist", "mnist"))
-    train.add_argument("--data-dir", help="folder with the IDX files (else IMGJAX_DATA_DIR, cache, system, download)")
-    train.add_argument("--out", help="output folder (default runs/<family>)")
+    train = subcommand("train", f"train a model family ({families}); resumes from its last finished epoch")
+    train.add_argument("family", choices=FAMILY_NAMES, metavar="FAMILY", help=f"one of {families}")
+    train.add_argument("--epochs", type=int, help="epochs to train (default: the family's target-reaching value)")
+    train.add_argument("--batch-size", type=int, help="images per step (default: the family's)")
+    train.add_argument("--learning-rate", type=float, help="peak learning rate (default: the family's)")
+    train.add_argument("--seed", type=int, default=0, help="seed of the weights, the data order and the noise (default: 0)")
+    train.add_argument("--dataset", default="fashion-mnist", choices=("fashion-mnist", "mnist"),
+                       help="the images to train on (default: fashion-mnist; the photo family reads its own photos)")
+    train.add_argument("--data-dir", help="folder with the IDX files (default: IMGJAX_DATA_DIR, the cache, the "
+                       "system's copy, else a download)")
+    train.add_argument("--out", help="output folder (default: runs/<family>)")
     train.add_argument("--devices", type=int, help="data-parallel over the first N devices (default: all GPUs or "
                        "TPUs; on a CPU, two devices per core, at most one per 32 images of the batch)")
     train.add_argument("--held-out", type=int, default=HELD_OUT_IMAGES, metavar="N",
@@ -37,24 +44,29 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--init-from", metavar="WEIGHTS", help="start from this checkpoint's weights (e.g. "
                        "checkpoints/photo.safetensors) with a fresh optimizer and schedule, instead of random ones")
     train.add_argument("--precision", choices=PRECISIONS, default="float32", type=lambda v: PRECISIONS.get(v, v),
-                       help="bf16 (= bfloat16): float32 master weights, bfloat16 convolutions and matmuls "
-                       "(for GPUs and TPUs)")
+                       help="float32 (default), or bf16 (= bfloat16): float32 master weights, bfloat16 "
+                       "convolutions and matmuls (for GPUs and TPUs)")
 
-    evaluate = commands.add_parser("eval", help="measure a checkpoint on the 10k test set")
-    evaluate.add_argument("family", choices=FAMILY_NAMES)
-    evaluate.add_argument("--checkpoint", help="weights file (default checkpoints/<family>.safetensors)")
+    evaluate = subcommand("eval", f"measure a checkpoint ({families}) on its test set, beside baselines")
+    evaluate.add_argument("family", choices=FAMILY_NAMES, metavar="FAMILY", help=f"one of {families}")
+    evaluate.add_argument("--checkpoint", help="weights file (default: checkpoints/<family>.safetensors)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
-    evaluate.add_argument("--data-dir")
-    evaluate.add_argument("--out", help="folder for pictures and statistics (default runs/eval/<family>)")
+    evaluate.add_argument("--data-dir", help="folder with the IDX files (default: as for train)")
+    evaluate.add_argument("--out", help="folder for pictures and statistics (default: runs/eval/<family>)")
     evaluate.add_argument("--write-card", action="store_true", help="store the metrics in the checkpoint's JSON card "
                           "and write the pictures and statistics beside it (ignores --out)")
-    evaluate.add_argument("--bm3d-images", type=int, default=200, help="test images for the BM3D baseline")
+    evaluate.add_argument("--bm3d-images", type=int, default=200, help="test images for the BM3D baseline (default: 200)")
 
-    bench = commands.add_parser("bench", help="training and serving speed, side by side with PyTorch")
+    bench = subcommand("bench", "time training and serving, side by side with PyTorch")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
-    bench.add_argument("--quick", action="store_true", help="fewer repetitions (every figure still reported)")
+    bench.add_argument("--workload", choices=("full", "quick", "smoke"), default="full",
+                       help="full (default): the figures the docs quote; quick: fewer repetitions; smoke: every "
+                       "figure once on the smallest workload, for the tests (the values mean nothing)")
     bench.add_argument("--only", action="append", choices=("training", "inference", "cold_start", "lab"),
                        help="run only this section (repeatable; default: all four)")
+    pictures = subcommand("pictures", "remake the README's pictures of the studio (needs chromium and Playwright)")
+    pictures.add_argument("--out", default="docs", help="folder for the pictures (default: docs)")
+    pictures.add_argument("--url", help="a running studio to picture (default: start one)")
     return parser
 
 
@@ -92,9 +104,15 @@ def main(argv=None) -> int:
         return 0
     if args.command == "bench":
         from .bench import run_bench
-        results = run_bench(quick=args.quick, sections=args.only, log=(lambda *a: print(*a, file=sys.stderr)) if args.json else print)
+        results = run_bench(args.workload, sections=args.only, log=(lambda *a: print(*a, file=sys.stderr)) if args.json else print)
         if args.json:
             print(json.dumps(results))
+        return 0
+    if args.command == "pictures":
+        from pathlib import Path
+
+        from .pictures import make_pictures
+        make_pictures(Path(args.out), url=args.url)
         return 0
     from .evaluate import run_eval
     results = run_eval(args.family, args.checkpoint, data_dir=args.data_dir, out=args.out,

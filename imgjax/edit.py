@@ -109,11 +109,18 @@ class Projection:
     losses: np.ndarray  # (N,)
 
 
-@functools.partial(nnx.jit, static_argnames=("config",))
 def starting_points(generator, classifier, encoder: Encoder | None, images, key, config: SearchConfig):
     """Every image's candidates, flattened: latents (N * K, latent_dim), labels (N * K,), the images'
     classifier features repeated (N * K, features), K = classes x starts: the classifier's likeliest
-    classes, each from the encoder's latent (zero without one) and copies of it moved by ``jitter``."""
+    classes, each from the encoder's latent (zero without one) and copies of it moved by ``jitter``.
+    The models are only read (split, then merged inside the compiled program), so threads may share them."""
+    graph, weights = nnx.split((generator, classifier, encoder))
+    return _starting_points(graph, weights, images, key, config)
+
+
+@functools.partial(jax.jit, static_argnames=("graph", "config"))
+def _starting_points(graph, weights, images, key, config: SearchConfig):
+    generator, classifier, encoder = nnx.merge(graph, weights)
     n, latent_dim = images.shape[0], generator.project.in_features - generator.embed.features
     labels = jax.lax.top_k(classifier(images), config.classes)[1]  # (N, classes)
     if encoder is None:

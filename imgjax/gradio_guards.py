@@ -25,11 +25,20 @@ from pathlib import Path
 
 import gradio as gr
 import pydantic
+from gradio import processing_utils
 from gradio.components.base import server
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from .user_input import MAX_FILE_BYTES, TOO_BIG_FILE, InputError, shown
+from .checkpoint import atomic_write
+from .user_input import (
+    MAX_FILE_BYTES,
+    MAX_ITEMS,
+    MAX_TEXT,
+    TOO_BIG_FILE,
+    InputError,
+    shown,
+)
 
 MAX_BODY_BYTES = 16 * 2**20  # one request: a 10 MB file with its multipart or base64 overhead
 MAX_PENDING_BLOBS = 64  # editor images sent ahead of a click, kept per editor (oldest dropped)
@@ -77,7 +86,12 @@ class BodyLimit:
             if not refused:
                 log.info("client disconnected before its request was read: %s", scope.get("path"))
                 return
-        except Exception:  # the route's reaction to the cut-off body: refused below
+        except Exception as error:  # the route's reaction to the cut-off body: refused below
+            if started and isinstance(error.__cause__, HTTPException):
+                # Gradio's event stream refusing mid-stream (a session hash two clients share, whose
+                # events the other's stream took): the client sees its stream end; one line here.
+                log.info("event stream ended: %s (%s)", error.__cause__.detail, scope.get("path"))
+                return
             if not refused:
                 raise
         if refused and not started:
@@ -88,6 +102,21 @@ class BodyLimit:
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
+
+
+# ----------------------------------------------------------------------------- outputs
+
+def _save_pil_to_cache_whole(img, cache_dir: str, name: str = "image", format: str = "webp") -> str:
+    """Gradio's ``processing_utils.save_pil_to_cache``, renamed into place instead of rewritten in
+    place: two requests making the same picture (two visitors' default grids) write the same file,
+    and a client fetching it meanwhile got it truncated."""
+    data = processing_utils.encode_pil_to_bytes(img, format)
+    path = (Path(cache_dir) / processing_utils.hash_bytes(data) / f"{name}.{format}").resolve()
+    atomic_write(path, data, sync=False)
+    return str(path)
+
+
+processing_utils.save_pil_to_cache = _save_pil_to_cache_whole
 
 
 # ----------------------------------------------------------------------------- user errors
@@ -129,6 +158,23 @@ def _check_value(component, value) -> str | None:
     return None
 
 
+def _too_large(value, budget: list | None = None) -> str | None:
+    """Why a plain value (not a file) is too large to read: a string over ``MAX_TEXT`` characters, or
+    over ``MAX_ITEMS`` values in its lists and objects, nested ones included; None when it is not."""
+    budget = [MAX_ITEMS] if budget is None else budget
+    if isinstance(value, str):
+        return f"at most {MAX_TEXT:,} characters long" if len(value) > MAX_TEXT else None
+    if isinstance(value, (list, dict)):
+        budget[0] -= len(value)
+        if budget[0] < 0:
+            return f"at most {MAX_ITEMS:,} values in all"
+        for item in [*value.keys(), *value.values()] if isinstance(value, dict) else value:
+            problem = _too_large(item, budget)
+            if problem:
+                return problem
+    return None
+
+
 def _fits_data_model(component, value) -> bool:
     model = getattr(component, "data_model", None)
     if model is None or value is None:
@@ -157,7 +203,8 @@ def guard_api(demo: gr.Blocks) -> None:
             got = len(inputs) if isinstance(inputs, list) else type(inputs).__name__
             raise user_error(f"{where or 'This action'} takes {len(components)} values ({names}); got {got}.", where)
         for component, value in zip(components, inputs):
-            problem = _check_value(component, value)
+            is_file_input = isinstance(component, (gr.Image, gr.ImageEditor, gr.File))
+            problem = (None if is_file_input else _too_large(value)) or _check_value(component, value)
             if problem is not None:
                 raise user_error(f"{_label(component)} must be {problem}; got {shown(value)}.", where)
         try:
@@ -282,14 +329,22 @@ def temporary_files(demo: gr.Blocks, *directories) -> list[Path]:
     file under ``directories``."""
     keep = set().union(*(getattr(block, "keep_in_cache", set()) for block in demo.blocks.values()))
     files = {Path(f) for files in list(demo.temp_file_sets) for f in list(files) if f not in keep}
-    for directory in directories:
-        files.update(Path(root) / name for root, _, names in os.walk(directory) for name in names)
-    return sorted(files)
+    return sorted(files.union(files_under(*directories)))
+
+
+def files_under(*directories) -> list[Path]:
+    """Every file under ``directories`` (none for one that does not exist)."""
+    return [Path(root) / name for directory in directories for root, _, names in os.walk(directory) for name in names]
+
+
+IN_FLIGHT_S = 10.0  # a file this young may still be on its way to a client: kept whatever the size
 
 
 def prune_cache(files, max_age: float, max_bytes: int) -> None:
     """Delete the ``files`` older than ``max_age`` seconds, then the oldest until the rest hold at
-    most ``max_bytes``; remove the per-file folders Gradio made for them once empty."""
+    most ``max_bytes``, sparing those written in the last ``IN_FLIGHT_S`` seconds (a burst of requests
+    would otherwise lose outputs before their clients fetched them); remove the per-file folders
+    Gradio made for them once empty."""
     found = []
     for path in files:
         try:
@@ -300,7 +355,7 @@ def prune_cache(files, max_age: float, max_bytes: int) -> None:
     found.sort()
     total, now = sum(size for _, size, _ in found), time.time()
     for modified, size, path in found:
-        if now - modified <= max_age and total <= max_bytes:
+        if now - modified <= max_age and (total <= max_bytes or now - modified < IN_FLIGHT_S):
             break
         path.unlink(missing_ok=True)
         total -= size

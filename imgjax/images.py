@@ -68,37 +68,59 @@ def save_jpeg(picture, path: Path, quality: int = 90) -> None:
     atomic_write(Path(path), buffer.getvalue())
 
 
-def confusion_matrix_image(matrix: np.ndarray, class_names, cell: int = 44) -> Image.Image:
-    """A labelled confusion matrix (rows: true class, columns: predicted), cells shaded by the
-    fraction of the true class, each showing its count."""
-    k = len(class_names)
-    margin = 96
-    image = Image.new("RGB", (margin + k * cell + 8, margin + k * cell + 8), "white")
+def font(size: int):
+    """Pillow's bundled scalable font at ``size`` pixels (its bitmap default is ~7 px: too small to read)."""
+    from PIL import ImageFont
+    return ImageFont.load_default(size=size)
+
+
+def confusion_matrix_image(matrix: np.ndarray, class_names, cell: int = 44, text: int = 15) -> Image.Image:
+    """A labelled confusion matrix (rows: true class, columns: predicted, their names turned upright),
+    cells shaded by the fraction of the true class, each showing its count; ``text`` pixels high."""
+    k, letters = len(class_names), font(text)
+    margin = 12 + int(max(letters.getlength(name) for name in class_names))
+    top = margin + text + 12
+    image = Image.new("RGB", (margin + k * cell + 8, top + k * cell + 8), "white")
     draw = ImageDraw.Draw(image)
     fractions = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
     for i in range(k):
-        draw.text((4, margin + i * cell + cell // 2 - 5), class_names[i][:13], fill="black")
-        draw.text((margin + i * cell + 2, margin - 14 - 12 * (i % 2)), class_names[i][:7], fill="black")
+        draw.text((margin - 6, top + i * cell + cell // 2), class_names[i], fill="black", font=letters, anchor="rm")
+        header = Image.new("RGB", (margin - 6, cell), "white")
+        ImageDraw.Draw(header).text((0, cell // 2), class_names[i], fill="black", font=letters, anchor="lm")
+        image.paste(header.rotate(90, expand=True), (margin + i * cell, top - margin + 6))
         for j in range(k):
             shade = int(255 * (1 - fractions[i, j]))
             color = (shade, shade, 255) if i == j else (255, shade, shade)
-            box = (margin + j * cell, margin + i * cell, margin + (j + 1) * cell - 1, margin + (i + 1) * cell - 1)
+            box = (margin + j * cell, top + i * cell, margin + (j + 1) * cell - 1, top + (i + 1) * cell - 1)
             draw.rectangle(box, fill=color)
-            draw.text((box[0] + 4, box[1] + cell // 2 - 5), str(int(matrix[i, j])),
-                      fill="white" if fractions[i, j] > 0.6 else "black")
-    draw.text((margin, 4), "rows: true class   columns: predicted", fill="black")
+            draw.text(((box[0] + box[2]) // 2, (box[1] + box[3]) // 2), str(int(matrix[i, j])), font=letters,
+                      anchor="mm", fill="white" if fractions[i, j] > 0.6 else "black")
+    draw.text((4, 4), "rows: true class, columns: predicted", fill="black", font=letters)
     return image
+
+
+def label_rows(grid: np.ndarray, names, left: int, text: int = 22) -> np.ndarray:
+    """(H, W) uint8 grid of len(names) equal blocks stacked vertically -> (H, left + W) with each
+    block's name written in the margin at its middle (white on the grid's gray), ``text`` pixels high."""
+    canvas = Image.fromarray(np.pad(grid, ((0, 0), (left, 0)), constant_values=64))
+    draw, letters = ImageDraw.Draw(canvas), font(text)
+    block = grid.shape[0] / len(names)
+    for i, name in enumerate(names):
+        draw.text((8, (i + 0.5) * block), name, fill=255, font=letters, anchor="lm")
+    return np.asarray(canvas)
 
 
 CHART_COLOURS = ("#c2410c", "#1d4ed8", "#15803d", "#7e22ce")  # at least 4.5:1 against white
 
 
 def line_chart(series: dict[str, tuple[np.ndarray, np.ndarray]], x_label: str = "", right_axis: str | None = None,
-               size: tuple[int, int] = (560, 280)) -> np.ndarray:
+               size: tuple[int, int] = (560, 300), text: int = 18) -> np.ndarray:
     """Curves ``{name: (x, y)}`` on shared axes, as a uint8 RGB picture with a legend; the series
-    named ``right_axis`` is drawn against its own axis on the right, from 0 to 1 (an accuracy)."""
+    named ``right_axis`` is drawn against its own axis on the right, from 0 to 1 (an accuracy).
+    Text is ``text`` pixels high: 12 or more on the page, where the chart shows at ~70% of its size."""
     width, height = size
-    left, right, top, bottom = 56, 48 if right_axis else 12, 30, 34
+    letters = font(text)
+    left, right, top, bottom = 4 + int(letters.getlength("-0.0000")) + 6, 56 if right_axis else 12, 2 * text + 16, 2 * text + 14
     image = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(image)
     plot_w, plot_h = width - left - right, height - top - bottom
@@ -107,30 +129,34 @@ def line_chart(series: dict[str, tuple[np.ndarray, np.ndarray]], x_label: str = 
     xs = [x for x, _ in series.values() if len(x)]
     left_values = [finite(y) for name, (_, y) in series.items() if name != right_axis and len(finite(y))]
     if not xs or not left_values:
-        draw.text((left + 8, top + 8), "waiting for the first steps", fill="black")
+        draw.text((left + 8, top + 8), "waiting for the first steps", fill="black", font=letters)
         return np.asarray(image)
     x_max = max(float(x.max()) for x in xs) or 1.0
     low = min(float(v.min()) for v in left_values)
     high = max(float(v.max()) for v in left_values)
     low, high = (low - 0.5, high + 0.5) if high - low < 1e-6 else (low - 0.05 * (high - low), high + 0.05 * (high - low))
     to_px = lambda x, y, lo, hi: (left + plot_w * x / x_max, top + plot_h * (1 - (y - lo) / (hi - lo)))
+    grey = "#374151"
     for i in range(5):  # gridlines and the axes' values
         fraction = i / 4
         y = top + plot_h * (1 - fraction)
         draw.line((left, y, left + plot_w, y), fill="#e5e7eb")
-        draw.text((4, y - 6), f"{low + fraction * (high - low):.3g}", fill="#374151")
+        draw.text((left - 6, y), f"{low + fraction * (high - low):.3g}", fill=grey, font=letters, anchor="rm")  # ≤ 7 chars
         if right_axis:
-            draw.text((left + plot_w + 4, y - 6), f"{fraction:.2f}", fill="#374151")
-        draw.text((left + plot_w * fraction - 10, top + plot_h + 4), f"{x_max * fraction:.0f}", fill="#374151")
-    draw.text((left + plot_w // 2 - 12, height - 14), x_label, fill="#374151")
-    legend_x = left
+            draw.text((left + plot_w + 6, y), f"{fraction:.2f}", fill=grey, font=letters, anchor="lm")
+        draw.text((left + plot_w * fraction, top + plot_h + 4), f"{x_max * fraction:.0f}", fill=grey, font=letters,
+                  anchor="ma")
+    draw.text((left + plot_w // 2, height - 4), x_label, fill=grey, font=letters, anchor="md")
+    legend_x, legend_y = left, 6
     for colour, (name, (x, y)) in zip(CHART_COLOURS, series.items()):
         lo, hi = (0.0, 1.0) if name == right_axis else (low, high)
         keep = np.isfinite(y)
         points = [to_px(float(a), float(b), lo, hi) for a, b in zip(x[keep], y[keep])]
         if len(points) > 1:
             draw.line(points, fill=colour, width=2)
-        draw.rectangle((legend_x, 10, legend_x + 14, 20), fill=colour)
-        draw.text((legend_x + 18, 9), name, fill="black")
-        legend_x += 26 + int(draw.textlength(name))
+        if legend_x + 26 + letters.getlength(name) > width:  # the legend wraps to a second line
+            legend_x, legend_y = left, legend_y + text + 4
+        draw.rectangle((legend_x, legend_y + 3, legend_x + 14, legend_y + 13), fill=colour)
+        draw.text((legend_x + 18, legend_y), name, fill="black", font=letters)
+        legend_x += 30 + int(letters.getlength(name))
     return np.asarray(image)

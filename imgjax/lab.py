@@ -101,7 +101,8 @@ def resolved(config: LabConfig) -> LabConfig:
         raise ValueError(f"width {config.width}: expected one of {', '.join(map(str, WIDTHS))}")
     if config.gan_loss not in GAN_LOSSES:
         raise ValueError(f"GAN loss {config.gan_loss!r}: expected {' or '.join(GAN_LOSSES)}")
-    if len(config.corruption_shares) != 3 or min(config.corruption_shares) < 0 or sum(config.corruption_shares) <= 0:
+    shares = config.corruption_shares
+    if config.family == "ae" and (len(shares) != 3 or min(shares) < 0 or sum(shares) <= 0):
         raise ValueError("corruption mix: three shares (Gaussian, salt and pepper, boxes), not negative, not all 0")
     return config
 
@@ -181,8 +182,8 @@ class LiveView:
         mistakes = labelled_tiles(self.images[wrong], [(f"is {FASHION_CLASSES[self.labels[i]]}",
                                                         f"said {FASHION_CLASSES[predicted[i]]}") for i in wrong])
         accuracy = float(np.mean(predicted == self.labels))
-        return ({f"test accuracy, {len(self.labels)} images": accuracy}, np.asarray(confusion_matrix_image(matrix, FASHION_CLASSES, cell=36)),
-                mistakes)
+        return ({f"test accuracy, {len(self.labels)} images": accuracy},
+                np.asarray(confusion_matrix_image(matrix, FASHION_CLASSES, cell=40, text=17)), mistakes)
 
     def _ae(self, model):
         import jax
@@ -190,22 +191,20 @@ class LiveView:
 
         from .ae import corrupted_examples, restore_aligned
         from .corruptions import gaussian_noise
-        from .images import image_grid, upscale
         from .metrics import psnr
         clean = jnp.asarray(self.images[:100])
         restored = restore_aligned(model, gaussian_noise(jax.random.key(0), clean, 0.2))
         examples = jnp.asarray(self.images[:8])
-        rows = []
-        for corrupted in corrupted_examples(examples).values():
+        rows, names = [], []
+        for name, corrupted in corrupted_examples(examples).items():
             rows += [corrupted, restore_aligned(model, corrupted)]
-        rows.append(examples)
-        picture = upscale(image_grid(jnp.concatenate(rows), rows=len(rows)), 3)
+            names += [name, "restored"]
+        picture = labelled_grid([*rows, examples], [*names, "clean"])
         return {"test PSNR, Gaussian 0.2 (dB), 100 images": float(psnr(clean, restored).mean())}, picture, None
 
     def _gan(self, generator):
         from .cnn import predict_probabilities
         from .gan import generate_for_classes, generate_images
-        from .images import image_grid, upscale
         figures = {}
         if self.classifier is not None:
             images, labels = generate_for_classes(generator, 200, seed=1)
@@ -213,7 +212,7 @@ class LiveView:
                 np.asarray(predict_probabilities(self.classifier, images)).argmax(-1) == labels))
         # The same ten latents all along (one column each), in every class (one row each).
         grid = generate_images(generator, self.latents, np.repeat(np.arange(10), 10))
-        return figures, upscale(image_grid(grid, rows=10), 3), None
+        return figures, labelled_grid(np.split(np.asarray(grid), 10), FASHION_CLASSES), None
 
 
 def on_one_device(module):
@@ -225,23 +224,32 @@ def on_one_device(module):
     return nnx.merge(graphdef, jax.device_put(state, jax.devices()[0]))
 
 
+def labelled_grid(rows: list, names, text: int = 24) -> np.ndarray:
+    """Rows of (N, 28, 28, 1) images, each named in a margin on its left: a uint8 picture whose names
+    stay 12 pixels high or more where the page shows it (~55% of its size)."""
+    from .images import font, image_grid, label_rows, upscale
+    grid = upscale(image_grid(np.concatenate([np.asarray(row) for row in rows]), rows=len(rows)), 2)
+    return label_rows(grid, names, left=16 + int(max(font(text).getlength(name) for name in names)), text=text)
+
+
 def labelled_tiles(images: np.ndarray, captions: list[tuple[str, str]], scale: int = 3, columns: int = 6) -> np.ndarray:
     """(N, 28, 28, 1) floats and two caption lines each -> one uint8 RGB picture, ``columns`` a row."""
     from PIL import Image, ImageDraw
 
-    from .images import to_uint8, upscale
-    tile, text = 28 * scale, 26
+    from .images import font, to_uint8, upscale
+    letters = font(15)
+    tile, text, width = 28 * scale, 38, 28 * scale + 50
     rows = max(1, -(-len(images) // columns))
-    picture = Image.new("RGB", (columns * (tile + 40) + 4, rows * (tile + text + 8) + 4), "white")
+    picture = Image.new("RGB", (columns * width + 4, rows * (tile + text + 8) + 4), "white")
     draw = ImageDraw.Draw(picture)
     for i, (image, (first, second)) in enumerate(zip(images, captions)):
         r, c = divmod(i, columns)
-        left, top = 4 + c * (tile + 40), 4 + r * (tile + text + 8)
+        left, top = 4 + c * width, 4 + r * (tile + text + 8)
         picture.paste(Image.fromarray(upscale(to_uint8(image[..., 0]), scale)), (left, top))
-        draw.text((left, top + tile + 1), first[:17], fill="black")
-        draw.text((left, top + tile + 13), second[:17], fill="#9a3412")
+        draw.text((left, top + tile + 1), first[:17], fill="black", font=letters)
+        draw.text((left, top + tile + 19), second[:17], fill="#9a3412", font=letters)
     if not len(images):
-        draw.text((8, 8), "no mistakes on these test images", fill="black")
+        draw.text((8, 8), "no mistakes on these test images", fill="black", font=letters)
     return np.asarray(picture)
 
 
@@ -357,6 +365,10 @@ class LabRun:
             if now - last_update >= UPDATE_EVERY_S:
                 self.report(snapshot(state))
                 last_update = now
+        if not progress.images:  # stopped while compiling: nothing trained, nothing to measure or keep
+            update = snapshot("stopped", message="Stopped before training began: no model was kept.")
+            self.report(update)
+            return update
         finished = progress.finish()
         if finished is not None:
             history.append((steps.step, finished))

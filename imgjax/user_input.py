@@ -15,6 +15,7 @@ import math
 import os
 import re
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +31,15 @@ MAX_PIXELS = 25_000_000  # refused from the header, before decoding (decompressi
 MIN_SIDE = 8  # smaller images carry too little to classify or denoise
 MAX_ASPECT = 20  # long side / short side: stripes beyond this hold no garment and no photo
 MAX_SEED = 2**31 - 1  # seeds are int32, so every JAX key and API client reads them alike
+MAX_MAGNITUDE = 1e15  # no number a user sends means anything beyond this (seeds, counts, latents)
+MAX_TEXT = 1000  # characters in any string a user sends (a choice, a command, a class name)
+MAX_ITEMS = 1000  # values in any list or object a user sends (a code's latent has 64)
 LARGE_PIXELS = 2_000_000  # images above this decode one at a time (at most ~200 MB each)
 
-# Pillow refuses to open images more than twice this size (DecompressionBombError) and warns above it.
+# Pillow refuses to open images more than twice this size (DecompressionBombError) and warns above it;
+# ``open_image`` refuses those with a message of its own, so the warning would only fill the log.
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 _large_decode = threading.Semaphore(1)
 # Modes decoded into a wider one before reducing (Pillow reduces neither bits nor 16-bit integers).
 _WIDE_MODE = {"1": "L", "I;16": "I", "I;16B": "I", "I;16L": "I", "I;16N": "I"}
@@ -159,8 +165,10 @@ def read_mask(source, shape: tuple[int, int]) -> np.ndarray:
 
 
 def check_range(name: str, value, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+    if not is_number(value):
         raise InputError(f"{name} must be a number between {_number(low)} and {_number(high)}, got {shown(value)}.")
+    if abs(value) > MAX_MAGNITUDE:  # compared before float(), which fails on a 400-digit integer
+        raise InputError(f"{name} must be between {_number(low)} and {_number(high)}, got a number far outside that.")
     value = float(value)
     if math.isnan(value) or not (low <= value <= high):
         raise InputError(f"{name} must be between {_number(low)} and {_number(high)}, got {_number(value)}.")
@@ -180,9 +188,14 @@ def check_choice(name: str, value, choices) -> str:
     return value
 
 
+def is_number(value) -> bool:
+    """An int or float (numpy's too), and not a boolean (which Python counts as an int)."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
 def _number(value: float) -> str:
-    """1 -> '1', 2147483647.0 -> '2147483647', 0.25 -> '0.25', nan -> 'nan'."""
-    return str(int(value)) if math.isfinite(value) and value == int(value) else f"{value:g}"
+    """1 -> '1', 2147483647.0 -> '2147483647', 0.25 -> '0.25', nan -> 'nan', 1e300 -> '1e+300'."""
+    return str(int(value)) if math.isfinite(value) and value == int(value) and abs(value) < 1e15 else f"{value:g}"
 
 
 def shown(value) -> str:

@@ -1,4 +1,4 @@
-"""`imgjax bench --quick --json` runs end to end and reports every figure (speed targets themselves
+"""`imgjax bench --workload smoke --json` runs end to end and reports every figure (speed targets themselves
 live in the bench's output and the README, never in tests)."""
 
 import json
@@ -16,13 +16,13 @@ def _positive(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
-def test_bench_quick_json_reports_every_field():
-    result = subprocess.run([sys.executable, "-m", "imgjax.cli", "bench", "--quick", "--json", "--only", "training",
+def test_bench_smoke_json_reports_every_field():
+    result = subprocess.run([sys.executable, "-m", "imgjax.cli", "bench", "--workload", "smoke", "--json", "--only", "training",
                              "--only", "inference", "--only", "cold_start"], cwd=ROOT,
                             capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(result.stdout)
-    assert figures["quick"] is True and figures["machine"]["jax"] and figures["machine"]["torch"]
+    assert figures["workload"] == "smoke" and figures["machine"]["jax"] and figures["machine"]["torch"]
     processor = figures["machine"]["processor"]
     assert processor["model"] and processor["cores"] >= 1 and "avx2" in processor["vector_extensions"]  # x86-64 CI
     training = figures["training"]
@@ -52,7 +52,7 @@ def test_bench_quick_json_reports_every_field():
     for start in ("first_start_s", "second_start_s", "first_edit_ready_s", "second_edit_ready_s"):
         assert _positive(figures["cold_start"][start])
     for click in ("click_generate_16", "click_classify", "click_denoise", "click_edit_render", "click_edit_classes",
-                  "browser_click_generate_16"):
+                  "browser_new_seed_generate_16"):
         latency = figures["cold_start"][click]
         assert _positive(latency["p50_ms"]) and latency["p99_ms"] >= latency["p50_ms"]
     assert training["jax_devices_available"] >= 1

@@ -50,3 +50,21 @@ def test_train_command_records_a_set_config_and_refuses_a_bad_one(tiny_dataset, 
     assert main(["train", "ae", *common, "--out", str(tmp_path), "--set", "widths=16,32"]) == 0
     card = json.loads((tmp_path / "ae.json").read_text())
     assert card["config"]["widths"] == [16, 32] and "--set widths=16,32" in card["command"]
+
+
+def test_help_names_every_family_every_option_and_the_version(capsys):
+    """Plain text (no RST markup), every family in train and eval, a help line for every option."""
+    from imgjax import __version__
+    from imgjax.family import NAMES
+    parser = build_parser()
+    assert "``" not in parser.format_help() and "{" not in parser.format_help()
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"imgjax {__version__}"
+    commands = parser._subparsers._group_actions[0]  # argparse keeps its subcommands there
+    for name, command in commands.choices.items():
+        text = command.format_help()
+        if name in ("train", "eval"):
+            assert all(family in text for family in NAMES), name
+        for action in command._actions:
+            assert action.help, f"imgjax {name} {action.option_strings or action.dest} has no help"

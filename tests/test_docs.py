@@ -46,3 +46,19 @@ def test_heading_anchors_follow_githubs_rule(tmp_path):
     page = tmp_path / "page.md"
     page.write_text("# Title\n\n### Speed (`imgjax bench`)\n\n## More devices: data parallelism, multi-host\n")
     assert heading_anchors(page) == {"title", "speed-imgjax-bench", "more-devices-data-parallelism-multi-host"}
+
+
+def test_every_picture_the_readme_shows_names_the_command_that_remakes_it():
+    """The studio's pictures come from `imgjax pictures` (which writes exactly those), the results'
+    from `imgjax eval <family> --write-card`; the command is written under each picture."""
+    from imgjax.pictures import PICTURES
+    lines = (ROOT / "README.md").read_text().splitlines()
+    shown = []
+    for number, line in enumerate(lines):
+        for picture in re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", line):
+            shown.append(picture)
+            under = "\n".join(lines[number:number + 2])
+            studio = picture.startswith("docs/")
+            assert ("`imgjax pictures`" in under) if studio else re.search(r"`imgjax eval \w+ --write-card`", under), \
+                f"README: no command under {picture}"
+    assert {Path(p).name for p in shown if p.startswith("docs/")} == set(PICTURES)

@@ -97,6 +97,19 @@ def test_pause_steps_one_at_a_time_then_resume_and_stop(tiny_dataset, tmp_path):
     assert checkpoint.load_model("cnn", final.checkpoint)[1]["steps"] == final.step
 
 
+def test_a_run_stopped_while_compiling_keeps_no_model(tiny_dataset, tmp_path):
+    _, final = _run("cnn", tiny_dataset, tmp_path, commands=lambda: ["stop"], budget_s=120)
+    assert final.state == "stopped" and final.checkpoint is None and final.images == 0
+    assert "no model was kept" in final.message and not (tmp_path / "cnn").exists()
+
+
+def test_the_autoencoder_mix_is_checked_for_the_autoencoder_only():
+    for family in ("cnn", "gan"):  # the page sends the mix whatever the family
+        assert resolved(LabConfig(family, corruption_shares=(0, 0, 0))).family == family
+    with pytest.raises(ValueError, match="corruption mix"):
+        resolved(LabConfig("ae", corruption_shares=(0, 0, 0)))
+
+
 def test_a_run_that_fails_says_why(tiny_dataset, tmp_path):
     updates, final = _run("cnn", tiny_dataset, tmp_path, held_out=200)  # more than half the 256 images
     assert final.state == "failed" and "hold out 200" in final.message and updates[-1] is final

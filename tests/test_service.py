@@ -122,6 +122,13 @@ def test_classify_flags_unfamiliar_inputs(studio, fashion_test):
     assert "does not look like" in studio.classify_tab.classify(noise).verdict
 
 
+def test_edit_says_what_classify_says_of_an_unfamiliar_input(studio, fashion_test):
+    garment = np.repeat(data.to_float(fashion_test.images[:1])[0], 3, -1)
+    assert "does not look like a garment" not in studio.edit_tab.project(garment)[2]
+    noise = np.random.default_rng(0).random((64, 64, 3)).astype(np.float32)
+    assert "does not look like a garment" in studio.edit_tab.project(noise)[2]
+
+
 def test_denoise_any_size_and_colour(studio, sneaker_u8):
     rgb = np.zeros((90, 70, 3), np.float32)
     rgb[10:66, 5:61, 0] = np.kron(sneaker_u8 / 255.0, np.ones((2, 2)))
@@ -157,6 +164,50 @@ def test_brush_mask_inpainting(studio, sneaker_u8):
     assert psnr["harmonic inpainting (told the mask)"] > psnr["corrupted"]
 
 
+def test_serving_never_rewrites_the_shared_models_and_threads_share_them(studio, monkeypatch):
+    """Every action, once compiled, runs without NNX's graph updates (``nnx.jit`` on a module
+    rewrites that shared object around each call: threads then saw half-made models); then 32
+    threads mix every action, 320 calls, with no error."""
+    import random
+    import threading
+
+    from flax.nnx import graphlib
+    garment = np.asarray(Image.open(ASSET_SNEAKER), np.float32)[..., None].repeat(3, -1) / 255
+    code = studio.edit_tab.project(garment)[1]
+    sketch = np.pad(np.ones((14, 14, 3), np.float32), ((7, 7), (7, 7), (0, 0)))
+    actions = [lambda: studio.generate_tab.generate("Bag", random.randrange(99), 16, 1.0),
+               lambda: studio.generate_tab.interpolate(generate.INTERPOLATE_SEEDS, "Bag", 0, 1, 8, 1.0),
+               lambda: studio.classify_tab.classify(garment),
+               lambda: studio.denoise_tab.denoise(garment, denoise.GAUSSIAN, 0.2, 1),
+               lambda: studio.denoise_tab.denoise(garment, denoise.SALT_PEPPER, 0.1, 1),
+               lambda: studio.edit_tab.project(garment), lambda: studio.edit_tab.classes_row(code),
+               lambda: studio.edit_tab.render(code, "Dress", 0.5, 0, 0, 0), lambda: studio.edit_tab.mix(code, code),
+               lambda: studio.edit_tab.sketch(sketch)]
+    for action in actions:  # compiled here, at the shapes the threads use
+        action()
+    updates = []
+    real_update_context = graphlib.update_context
+    monkeypatch.setattr(graphlib, "update_context", lambda tag: updates.append(tag) or real_update_context(tag))
+    for action in actions:
+        action()
+    assert updates == []
+    errors = []
+
+    def mix(seed):
+        chooser = random.Random(seed)
+        for _ in range(10):
+            try:
+                chooser.choice(actions)()
+            except Exception as error:  # noqa: BLE001 (collected, then asserted empty)
+                errors.append(repr(error))
+    threads = [threading.Thread(target=mix, args=(seed,)) for seed in range(32)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and updates == []
+
+
 # ----------------------------------------------------------------------------- the Lab
 
 def test_lab_knobs_from_the_page_are_checked_by_name():
@@ -172,6 +223,63 @@ def test_lab_knobs_from_the_page_are_checked_by_name():
             lab.lab_config(*args)
     with pytest.raises(InputError, match="R1 penalty must be true or false"):
         lab.lab_config("GAN (generator)", 5e-4, "64", "1", 0, 30, "Hinge", "yes")
+
+
+def test_a_lab_model_is_named_as_the_visitors_own(studio, sneaker_u8):
+    from imgjax import checkpoint
+    garment = np.repeat(sneaker_u8[..., None], 3, -1).astype(np.float32) / 255
+    yours = studio.denoise_tab.with_model(*checkpoint.load_model("ae"))  # any autoencoder stands in for a Lab run's
+    result = yours.denoise(garment, denoise.GAUSSIAN, 0.2, 0)
+    assert "your Lab model" in [row[0] for row in result.figures] and "restored by your Lab model" in result.note
+    assert "garment model" in [row[0] for row in studio.denoise_tab.denoise(garment, denoise.GAUSSIAN, 0.2, 0).figures]
+
+
+HOSTILE_SESSIONS = ["../" * 6 + "escaped", "/tmp/escaped", "a\x00b", "x" * 10_000, "..", ""]
+
+
+def test_lab_runs_are_named_by_the_server_and_the_line_is_bounded(tmp_path):
+    """No client value reaches a path: runs under hostile session names get folders the server
+    names, inside its own Lab folder. The line holds MAX_WAITING places, one per session and
+    address; a visitor's new Start takes over their own place."""
+    from imgjax.lab import LabConfig
+    from imgjax.service.lab import LAB_FOLDERS, MAX_WAITING, LabTab
+    lab = LabTab(max_runs=0)  # nothing starts: every run waits
+    for number, session in enumerate(HOSTILE_SESSIONS):
+        assert lab.start(session, LabConfig("cnn"), address=f"10.0.0.{number}").place_in_line == number + 1
+    folders = [run.directory for run in lab._waiting]
+    assert all(folder.parent == lab.root and folder.name.startswith("run-") for folder in folders)
+    assert lab.root.parent == LAB_FOLDERS and len(set(folders)) == len(folders)
+    # Another session from an address that holds a place is refused; the same session moves its knobs.
+    with pytest.raises(InputError, match="Another page from your address"):
+        lab.start("another", LabConfig("cnn"), address="10.0.0.1")
+    assert lab.start("/tmp/escaped", LabConfig("ae"), address="10.0.0.1").place_in_line == 2
+    assert lab._waiting[1].config.family == "ae" and len(lab._waiting) == len(HOSTILE_SESSIONS)
+    for number in range(len(HOSTILE_SESSIONS), MAX_WAITING):
+        lab.start(f"visitor {number}", LabConfig("cnn"), address=f"10.0.1.{number}")
+    with pytest.raises(InputError, match=f"line is full \\({MAX_WAITING} runs waiting\\)"):
+        lab.start("one too many", LabConfig("cnn"), address="10.0.2.1")
+    assert lab.command("visitor 7", "stop").message == "Left the line."
+    assert lab.start("one too many", LabConfig("cnn"), address="10.0.2.1").place_in_line == MAX_WAITING
+    # Asking about a session with nothing in the Lab leaves no trace.
+    lab.status("never started")
+    assert "never started" not in lab._seen
+    lab.close()
+    assert not (tmp_path / "escaped").exists()
+
+
+def test_lab_folders_of_ended_servers_are_removed_at_start():
+    import subprocess
+    import sys
+
+    from imgjax.service.lab import LAB_FOLDERS, LabTab
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                           check=True)
+    left_behind = LAB_FOLDERS / f"lab-{ended.stdout.strip()}-crashed"
+    (left_behind / "run-1").mkdir(parents=True)
+    (left_behind / "run-1" / "cnn.safetensors").write_bytes(b"weights")
+    lab = LabTab(max_runs=0)
+    assert not left_behind.exists() and lab.root.is_dir()
+    lab.close()
 
 
 def _wait(condition, timeout=180.0):
@@ -198,11 +306,13 @@ def test_lab_runs_one_at_a_time_stops_abandoned_runs_and_serves_models_per_sessi
     with pytest.raises(InputError, match="not started yet"):
         lab.command("second", "pause")
     state = lambda session: (lab.status(session).update or None) and lab.status(session).update.state
-    _wait(lambda: state("second") is None and state("first") == "training")  # both pages asking for news
+    # Both pages ask for news at every check (a page that stops asking is taken as gone).
+    states = lambda: (state("first"), state("second"))
+    _wait(lambda: states() == ("training", None))
     lab.command("first", "pause")
-    _wait(lambda: state("second") is None and state("first") == "paused")
+    _wait(lambda: states() == ("paused", None))
     lab.command("first", "stop")
-    _wait(lambda: state("first") == "stopped" and state("second") is not None)
+    _wait(lambda: states()[0] == "stopped" and states()[1] is not None)
     ended = lab.status("first").update
     assert ended.checkpoint and ended.seconds < 60
     assert lab.tab_for("first", "cnn", SHIPPED, studio.classify_tab) is studio.classify_tab

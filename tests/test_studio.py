@@ -75,6 +75,7 @@ def server(tmp_path_factory, xla_cache):
     (folder / "uploads").mkdir()
     (folder / "tmp").mkdir()
     log = folder / "server.log"
+    _leave_what_a_crashed_server_leaves(folder)
     process = _start(port, xla_cache, log, GRADIO_TEMP_DIR=str(folder / "uploads"), TMPDIR=str(folder / "tmp"),
                      IMGJAX_CACHE_MAX_MB=str(CACHE_LIMIT_MB), IMGJAX_PRUNE_EVERY_S="1")
     url = Server(f"http://127.0.0.1:{port}/")
@@ -82,6 +83,24 @@ def server(tmp_path_factory, xla_cache):
     yield url
     process.terminate()
     process.wait(timeout=30)
+
+
+def _leave_what_a_crashed_server_leaves(folder: Path) -> None:
+    """An hour-old upload in the upload folder, and a Lab folder of a process that has ended."""
+    stale = folder / "uploads" / "0123abcd" / "stale.png"
+    stale.parent.mkdir()
+    stale.write_bytes(b"an upload")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                           check=True)
+    run = folder / "tmp" / "imgjax-lab" / f"lab-{ended.stdout.strip()}-crashed" / "run-1"
+    run.mkdir(parents=True)
+    (run / "cnn.safetensors").write_bytes(b"weights")
+
+
+def test_a_new_server_removes_what_a_crashed_one_left(server):
+    assert not (server.uploads / "0123abcd").exists()
+    assert [folder.name.split("-")[1] for folder in (server.temp / "imgjax-lab").iterdir()] == [str(server.process.pid)]
 
 
 def _wait_for_edit_tab(log: Path) -> None:
@@ -197,7 +216,7 @@ def test_every_edit_endpoint(client, classifier, tmp_path):
     Image.fromarray(sketch).save(tmp_path / "sketch.png")
     garments, codes = client.predict({"background": None, "layers": [],
                                       "composite": handle_file(str(tmp_path / "sketch.png"))}, api_name="/edit_sketch")
-    assert len(garments) == len(codes) == 6 and all("agrees with" in g["caption"] for g in garments)
+    assert len(garments) == len(codes) == 6 and all(g["caption"].endswith("% agree") for g in garments)
     assert client.predict(codes[0], api_name="/edit_classes")  # a sketched garment's code edits like any other
     with pytest.raises(Exception, match="list of 64 numbers"):
         client.predict({"class": "Coat", "latent": [0.0]}, api_name="/edit_classes")
@@ -225,11 +244,15 @@ def _lab_wait(client, until, timeout: float = 240):
 
 def test_lab_api_drives_a_run_whose_model_serves_its_session_only(server, tmp_path):
     """Through the API: start a run, watch it, pause, step, resume, see it finish, download its model,
-    then classify with it in the same session; another session has no such model."""
+    then classify with it in the same session; another session has no such model. The session's
+    name climbs out of every folder: the run's files still stay inside the server's Lab folder."""
     import json
 
     from gradio_client import Client, handle_file
+
+    from imgjax.service.lab import LAB_FOLDERS
     client = Client(server, verbose=False)
+    client.session_hash = "../" * 8 + str(tmp_path / "escaped")
     with pytest.raises(Exception, match="No run to control"):
         client.predict("pause", api_name="/lab_control")
     with pytest.raises(Exception, match="Time budget 4000 s"):
@@ -237,6 +260,7 @@ def test_lab_api_drives_a_run_whose_model_serves_its_session_only(server, tmp_pa
     _lab_start(client, "CNN (classifier)", 6)
     news = _lab_wait(client, lambda news: "**Training**" in news[0])
     assert news[1] is not None and news[2] is not None  # the curves and the confusion matrix
+    assert "The recipe reaches 91% test accuracy in about 1,000 steps" in news[0]  # what to expect, and when
     assert "Paused" in client.predict("pause", api_name="/lab_control")
     before = _lab_wait(client, lambda news: "**Paused**" in news[0])[0]
     step = lambda text: int(text.split("step ", 1)[1].split(" ")[0].replace(",", ""))
@@ -248,14 +272,52 @@ def test_lab_api_drives_a_run_whose_model_serves_its_session_only(server, tmp_pa
     assert "**Finished**" in progress and "your model" in result and "93.62%" in result  # beside the shipped one
     weights, card = sorted(files, key=lambda f: f.endswith(".json"))
     card = json.loads(Path(card).read_text())
-    assert card["family"] == "cnn" and 0.5 < card["metrics"]["test_accuracy"] <= 1
+    # What the code controls, not how far this host got in 6 s: steps taken, images counted, a figure.
+    assert card["family"] == "cnn" and 0 <= card["metrics"]["test_accuracy"] <= 1
+    assert 0 < card["images_trained"] <= card["steps"] * 128 and f"step {card['steps']:,} " in progress
     assert card["lab_config"]["budget_s"] == 6 and Path(weights).stat().st_size < 10 * 2**20
+    assert not list(tmp_path.glob("escaped*"))
+    assert list((server.temp / LAB_FOLDERS.name).glob(f"lab-{server.process.pid}-*/run-*/cnn.safetensors"))
     example = handle_file(str(ASSETS / "example_7_sneaker.png"))
     mine = client.predict(example, "Yours (Lab)", api_name="/classify")
     assert mine[3] and mine[0]["label"] in data.FASHION_CLASSES
     assert client.predict(example, api_name="/classify")[0]["label"] == "Sneaker"  # left out: the shipped one
     with pytest.raises(Exception, match="train one in the Lab tab first"):
         Client(server, verbose=False).predict(example, "Yours (Lab)", api_name="/classify")
+
+
+def test_33_visitors_start_at_once_and_the_line_holds_eight(server):
+    """33 visitors (each a session from an address of its own) press Start together: one trains, eight
+    wait, the rest are told the line is full. A second session from a waiting visitor's address is
+    refused; the waiting visitor's own new Start keeps their place."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gradio_client import Client
+
+    from imgjax.service.lab import MAX_WAITING
+    visitor = lambda address: Client(server, verbose=False, headers={"X-Forwarded-For": address})
+    addresses = [f"10.9.0.{i}" for i in range(33)]
+    visitors = [visitor(address) for address in addresses]
+
+    def start(client):
+        try:
+            return _lab_start(client, "CNN (classifier)", 60)
+        except Exception as error:  # noqa: BLE001 (refusals are counted below)
+            return f"refused: {error}"
+    with ThreadPoolExecutor(33) as pool:
+        replies = list(pool.map(start, visitors))
+    full = [reply for reply in replies if "line is full" in reply]
+    waiting = [client for client, reply in zip(visitors, replies) if reply.startswith("Waiting")]
+    assert len(waiting) == MAX_WAITING and len(full) == 33 - 1 - MAX_WAITING, replies
+    with pytest.raises(Exception, match="Another page from your address"):
+        _lab_start(visitor(addresses[visitors.index(waiting[0])]), "CNN (classifier)", 60)
+    place = _lab_start(waiting[0], "GAN (generator)", 60)
+    assert place.startswith("Waiting") and place == replies[visitors.index(waiting[0])]
+    for client in waiting:
+        assert client.predict("stop", api_name="/lab_control") == "Left the line."
+    training = next(client for client, reply in zip(visitors, replies) if not reply.startswith(("Waiting", "refused")))
+    training.predict("stop", api_name="/lab_control")
+    assert "Stopped" in _lab_wait(training, lambda news: "Stopped" in news[0] or "Finished" in news[0])[0]
 
 
 @pytest.mark.realdata
@@ -389,10 +451,57 @@ def _png_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _vm_peak_mb(process) -> float:
-    """The server's peak resident memory so far (Linux's VmHWM), in MB."""
-    line = next(l for l in Path(f"/proc/{process.pid}/status").read_text().splitlines() if l.startswith("VmHWM"))
+def _vm_peak_mb(process, field: str = "VmHWM") -> float:
+    """The server's peak resident memory so far (Linux's VmHWM; ``field`` "VmRSS": now), in MB."""
+    line = next(l for l in Path(f"/proc/{process.pid}/status").read_text().splitlines() if l.startswith(field))
     return int(line.split()[1]) / 1024
+
+
+def test_a_thousand_mixed_requests_from_32_threads(server, client, tmp_path):
+    """Every endpoint at once from 32 threads, 1,000 requests, a tenth of them bad: no request fails
+    but the bad ones, each with its message, and the log holds no traceback; once idle, the server's memory is within 150 MB of its
+    level after one round of every request, and its peak stays under the 1.5 GB budget."""
+    import random
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gradio_client import handle_file
+    coat, sneaker = (handle_file(str(ASSETS / name)) for name in ("example_4_coat.png", "example_7_sneaker.png"))
+    code = client.predict(coat, api_name="/edit_project")[1]
+    sketch = {"background": None, "layers": [], "composite": handle_file(str(ASSETS / "example_8_bag.png"))}
+    # The requests of tenths of a second (searches, BM3D, GIFs) ten times each; the rest are quick ones.
+    slow = [("/interpolate", (INTERPOLATE_SEEDS, "Coat", 1, 2, 6, 1.0)),
+            ("/denoise_bm3d", (_editor(ASSETS / "example_1_trouser.png"), 0.2, 1, False)),
+            ("/edit_project", (coat,)), ("/edit_animation", (code, "Bag", 0, 1, 0, 0)), ("/edit_mix", (code, sneaker)),
+            ("/edit_sketch", (sketch,))]
+    quick = [("/generate", ("Sneaker", 3, 16, 1.0)), ("/generate", ("All classes", 4, 2, 2.0)), ("/random_seed", ()),
+             ("/classify", (sneaker,)), ("/classify_sketch", (sketch,)),
+             ("/denoise", (_editor(ASSETS / "example_1_trouser.png"), GAUSSIAN, 0.2, 1, False)),
+             ("/denoise", (_editor(ASSETS / "example_1_trouser.png"), SALT_PEPPER, 0.1, 1, False)),
+             ("/edit_classes", (code,)), ("/edit_render", (code, "Dress", 1, 0, 0, 0)), ("/lab_status", ())]
+    bad = [("/generate", ("Sneaker", "x", 16, 1.0), "Seed must be"), ("/edit_render", (code, "Socks", 0, 0, 0, 0), "Class"),
+           ("/lab_control", ("dance",), "The command must be one of"), ("/classify", (None,), "Choose an image")]
+    call = lambda endpoint, args: client.predict(*args, api_name=endpoint)
+    for endpoint, args in slow + quick:  # one round: every program compiled, every cache filled
+        call(endpoint, args)
+    settled = _vm_peak_mb(server.process, "VmRSS")
+    chooser = random.Random(0)
+    plan = [(*request, "", False) for request in slow * 10] + [(*chooser.choice(bad), True) for _ in range(100)]
+    plan += [(*chooser.choice(quick), "", False) for _ in range(1000 - len(plan))]
+    chooser.shuffle(plan)
+
+    def attempt(request):
+        endpoint, args, message, refused = request
+        try:
+            call(endpoint, args)
+            return "" if not refused else f"{endpoint} accepted a bad request"
+        except Exception as error:  # noqa: BLE001 (each compared with what the request deserved)
+            return "" if refused and message in str(error) else f"{endpoint}: {error!r}"[:300]
+    with ThreadPoolExecutor(32) as pool:
+        problems = [problem for problem in pool.map(attempt, plan) if problem]
+    assert problems == [] and "Traceback" not in server.log.read_text()
+    time.sleep(3)  # idle
+    assert _vm_peak_mb(server.process, "VmRSS") < settled + 150
+    assert _vm_peak_mb(server.process) < 1500
 
 
 def test_every_route_keeps_the_size_and_pixel_limits(server, client, tmp_path):
@@ -532,6 +641,18 @@ def test_uploads_and_outputs_stay_within_the_cache_limit(server, client, tmp_pat
     assert [p.name for p in server.temp.iterdir() if "gif" in p.name] == ["imgjax-gifs"]
 
 
+def test_pruning_to_the_size_limit_spares_files_still_on_their_way(tmp_path):
+    """Over the size limit, the oldest files go first, but none written in the last seconds: under a
+    burst of requests those are outputs whose clients have not fetched them yet."""
+    from imgjax.gradio_guards import IN_FLIGHT_S, prune_cache
+    files = [tmp_path / f"{i}.png" for i in range(4)]
+    for age, path in zip((3600, 600, 1, 0), files):
+        path.write_bytes(bytes(2**20))
+        os.utime(path, (time.time() - age, time.time() - age))
+    prune_cache(files, max_age=7200, max_bytes=2**20)
+    assert [path.exists() for path in files] == [False, False, True, True] and IN_FLIGHT_S > 1
+
+
 def test_bad_values_get_messages_that_name_them(server, tmp_path):
     """Wrong types, NaN, a wrong argument count or a malformed editor payload: each message names
     the input and says what it takes; a fractional seed is refused as a fractional count is."""
@@ -551,10 +672,25 @@ def test_bad_values_get_messages_that_name_them(server, tmp_path):
         (json.dumps({"data": [sneaker, "Shipped", 1]}), "classify", "takes 2 values"),
         (json.dumps({"data": [{"background": sneaker, "layers": [], "composite": None}, "Gaussian noise", 0.2, 0,
                               "yes"]}), "denoise", "must be true or false"),
+        # Huge numbers, booleans as numbers, long strings and lists: one short sentence each.
+        ('{"data": ["Sneaker", ' + "9" * 400 + ', 4, 1.0]}', "generate",
+         "Seed must be between 0 and 2147483647, got a number far outside that."),
+        ('{"data": ["Sneaker", 1e300, 4, 1.0]}', "generate", "Seed must be between 0 and 2147483647, got a number far"),
+        ('{"data": ["Between two seeds", "Coat", 0, 2, 8, -' + "9" * 400 + ']}', "interpolate", "Truncation must be"),
+        (json.dumps({"data": [{"class": "Coat", "latent": [True] * 64}]}), "edit_classes", "list of 64 numbers"),
+        ('{"data": [{"class": "Coat", "latent": [' + "9" * 400 + ', ' + "0, " * 62 + '0]}]}', "edit_classes",
+         "latent values lie between -10 and 10"),
+        (json.dumps({"data": ["CNN (classifier)", float("1" + "0" * 300), "128", "1", 0, 60, "Non-saturating", True,
+                              True, False, 0.65, 0.175, 0.175]}), "lab_start", "Learning rate must be between"),
+        (json.dumps({"data": ["x" * 100_000]}), "lab_control", "Command must be at most 1,000 characters long"),
+        (json.dumps({"data": [{"class": "Coat", "latent": [0.0] * 5000}]}), "edit_classes", "at most 1,000 values"),
     ]
+    log_before = server.log.stat().st_size
     for body, api_name, message in cases:
         event, reply = _call_raw(server, api_name, body)
         assert event == "error" and message in (reply["error"] or ""), (body[:80], reply)
+        assert len(reply["error"]) < 300, reply["error"]
+    assert server.log.stat().st_size - log_before < 200 * len(cases)  # nothing echoed at length
     Image.fromarray(np.full((64, 64), np.nan, np.float32), "F").save(tmp_path / "nan.tiff")
     from gradio_client import Client, handle_file
     with pytest.raises(Exception, match="not numbers"):
@@ -597,6 +733,8 @@ def browser():
         browser.close()
 
 
+# True once no output on the page is waiting for its event (Gradio marks those ``.pending``).
+SETTLED = "() => !document.querySelector('.block.pending, [data-testid=status-tracker]:not(.hide)')"
 # Waits until the picture in ``selector`` differs from ``before`` and has loaded: what the test asserts.
 NEW_PICTURE = """([selector, before]) => { const img = document.querySelector(selector);
     return img && img.src !== before && img.complete && img.naturalWidth > 0; }"""
@@ -613,13 +751,16 @@ def test_browser_generate_classify_denoise(server, browser, tmp_path, colour_pho
     generated.wait_for(timeout=30_000)  # no click: the default grid comes with the page
     page.wait_for_function(NEW_PICTURE, arg=["#generated img", ""], timeout=30_000)
     assert generated.evaluate("img => img.naturalWidth") == 488  # 4x4 grid, x4
+    # The grid follows its controls: a new seed, then a new class, each make a new grid, no click.
+    arrival = generated.get_attribute("src")
     seed = page.get_by_label("Seed", exact=True)
     seed.fill("7")
     seed.press("Tab")
-    arrival = generated.get_attribute("src")
-    page.get_by_role("button", name="Generate", exact=True).click()
     page.wait_for_function(NEW_PICTURE, arg=["#generated img", arrival], timeout=30_000)
     assert generated.evaluate("img => img.naturalWidth") == 488
+    arrival = generated.get_attribute("src")
+    page.get_by_role("button", name="🎲 Random seed").click()
+    page.wait_for_function(NEW_PICTURE, arg=["#generated img", arrival], timeout=30_000)
     walk = page.locator("#frames img")
     walk.wait_for(timeout=30_000)  # the default walk comes with the page too
     arrival = walk.get_attribute("src")
@@ -634,6 +775,11 @@ def test_browser_generate_classify_denoise(server, browser, tmp_path, colour_pho
     page.get_by_role("tab", name="Classify").click()
     page.locator("#verdict", has_text="Ankle boot (").wait_for(timeout=30_000)  # the arrival example
     page.locator("#classify-examples button").nth(7).click()  # example_7_sneaker.png: classified at once
+    page.locator("#verdict", has_text="Sneaker (").wait_for(timeout=30_000)
+    # The verdict is the sub-tab's on show: none beside an empty sketchpad, the image's again after.
+    page.get_by_role("tab", name="Draw").click()
+    page.locator("#verdict", has_text="Draw a garment on the sketchpad").wait_for(timeout=30_000)
+    page.get_by_role("tab", name="Image").click()
     page.locator("#verdict", has_text="Sneaker (").wait_for(timeout=30_000)
     page.screenshot(path=str(tmp_path / "classify.png"), full_page=True)
 
@@ -714,6 +860,16 @@ def test_browser_edit(server, browser, tmp_path):
     page.get_by_role("button", name="Edit the first garment").click()
     page.locator("#projection-summary", has_text="from the Generate tab").wait_for(timeout=30_000)
     page.wait_for_function(NEW_PICTURE, arg=["#all-classes img", row], timeout=30_000)
+    page.locator("#edit-input img").wait_for(state="detached", timeout=10_000)  # not the old image's garment
+    # Removing the image keeps the code, its edits and the class list, and says so in plain words.
+    page.locator("button[role=tab]:visible", has_text="Image").click()  # the Edit tab's, left for Sketch above
+    page.locator("#edit-examples button").nth(4).click()  # example_4_coat.png
+    page.locator("#projection-summary", has_text="Projected as Coat").wait_for(timeout=60_000)
+    page.locator("#edit-input").get_by_role("button", name="Remove Image").click()
+    page.locator("#projection-summary", has_text="No garment image").wait_for(timeout=30_000)
+    assert page.locator("#edit-class input").input_value() == "Coat"
+    assert page.locator("#style-0 input[type=number]").input_value() == "0"
+    assert "latent" not in page.locator("#edit-status").inner_text()
     page.close()
 
 
@@ -759,6 +915,11 @@ def test_browser_lab(server, browser, tmp_path):
             assert seconds <= trained <= seconds + 1
         page.locator("#lab-files").wait_for(timeout=30_000)
         curves = page.locator("#lab-curves img").get_attribute("src")
+        # Legible at desktop size: the pictures' text (18 px in the charts, 17 in the matrix, 24 in the
+        # grids' row names) shows at 12 px or more.
+        for selector, text_px in (("#lab-curves img", 18), ("#lab-view img", 17 if family.startswith("CNN") else 24)):
+            shown = page.locator(selector).evaluate("image => image.clientWidth / image.naturalWidth")
+            assert text_px * shown >= 12, (family, selector, shown)
     assert "Stopped" in page.locator("#lab-progress").inner_text()  # the CNN ended by Stop, long before 60 s
     page.screenshot(path=str(tmp_path / "lab.png"), full_page=True)
 
@@ -774,7 +935,7 @@ def test_browser_lab(server, browser, tmp_path):
     page.get_by_role("tab", name="Denoise").click()
     page.locator("#ae-model").get_by_label("Yours (Lab)").check()
     page.get_by_role("button", name="Corrupt and restore").click()
-    page.locator("#scores", has_text="garment model").wait_for(timeout=30_000)
+    page.locator("#scores", has_text="your Lab model").wait_for(timeout=30_000)
     assert "⚠" not in page.locator("#denoise-status").inner_text()
     page.close()
 
@@ -850,20 +1011,18 @@ def test_browser_refusals_end_in_a_message_and_a_usable_page(server, browser, tm
 
 
 def _open_tab(page, name: str) -> None:
-    """Click a tab's button, from the "More tabs" menu where a narrow page keeps the tabs that do not fit."""
+    """Click a tab's button: at phone size too, every tab shows at a glance (none behind a menu)."""
     tab = page.get_by_role("tab", name=name)
-    if tab.count() and tab.is_visible():
-        tab.click()
-        return
-    page.get_by_role("button", name="More tabs").click()
-    page.locator(".overflow-dropdown button", has_text=name).click()
+    assert tab.is_visible(), f"the {name} tab is not on show"
+    tab.click()
 
 
 @pytest.mark.parametrize("viewport", [{"width": 1280, "height": 1000}, {"width": 390, "height": 844}],
                          ids=["desktop", "phone"])
 def test_browser_every_tab_passes_wcag_21_aa_checks(server, browser, viewport):
     """axe-core (bundled with the axe-playwright-python package) finds no WCAG 2.1 A or AA violation
-    on any tab, at desktop and phone sizes: names for every control and image, 4.5:1 contrast."""
+    on any tab, at desktop and phone sizes: names for every control and image, 4.5:1 contrast. Every
+    tab's button shows at both sizes."""
     import axe_playwright_python
     axe = (Path(axe_playwright_python.__file__).parent / "axe.min.js").read_text()
     page = browser.new_page(viewport=viewport)
@@ -873,6 +1032,7 @@ def test_browser_every_tab_passes_wcag_21_aa_checks(server, browser, viewport):
                        ("Edit", "#all-classes img"), ("Lab", "#lab-start")):
         _open_tab(page, tab)
         page.locator(ready).first.wait_for(timeout=30_000)
+        page.wait_for_function(SETTLED, timeout=30_000)  # the tab's first events done: the page as it stays
         page.evaluate(axe)
         report = page.evaluate("axe.run(document, {runOnly: {type: 'tag', "
                                "values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}})")
@@ -899,6 +1059,30 @@ def test_a_client_that_leaves_mid_upload_is_one_line_in_the_log(server):
     while server.log.read_text().count("client disconnected") == before and time.monotonic() < deadline:
         time.sleep(0.2)
     assert server.log.read_text().count("client disconnected before its request was read: /gradio_api/upload") == before + 1
+
+
+def test_clients_sharing_a_live_session_hash_leave_no_traceback(server):
+    """Four clients send an event and read the event stream under one session hash at once: the
+    streams end (some early), the log holds a line for each such end and no traceback."""
+    import threading
+
+    import httpx
+
+    def share(seed):
+        with contextlib.suppress(httpx.HTTPError), httpx.Client(timeout=10) as http:
+            http.post(f"{server}gradio_api/queue/join", json={
+                "data": ["Sneaker", seed, 16, 1.0], "fn_index": None, "api_name": "/generate",
+                "session_hash": "shared-by-four", "event_data": None, "trigger_id": None})
+            with http.stream("GET", f"{server}gradio_api/queue/data", params={"session_hash": "shared-by-four"}) as reply:
+                for _ in reply.iter_lines():
+                    pass
+    threads = [threading.Thread(target=share, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    time.sleep(1)
+    assert "Traceback" not in server.log.read_text()
 
 
 def test_user_errors_log_one_line_without_a_traceback(server, client, tmp_path):

@@ -38,7 +38,7 @@ class Studio:
         # The photo denoiser is optional: without its checkpoint every image goes to the garment model.
         photo = load("photo") if (directory / "photo.safetensors").exists() else (None, None)
         self.denoise_tab = DenoiseTab(*load("ae"), *photo)
-        self.edit_tab = EditTab(generator, classifier, load("encoder")[0])
+        self.edit_tab = EditTab(generator, classifier, load("encoder")[0], familiarity=self.classify_tab.familiarity)
         self.lab_tab = LabTab(max_runs=lab_runs, max_budget_s=lab_max_seconds)
         self.cards = {"gan": generator_card, "cnn": classifier_card, "ae": self.denoise_tab.card}
 

@@ -8,13 +8,13 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
-from flax import nnx
 from PIL import Image
 
 from .. import checkpoint
 from ..cnn import Familiarity, classify_with_saliency
 from ..data import FASHION_CLASSES
 from ..images import example_garment, to_gray, to_uint8, upscale
+from ..serving import frozen
 
 CLASSIFY_MAX_SIDE = 1024  # the classifier sees 28x28; a long side of 1024 keeps a small garment's detail
 
@@ -34,14 +34,14 @@ class ClassifyTab:
         self.card = card
         self.class_names = list(FASHION_CLASSES)
         self.familiarity = _load_familiarity(checkpoint_dir, card)
-        self._classify_fn = nnx.cached_partial(classify_with_saliency, classifier)
+        self._classify_fn = frozen(classify_with_saliency, classifier)
 
     def with_model(self, classifier, card: dict) -> ClassifyTab:
         """The same action on another classifier (a Lab run's), without the familiarity check: its
         statistics were fitted to the shipped classifier's features."""
         tab = copy.copy(self)
         tab.card, tab.familiarity = card, None
-        tab._classify_fn = nnx.cached_partial(classify_with_saliency, classifier)
+        tab._classify_fn = frozen(classify_with_saliency, classifier)
         return tab
 
     def warm_up(self) -> None:

@@ -21,7 +21,6 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 from PIL import Image
 
 from .. import baselines, checkpoint, corruptions
@@ -29,6 +28,7 @@ from ..ae import restore_aligned
 from ..images import example_garment, to_gray, to_uint8
 from ..metrics import ssim_map
 from ..photo import through_colour
+from ..serving import frozen
 from ..user_input import MAX_SEED, InputError, check_choice, check_int, check_range
 
 DENOISE_MAX_SIDE = 512  # larger images are downscaled to this long side before denoising
@@ -61,16 +61,18 @@ class DenoiseTab:
         self.card = card
         self.tv_weights = tv_weights_from_card(card)
         self.photo_tv_weights = tv_weights_from_card(photo_card, "photo") if photo_model is not None else None
-        self._restore_fn = nnx.cached_partial(restore_aligned, autoencoder)
-        self._photo_fn = nnx.cached_partial(restore_aligned, photo_model) if photo_model is not None else None
+        self._restore_fn = frozen(restore_aligned, autoencoder)
+        self._photo_fn = frozen(restore_aligned, photo_model) if photo_model is not None else None
         self.photos_to_photo_model = True  # what AUTOMATIC does with photos
+        self.garment_model_name = "the garment model"  # how notes (and, without "the", figures) name it
 
     def with_model(self, autoencoder, card: dict) -> DenoiseTab:
         """The same actions with another garment model (a Lab run's), beside the same photo model;
         AUTOMATIC gives that model every image (the visitor chose it)."""
         tab = copy.copy(self)
-        tab.card, tab._restore_fn = card, nnx.cached_partial(restore_aligned, autoencoder)
+        tab.card, tab._restore_fn = card, frozen(restore_aligned, autoencoder)
         tab.photos_to_photo_model = False
+        tab.garment_model_name = "your Lab model"
         return tab
 
     def warm_up(self) -> None:
@@ -121,13 +123,13 @@ class DenoiseTab:
         baseline = np.asarray(baseline)
 
         figures = []
-        model_name = "photo model" if photo else "garment model"
+        model_name = "the photo model" if photo else self.garment_model_name
         if not already_noisy:
             figures = self._figures(clean, [("corrupted", corrupted), (baseline_name, baseline),
-                                            (model_name, restored)], h, w)
+                                            (model_name.removeprefix("the "), restored)], h, w)
         colour_note = ("colour, restored jointly" if photo else "colour: each channel restored separately") \
             if prepared.colour else "grayscale"
-        note = (", ".join([*prepared.notes, colour_note]) + f"; restored by the {model_name}, fully convolutionally "
+        note = (", ".join([*prepared.notes, colour_note]) + f"; restored by {model_name}, fully convolutionally "
                 "at this resolution.")
         return Restoration(prepared.picture(corrupted), prepared.picture(restored), prepared.picture(baseline),
                            baseline_name, figures, note)

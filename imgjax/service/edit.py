@@ -12,22 +12,26 @@ import threading
 import time
 
 import numpy as np
-from flax import nnx
 from PIL import Image, ImageDraw, ImageFont
 
 from .. import edit
-from ..cnn import predict_probabilities
+from ..cnn import extract_channel_means, predict_probabilities
 from ..data import FASHION_CLASSES
 from ..gan import generate_blended
 from ..images import image_grid, to_gray, to_uint8, upscale
 from ..metrics import psnr
-from ..user_input import InputError, check_choice, check_int, check_range
+from ..serving import frozen
+from ..user_input import InputError, check_choice, check_int, check_range, is_number
 from .classify import CLASSIFY_MAX_SIDE, classifier_view
 
 # Style directions of the shipped generator (``edit.style_directions``: its index, principal
 # component first), named by what moving one way does, ordered by how much they change a garment
 # (docs/edit.md has the pictures and figures they were named by).
 STYLE_DIRECTIONS = ((1, "Shorter"), (4, "Darker"), (0, "Wider"), (3, "Smaller"))
+# Where a slider does something else than its name (``style_effects``, checked by tests/test_edit.py):
+# what it does there, and in which classes. A tall garment cannot get much shorter, a shoe wider.
+STYLE_ELSEWHERE = {"Shorter": {"narrower": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Shirt")},
+                   "Wider": {"shorter": ("Sandal", "Ankle boot"), "taller": ("Sneaker",)}}
 STYLE_RANGE = 2.0  # a slider moves the latent at most this far either way (latents are standard normal)
 MAX_LATENT = 10.0  # a code's latent values beyond this are far outside what the generator saw
 MAX_FRAMES = 32
@@ -56,16 +60,19 @@ def garment_code(class_name: str, latent) -> dict:
 class EditTab:
     """The shipped generator, classifier and encoder, and the tab's actions."""
 
-    def __init__(self, generator, classifier, encoder, search: edit.SearchConfig | None = None):
+    def __init__(self, generator, classifier, encoder, search: edit.SearchConfig | None = None, familiarity=None):
         self.class_names = list(FASHION_CLASSES)
+        # The Classify tab's check (``cnn.Familiarity``): an image unlike any garment is said to be so.
+        self.familiarity = familiarity
+        self._channel_means_fn = frozen(extract_channel_means, classifier)
         self.generator, self.classifier, self.encoder = generator, classifier, encoder
         self.search = search or edit.SearchConfig()
         self.latent_dim = generator.project.in_features - generator.embed.features
         directions = edit.style_directions(generator, count=1 + max(i for i, _ in STYLE_DIRECTIONS))
         self.style_names = [name for _, name in STYLE_DIRECTIONS]
         self.style_directions = directions[[i for i, _ in STYLE_DIRECTIONS]]
-        self._render_fn = nnx.cached_partial(generate_blended, generator)
-        self._classify_fn = nnx.cached_partial(predict_probabilities, classifier)
+        self._render_fn = frozen(generate_blended, generator)
+        self._classify_fn = frozen(predict_probabilities, classifier)
         # Held while compiling: the server may start answering before this tab is compiled
         # (``Studio.warm_up``), and the tab's actions then wait for it rather than compile twice.
         self._warming = threading.RLock()
@@ -105,11 +112,11 @@ class EditTab:
             raise InputError("Project a garment first (or send a code: {\"class\": name, \"latent\": "
                              f"[{self.latent_dim} numbers]}}).")
         latent = code["latent"]
-        if len(latent) != self.latent_dim or not all(isinstance(v, (int, float)) for v in latent):
+        if len(latent) != self.latent_dim or not all(is_number(v) for v in latent):
             raise InputError(f"A code's latent is a list of {self.latent_dim} numbers.")
-        latent = np.asarray(latent, np.float32)
-        if not np.isfinite(latent).all() or np.abs(latent).max() > MAX_LATENT:
+        if not all(abs(v) <= MAX_LATENT for v in latent):  # before float32, which a 400-digit integer overflows
             raise InputError(f"A code's latent values lie between -{MAX_LATENT:g} and {MAX_LATENT:g}.")
+        latent = np.asarray(latent, np.float32)
         check_choice("Class", code["class"], self.class_names)
         return latent, self.class_names.index(code["class"])
 
@@ -139,8 +146,18 @@ class EditTab:
         summary = (f"Projected as **{code['class']}**: the reconstruction is {distance:.1f} dB PSNR from the "
                    f"image (mean absolute difference {np.abs(view - reconstruction).mean():.3f}); the "
                    f"classifier calls it {named} ({confidence:.0%}).")
+        if self.unfamiliar(view):
+            summary = ("⚠️ **This does not look like a garment** to the classifier (the Classify tab says the same): "
+                       "the projection is the nearest garment the GAN can draw, not this image. " + summary)
         pair = image_grid(np.stack([view, reconstruction]), rows=1)
         return upscale(pair, SHOW), code, summary
+
+    def unfamiliar(self, view: np.ndarray) -> bool:
+        """Whether a (28, 28) classifier view lies farther from every class than the Classify tab allows."""
+        if self.familiarity is None:
+            return False
+        distance = self.familiarity.distance(np.asarray(self._channel_means_fn(view[None, ..., None])))[0]
+        return bool(distance > self.familiarity.threshold)
 
     @_after_warm_up
     def garment(self, code) -> np.ndarray:
@@ -215,9 +232,41 @@ class EditTab:
         for latent, label, image in zip(latents, labels, images[..., 0]):
             agree = ((image > edit.INK) == garment)[painted].mean()
             results.append((upscale(to_uint8(image), SHOW // 2),
-                            f"{self.class_names[label]}: agrees with {agree:.0%} of the painted pixels"))
+                            f"{self.class_names[label]}, {agree:.0%} agree"))  # short: a caption under a small tile
             codes.append({**garment_code(self.class_names[label], latent), "from": "your sketch"})
         return results, codes
+
+
+# What a style slider can do to a garment, measured on its ink (pixels above ``edit.INK``): larger is
+# further that way. A slider's name is one of them; where a class goes another way, the page says so.
+STYLE_EFFECTS = {
+    "shorter": lambda ink, image: -ink.any(2).sum(1), "taller": lambda ink, image: ink.any(2).sum(1),  # rows
+    "narrower": lambda ink, image: -ink.any(1).sum(1), "wider": lambda ink, image: ink.any(1).sum(1),  # columns
+    "darker": lambda ink, image: -image.mean((1, 2)), "lighter": lambda ink, image: image.mean((1, 2)),
+    "smaller": lambda ink, image: -ink.sum((1, 2)), "larger": lambda ink, image: ink.sum((1, 2)),
+}
+
+
+def slider_label(name: str) -> str:
+    """A style slider's name, with what it does instead where its name does not hold."""
+    elsewhere = "; ".join(f"{effect} for {', '.join(classes)}" for effect, classes in STYLE_ELSEWHERE.get(name, {}).items())
+    return f"{name} ({elsewhere})" if elsewhere else name
+
+
+def style_effects(tab: EditTab, name: str, per_class: int = 40, seed: int = 11) -> dict[str, np.ndarray]:
+    """For style slider ``name`` moved from -2 to +2: for each effect of ``STYLE_EFFECTS``, the share
+    of each class's ``per_class`` garments that moved that way (an unchanged garment counts as not)."""
+    from ..gan import sample_latents
+    classes = len(tab.class_names)
+    latents = np.asarray(sample_latents(seed, per_class * classes, tab.latent_dim))
+    labels = np.arange(len(latents)) % classes
+    direction = tab.style_directions[tab.style_names.index(name)]
+    render = lambda moved: np.concatenate([tab._render(moved[i:i + MAX_FRAMES], tab._one_hot(labels[i:i + MAX_FRAMES]))
+                                           for i in range(0, len(moved), MAX_FRAMES)])  # the animation's compiled shape
+    before, after = render(latents - STYLE_RANGE * direction), render(latents + STYLE_RANGE * direction)
+    moved = {effect: measure(after > edit.INK, after) - measure(before > edit.INK, before) > 0
+             for effect, measure in STYLE_EFFECTS.items()}
+    return {effect: np.array([way[labels == c].mean() for c in range(classes)]) for effect, way in moved.items()}
 
 
 def captioned_row(row: np.ndarray, captions: list[tuple[str, str]], tile: int) -> np.ndarray:

@@ -9,12 +9,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from flax import nnx
-from PIL import Image
 
 from ..data import FASHION_CLASSES
 from ..gan import generate_blended, sample_latents
-from ..images import image_grid, to_uint8, upscale
+from ..images import image_grid, label_rows, to_uint8, upscale
+from ..serving import frozen
 from ..user_input import MAX_SEED, check_choice, check_int, check_range
 from .edit import garment_code
 
@@ -35,9 +34,7 @@ class GenerateTab:
         self.card = card
         self.class_names = list(FASHION_CLASSES)
         self.latent_dim = card["config"]["latent_dim"]
-        # The jitted function with its model bound once: nnx.jit otherwise walks the model's graph
-        # on every call.
-        self._generate_fn = nnx.cached_partial(generate_blended, generator)
+        self._generate_fn = frozen(generate_blended, generator)
 
     def with_model(self, generator, card: dict) -> GenerateTab:
         """The same actions on another generator (a Lab run's)."""
@@ -124,18 +121,6 @@ class GenerateTab:
             latents = np.tile(self._latents(seed_a, 1, truncation), (len(weights), 1))
         images = self._generate(latents.astype(np.float32), weights.astype(np.float32))
         return [upscale(to_uint8(image), 4) for image in images]
-
-
-def label_rows(grid: np.ndarray, names, left: int) -> np.ndarray:
-    """(H, W) uint8 grid of len(names) equal blocks stacked vertically -> (H, left + W) with each
-    block's name written in the margin at its middle (white on the grid's gray)."""
-    from PIL import ImageDraw, ImageFont
-    canvas = Image.fromarray(np.pad(grid, ((0, 0), (left, 0)), constant_values=64))
-    draw, font = ImageDraw.Draw(canvas), ImageFont.load_default(size=22)
-    block = grid.shape[0] / len(names)
-    for i, name in enumerate(names):
-        draw.text((8, (i + 0.5) * block), name, fill=255, font=font, anchor="lm")
-    return np.asarray(canvas)
 
 
 def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:

@@ -8,12 +8,18 @@ whose visitor stops polling (the tab closed) is stopped, and so is one paused to
 server's time cap. A finished run's model is loaded for its visitor alone (``trained``): the other
 tabs offer it beside the shipped one, and its checkpoint and card download. The shipped checkpoints
 are never touched.
+
+A visitor is a session (which the client names) from an address: each may hold one run or one place
+in line, the line holds ``MAX_WAITING`` places, and a visitor's new Start takes over their own place.
+Nothing a client sends becomes part of a path: runs are written to folders the server names.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -22,7 +28,14 @@ from pathlib import Path
 
 from .. import checkpoint
 from ..lab import WIDTHS, LabConfig, Update, resolved, start_process
-from ..user_input import MAX_SEED, InputError, check_choice, check_int, check_range
+from ..user_input import (
+    MAX_SEED,
+    InputError,
+    check_choice,
+    check_int,
+    check_range,
+    shown,
+)
 
 log = logging.getLogger("imgjax.lab")
 
@@ -33,6 +46,8 @@ COMPILE_LIMIT_S = 180.0  # a run that has not started training by then is stoppe
 MAX_BUDGET_S = 300.0  # the default time cap per run (``python app.py --lab-max-seconds``)
 MEMORY_LIMIT_BYTES = 3 * 2**30  # a run's process resident above this is stopped (one takes ~1-1.5 GB)
 KEEP_SESSIONS = 32  # visitors whose trained models are kept (the least recently seen are dropped)
+MAX_WAITING = 8  # places in the Lab's line; later visitors are asked to come back
+LAB_FOLDERS = Path(tempfile.gettempdir()) / "imgjax-lab"  # one folder per server process: lab-<pid>
 COMMANDS = ("pause", "resume", "step", "stop")
 SHIPPED, YOURS = "Shipped", "Yours (Lab)"  # the other tabs' "Model" choice
 COMMAND_WAIT_S = 5.0  # a control answers once its run has taken the command, or after this long
@@ -93,13 +108,15 @@ class Status:
 
 
 class _Run:
-    def __init__(self, session: str, config: LabConfig, directory: Path):
-        self.session, self.config, self.directory = session, config, directory
+    def __init__(self, name: str, session: str, address: str, config: LabConfig, directory: Path):
+        self.name = name  # the server's name for the run, in its folder and the log
+        self.session, self.address, self.config, self.directory = session, address, config, directory
         self.latest: Update | None = None
         self.process = None
         self.connection = None
         self.started = self.paused_since = None
         self.stop_reason = ""  # why the server stopped it, if it did
+        self.stopping = False  # asked to stop: it no longer counts as its visitor's run
         self.finished = threading.Event()
 
 
@@ -111,20 +128,22 @@ class LabTab:
                  cache_dir: str | None = None, abandoned_after_s: float = ABANDONED_AFTER_S):
         self.max_runs, self.max_budget_s = max_runs, max_budget_s
         self.data_dir, self.cache_dir, self.abandoned_after_s = data_dir, cache_dir, abandoned_after_s
-        self.root = Path(tempfile.mkdtemp(prefix="imgjax-lab-"))
+        self.root = lab_folder()
+        self._numbers = itertools.count(1)
         self._lock = threading.RLock()
         self._waiting: list[_Run] = []
         self._running: list[_Run] = []
         self._ended: dict[str, _Run] = {}  # each visitor's last ended run, until they start another
-        self._seen: dict[str, float] = {}
+        self._seen: dict[str, float] = {}  # sessions with a run or a model: when they last asked
         self._trained: dict[str, dict[str, Trained]] = {}
         threading.Thread(target=self._supervise, daemon=True, name="imgjax-lab").start()
 
     # ------------------------------------------------------------------ actions
 
-    def start(self, session: str, config: LabConfig) -> Status:
-        """Queue a run for ``session`` (its earlier run, if any, is stopped). Raises InputError on a
-        knob out of range."""
+    def start(self, session: str, config: LabConfig, address: str = "") -> Status:
+        """Queue a run for ``session`` from client ``address``: a new place in line, or their waiting
+        place taken over (their running run, if any, is stopped). Raises InputError on a knob out of
+        range, when another session from ``address`` holds a run or a place, or when the line is full."""
         try:
             config = resolved(config)
         except ValueError as error:
@@ -134,18 +153,30 @@ class LabTab:
         if config.batch_size not in BATCH_SIZES:
             raise InputError(f"Batch size {config.batch_size}: choose one of {', '.join(map(str, BATCH_SIZES))}.")
         with self._lock:
-            self.leave(session, forget_models=False)
-            run = _Run(session, config, self.root / f"{session}-{time.time_ns()}")
-            self._waiting.append(run)
+            waiting = next((run for run in self._waiting if run.session == session), None)
+            if waiting is not None:  # the visitor's new knobs, in the place they already hold
+                waiting.config = config
+                run = waiting
+            else:
+                if address and any(run.address == address and run.session != session and not run.stopping
+                       for run in [*self._waiting, *self._running]):
+                    raise InputError("Another page from your address already has a Lab run training or waiting: "
+                                     "stop it there, or wait until it ends.")
+                if len(self._waiting) >= MAX_WAITING:
+                    raise InputError(f"The Lab's line is full ({MAX_WAITING} runs waiting): try again in a few minutes.")
+                self.leave(session, forget_models=False)
+                name = f"run-{next(self._numbers)}"
+                run = _Run(name, session, address, config, self.root / name)
+                self._waiting.append(run)
             self._seen[session] = time.monotonic()
-        log.info("lab run queued for %s: %s", session[:8], config)
+        log.info("lab %s queued: %s", run.name, config)
         self._supervise_once()
         return self.status(session)
 
     def command(self, session: str, command: str) -> Status:
         """Pause, resume, take one step (while paused) or stop ``session``'s run."""
         if command not in COMMANDS:
-            raise InputError(f"{command!r}: expected one of {', '.join(COMMANDS)}")
+            raise InputError(f"The command must be one of {', '.join(COMMANDS)}; got {shown(command)}.")
         with self._lock:
             run = self._find(session)
             if run is None:
@@ -179,7 +210,8 @@ class LabTab:
     def status(self, session: str) -> Status:
         """``session``'s run as it stands (asking counts as the visitor still being there)."""
         with self._lock:
-            self._seen[session] = time.monotonic()
+            if self._find(session) is not None or session in self._trained:
+                self._seen[session] = time.monotonic()
             for place, run in enumerate(self._waiting, start=1):
                 if run.session == session:
                     ahead = place - 1 + len(self._running)
@@ -205,9 +237,10 @@ class LabTab:
         if trained is None:
             raise InputError(f"You have no {family.upper()} of your own yet: train one in the Lab tab first.")
         key = type(shipped).__name__
-        if key not in trained.tabs:
-            trained.tabs[key] = shipped.with_model(trained.model, trained.card)
-        return trained.tabs[key]
+        with self._lock:
+            if key not in trained.tabs:
+                trained.tabs[key] = shipped.with_model(trained.model, trained.card)
+            return trained.tabs[key]
 
     def leave(self, session: str, forget_models: bool = True) -> None:
         """The visitor has gone (or starts over): stop and forget their run; with ``forget_models``,
@@ -252,18 +285,19 @@ class LabTab:
             gone = lambda run: now - self._seen.get(run.session, 0.0) > self.abandoned_after_s
             for run in [run for run in self._waiting if gone(run)]:
                 self._waiting.remove(run)
-                log.info("lab: %s left the line", run.session[:8])
+                log.info("lab %s left the line", run.name)
             for run in list(self._running):
                 reason = self._reason_to_stop(run, now, gone(run))
                 if reason and not run.stop_reason:
-                    log.info("lab: stopping %s's run: %s", run.session[:8], reason)
+                    log.info("lab %s stopped by the server: %s", run.name, reason)
                     run.stop_reason = reason
                     self._stop(run, kill="memory" in reason)
             while self._waiting and len(self._running) < self.max_runs:
                 self._launch(self._waiting.pop(0))
-            if len(self._trained) > KEEP_SESSIONS:
-                oldest = sorted(self._trained, key=lambda s: self._seen.get(s, 0.0))
-                for session in oldest[:len(self._trained) - KEEP_SESSIONS]:
+            kept = set(self._trained) | set(self._ended)
+            if len(kept) > KEEP_SESSIONS:
+                oldest = sorted(kept, key=lambda s: self._seen.get(s, 0.0))
+                for session in oldest[:len(kept) - KEEP_SESSIONS]:
                     self.leave(session)
 
     def _reason_to_stop(self, run: _Run, now: float, gone: bool) -> str:
@@ -283,7 +317,7 @@ class LabTab:
         run.process, run.connection = start_process(run.config, run.directory, self.cache_dir, self.data_dir)
         self._running.append(run)
         threading.Thread(target=self._follow, args=(run,), daemon=True, name="imgjax-lab-follow").start()
-        log.info("lab run started for %s: %s", run.session[:8], run.config.family)
+        log.info("lab %s started: %s", run.name, run.config.family)
 
     def _follow(self, run: _Run) -> None:
         """Read the run's updates until it ends; then hand its model to its visitor (before the
@@ -327,6 +361,7 @@ class LabTab:
     def _stop(self, run: _Run, kill: bool = False) -> None:
         """Ask the run to stop (it still measures and saves its model), or ``kill`` its process;
         kill it too if it has not ended 30 s after being asked."""
+        run.stopping = True
         if kill and run.process is not None:
             run.process.kill()
             return
@@ -339,6 +374,26 @@ class LabTab:
             if not run.finished.wait(30.0) and run.process is not None and run.process.is_alive():
                 run.process.kill()
         threading.Thread(target=kill_later, daemon=True).start()
+
+
+def lab_folder() -> Path:
+    """A new, empty folder for a LabTab's runs (``LAB_FOLDERS``/lab-<pid>-<random>), after removing
+    those of server processes that have ended (a crash leaves them behind)."""
+    LAB_FOLDERS.mkdir(parents=True, exist_ok=True)
+    for folder in LAB_FOLDERS.glob("lab-*"):
+        if not _process_alive(folder.name.split("-")[1]):
+            shutil.rmtree(folder, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"lab-{os.getpid()}-", dir=LAB_FOLDERS))
+
+
+def _process_alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def resident_bytes(pid: int) -> int:
@@ -363,6 +418,12 @@ STATE_WORDS = {"compiling": "Compiling the train step", "training": "Training", 
 HEADLINE = {"cnn": ("test_accuracy", "test accuracy", "{:.2%}"),
             "ae": ("psnr_gaussian_0.2", "PSNR at Gaussian σ 0.2", "{:.2f} dB"),
             "gan": ("conditional_accuracy", "samples named as their class by the shipped classifier", "{:.1%}")}
+
+
+# What each recipe reaches at its default budget, and in how many steps (`imgjax bench --only lab` on an
+# idle 2-core host, docs/lab.md): a run that has taken far fewer steps cannot be expected to show it.
+RECIPE_REACHES = {"cnn": (1_000, "91% test accuracy"), "ae": (2_300, "22.8 dB at Gaussian σ 0.2"),
+                  "gan": (1_400, "85% of samples named as their class (before a few hundred steps: noise)")}
 
 
 def shipped_headline(family: str, card: dict) -> float | None:
@@ -391,6 +452,9 @@ def describe(status: Status) -> str:
               f"{update.seconds_left:.0f} s left (compiled in {update.compile_s:.1f} s)")]
     if losses or figures:
         lines.append(" · ".join(part for part in (losses, figures) if part))
+    steps, reaches = RECIPE_REACHES[update.family]
+    lines.append(f"The recipe reaches {reaches} in about {steps:,} steps (an idle 2-core host); this run has taken "
+                 f"{update.step:,} on this one.")
     return "  \n".join(lines)
 
 

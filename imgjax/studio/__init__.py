@@ -14,12 +14,15 @@ import logging
 import os
 
 import gradio as gr
+from gradio.utils import get_upload_folder
 from starlette.middleware import Middleware
 
 from ..gradio_guards import (
     BodyLimit,
+    files_under,
     guard_api,
     keep_pruning,
+    prune_cache,
     raw_values,
     temporary_files,
 )
@@ -39,7 +42,10 @@ MAX_UPLOAD = "10mb"
 # an image no larger than its own size, so the classifier's input and the denoising baseline are
 # stretched to their frames (keeping their shape), as large as the pictures beside them.
 CSS = ("img { image-rendering: pixelated; }\n"
-       "#classify-input img, #baseline img { width: 100%; height: 100%; object-fit: contain; }\n"
+       # the Lab's charts and labelled pictures hold text, shown smaller than drawn: smoothed, not blocky
+       "#lab-curves img, #lab-view img, #lab-mistakes img { image-rendering: auto; }\n"
+       "#classify-input img, #baseline img, #edit-input img, #mix-input img"
+       " { width: 100%; height: 100%; object-fit: contain; }\n"
        # the message of a refused input, where the result would be, and of a file refused in the browser
        ".status p { color: #9a3412; font-weight: 600; }\n"
        "#imgjax-alert { position: sticky; top: 0; z-index: 1000; padding: 0.75em 1em; cursor: pointer;"
@@ -67,7 +73,7 @@ def build_demo(studio: Studio | None = None) -> gr.Blocks:
     studio = studio or Studio()
     with gr.Blocks(title="imgjax studio") as demo:
         gr.Markdown(ABOUT)
-        with gr.Tabs() as tabs:
+        with gr.Tabs(overflow_behavior="wrap") as tabs:  # on a phone too, every tab at a glance
             # A garment's code: made by the Edit tab's projection or sent by the Generate tab's "Edit".
             code = gr.JSON(label="Code", render=False, elem_id="garment-code")
             # Each tab's "Model": the shipped one, or the visitor's own from the Lab.
@@ -106,6 +112,8 @@ def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, mcp: 
     logging.getLogger("imgjax").addHandler(handler)
     logging.getLogger("imgjax").setLevel(logging.INFO)
     _return_freed_memory()
+    # What an earlier server left (it may have crashed): uploads and outputs past their age.
+    prune_cache(files_under(get_upload_folder(), GIF_DIR), CACHE_MAX_AGE_S, CACHE_MAX_BYTES)
     cache = enable_compilation_cache(cache_dir)
     studio = Studio(lab_runs=lab_runs, lab_max_seconds=lab_max_seconds)
     studio.lab_tab.cache_dir = str(cache)  # Lab runs compile into the same cache

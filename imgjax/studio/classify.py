@@ -40,17 +40,24 @@ def page(demo: gr.Blocks, choice: ModelChoice) -> list:
             raise InputError("The sketchpad is empty: draw a garment first.")
         return answer(rgb, model, request)
 
+    def classify_sketch_if_any(value, model, request: gr.Request):
+        """The Draw tab was chosen: its drawing's results, or none (not the Image tab's) before one."""
+        try:
+            return classify_sketch(value, model, request)
+        except InputError:
+            return None, None, None, "Draw a garment on the sketchpad, then click **Classify drawing**."
+
     with gr.Tab("Classify"):
         with gr.Row():
             with gr.Column():
                 model = choice.radio.render()
-                with gr.Tab("Image"):
+                with gr.Tab("Image") as image_tab:
                     photo = raw_image(gr.Image(str(ARRIVAL_IMAGE), label="Upload or paste an image",
                                                type="filepath", image_mode=None, sources=["upload", "clipboard"],
                                                height=280, elem_id="classify-input"))
                     photo_button = gr.Button("Classify", variant="primary")
                     gr.Examples(EXAMPLES, inputs=photo, label="Test-set examples", elem_id="classify-examples")
-                with gr.Tab("Draw"):
+                with gr.Tab("Draw") as draw_tab:
                     sketch = raw_editor(gr.ImageEditor(
                         label="Draw a garment (black on white)", type="pil", image_mode="RGBA", sources=(),
                         brush=gr.Brush(colors=["#000000"], color_mode="fixed", default_size=12),
@@ -74,4 +81,10 @@ def page(demo: gr.Blocks, choice: ModelChoice) -> list:
         # A new image (upload, paste, example) is classified at once: it takes milliseconds.
         photo.change(for_page(classify_if_any, "classify", 4), [photo, model], [*outputs, classify_status],
                      api_visibility="private", concurrency_id="classify")
+        # The results beside the sub-tab on show are that sub-tab's input's.
+        # (Milliseconds each, so outside the queue: no progress overlay when the tab opens.)
+        image_tab.select(for_page(classify_if_any, "classify", 4), [photo, model], [*outputs, classify_status],
+                         api_visibility="private", queue=False, show_progress="hidden")
+        draw_tab.select(for_page(classify_sketch_if_any, "classify_sketch", 4), [sketch, model],
+                        [*outputs, classify_status], api_visibility="private", queue=False, show_progress="hidden")
     return [model]

@@ -9,12 +9,15 @@ import numpy as np
 
 from .. import user_input
 from ..gradio_guards import raw_editor, raw_image
+from ..images import upscale
 from ..service import edit as actions
 from ..user_input import InputError
 from .wiring import ASSETS, EXAMPLES, action, for_page, save_gif, status
 
 ARRIVAL_IMAGE = ASSETS / "example_4_coat.png"  # projected when the page loads
 SKETCH_SIZE = 280
+NO_IMAGE = ("No garment image: the code and edits below are still the last garment's. Upload, paste or click "
+            "an example to project another.")
 INTRO = """Put a garment into the GAN: the studio searches for the generator input (a class and 64
 latent numbers, the garment's *code*) whose output matches it, starting from an encoder's guess.
 Then edit the code: the same style as other garments, style directions, a mix of two garments."""
@@ -35,7 +38,8 @@ def page(demo: gr.Blocks, tab: actions.EditTab, code: gr.JSON) -> list:
         return tab.mix(code_value, tab.project(user_input.read_image(path, actions.MAX_SIDE))[1])
 
     def animate(code_value, class_name, *strengths):
-        return save_gif(tab.animation(code_value, class_name, *strengths, frames=actions.MAX_FRAMES // 2))
+        frames = tab.animation(code_value, class_name, *strengths, frames=actions.MAX_FRAMES // 2)
+        return save_gif([upscale(frame, 2) for frame in frames])  # 224 px, as large as the edited picture
 
     def from_sketch(value):
         if not value or value.get("composite") is None:
@@ -63,7 +67,8 @@ def page(demo: gr.Blocks, tab: actions.EditTab, code: gr.JSON) -> list:
                         layers=False, transforms=(), elem_id="edit-sketch"))
                     sketch_button = gr.Button("Find garments", variant="primary", elem_id="sketch-button")
                     sketch_status = status("sketch-status")
-                    garments = gr.Gallery(label="Garments that agree with the sketch (click one to edit it)",
+                    garments = gr.Gallery(label="Garments that agree with the sketch, and the share of painted pixels "
+                                                "each agrees with (click one to edit it)",
                                           columns=3, height="auto", elem_id="sketch-garments", allow_preview=False,
                                           format="png", visible=False)
                     sketch_codes = gr.JSON(visible=False)
@@ -83,13 +88,14 @@ def page(demo: gr.Blocks, tab: actions.EditTab, code: gr.JSON) -> list:
             with gr.Column(scale=1):
                 edit_status = status("edit-status")
                 class_name = gr.Dropdown(tab.class_names, value=tab.class_names[0], label="Class", elem_id="edit-class")
-                sliders = [gr.Slider(-actions.STYLE_RANGE, actions.STYLE_RANGE, 0.0, step=0.1, label=name,
+                sliders = [gr.Slider(-actions.STYLE_RANGE, actions.STYLE_RANGE, 0.0, step=0.1,
+                                     label=actions.slider_label(name),
                                      elem_id=f"style-{i}") for i, name in enumerate(tab.style_names)]
                 gif_button = gr.Button("Animate: original to edit")
             with gr.Column(scale=1):
                 edited = gr.Image(label="Edited (download: the arrow, top right)", format="png", height=260,
                                   elem_id="edited", alt_text="The garment after the edit")
-                animation = gr.Image(label="Animation", type="filepath", height=160, elem_id="edit-animation",
+                animation = gr.Image(label="Animation", type="filepath", height=260, elem_id="edit-animation",
                                      alt_text="Frames from the original to the edit", visible=False)
         gr.Markdown("### Mix: this garment's style in another's class, and the other way round")
         with gr.Row():
@@ -105,22 +111,28 @@ def page(demo: gr.Blocks, tab: actions.EditTab, code: gr.JSON) -> list:
 
         strengths = [class_name, *sliders]
         action(demo, project_button, project, photo, [pair, code, summary], project_status, "edit_project")
-        photo.change(for_page(lambda p: project(p) if p is not None else (None,) * 3, "edit_project", 3), photo,
+        # A new image is projected at once. Emptied by the page (a garment sent from another tab), it
+        # changes nothing; removed by the visitor, its projection goes and the code stays, said so.
+        photo.change(for_page(lambda p: project(p) if p is not None else (gr.skip(),) * 3, "edit_project", 3), photo,
                      [pair, code, summary, project_status], api_visibility="private", concurrency_id="edit_project")
+        photo.clear(lambda: (None, NO_IMAGE), None, [pair, summary], api_visibility="private", queue=False)
 
         def code_changed(code_value):
             """A new code (projected, or sent from another tab): its class row, the edit reset to it;
-            a code sent from elsewhere also replaces the projection's picture and summary."""
+            a code sent from elsewhere also replaces the projection's picture and summary and empties
+            the image input (the garment is no longer that image's)."""
+            if code_value is None:
+                return (gr.skip(),) * (len(sliders) + 5)
             row = tab.classes_row(code_value)  # checks the code
-            arrived = (gr.skip(), gr.skip())
+            arrived = (gr.skip(),) * 3
             if code_value.get("from"):
                 message = (f"A **{code_value['class']}** from {code_value['from']}: its code is the generator's "
                            "own, so nothing to project.")
-                arrived = (tab.garment(code_value), message)
+                arrived = (tab.garment(code_value), message, None)
             return row, code_value["class"], *[0.0] * len(sliders), *arrived
 
-        code.change(for_page(code_changed, "edit_classes", 4 + len(sliders)), code,
-                    [classes, class_name, *sliders, pair, summary, edit_status], api_visibility="private")
+        code.change(for_page(code_changed, "edit_classes", 5 + len(sliders)), code,
+                    [classes, class_name, *sliders, pair, summary, photo, edit_status], api_visibility="private")
         action(demo, gr.Button(visible=False), tab.classes_row, code, [classes], edit_status, "edit_classes",
                load=False)
         render = for_page(tab.render, "edit_render", 1)

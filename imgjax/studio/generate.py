@@ -84,10 +84,12 @@ def page(demo: gr.Blocks, choice: ModelChoice, send_to_edit: tuple[gr.JSON, gr.T
                               [code, generate_status], api_visibility="private").success(
                 lambda: gr.Tabs(selected="edit"), None, tabs, api_visibility="private")
         dice.click(lambda: random.randint(0, MAX_SEED), None, seed, api_name="random_seed")
-        action(demo, generate_button, generate, [class_name, seed, count, truncation, model], [grid], generate_status,
-               "generate")
-        action(demo, walk_button, interpolate, [mode, walk_class, seed_a, seed_b, frames, truncation, model],
-               [strip, animation], walk_status, "interpolate", limit=1)
+        # The grid and the walk follow their controls: a changed class, seed or slider makes them anew.
+        grid_inputs = [class_name, seed, count, truncation, model]
+        action(demo, generate_button, generate, grid_inputs, [grid], generate_status, "generate", rerun_on=grid_inputs)
+        walk_inputs = [mode, walk_class, seed_a, seed_b, frames, truncation, model]
+        action(demo, walk_button, interpolate, walk_inputs, [strip, animation], walk_status, "interpolate", limit=1,
+               rerun_on=walk_inputs)
         # Only the controls that apply: a tour across classes keeps one seed.
         mode.change(lambda m: gr.update(visible=m == actions.INTERPOLATE_SEEDS), mode, seed_b,
                     api_visibility="private", queue=False)

@@ -37,7 +37,7 @@ def page(demo: gr.Blocks, lab: actions.LabTab, shipped_cards: dict[str, dict], m
               salt_and_pepper, boxes, request: gr.Request):
         config = actions.lab_config(family, learning_rate, batch_size, width, seed, budget, gan_loss, r1, ema,
                                     augment, gaussian, salt_and_pepper, boxes)
-        return actions.describe(lab.start(request.session_hash, config))
+        return actions.describe(lab.start(request.session_hash, config, address=getattr(request.client, "host", "")))
 
     def control(command, request: gr.Request):
         return actions.describe(lab.command(request.session_hash, command))
@@ -56,7 +56,8 @@ def page(demo: gr.Blocks, lab: actions.LabTab, shipped_cards: dict[str, dict], m
         return (progress, gr.update(value=curves, visible=curves is not None),
                 gr.update(value=view, visible=view is not None),
                 gr.update(value=mistakes, visible=mistakes is not None), result,
-                gr.update(value=files, visible=bool(files)), gr.Timer(active=state.active), *offers)
+                gr.update(value=files, visible=bool(files)), gr.Timer(active=state.active), *offers,
+                *usable_controls(state))
 
     with gr.Tab("Lab", id="lab"):
         gr.Markdown(INTRO)
@@ -88,12 +89,12 @@ def page(demo: gr.Blocks, lab: actions.LabTab, shipped_cards: dict[str, dict], m
                     salt_and_pepper = gr.Slider(0, 1, shares[1], step=0.05, label="Share of salt and pepper")
                     boxes = gr.Slider(0, 1, shares[2], step=0.05, label="Share of masked boxes")
                 start_button = gr.Button("Start", variant="primary", elem_id="lab-start")
-                with gr.Row():
-                    buttons = {command: gr.Button(command.capitalize(), size="sm", elem_id=f"lab-{command}")
-                               for command in actions.COMMANDS}
+                with gr.Row():  # usable when they apply to the run (``usable_controls``)
+                    buttons = {command: gr.Button(command.capitalize(), size="sm", elem_id=f"lab-{command}",
+                                                  interactive=False) for command in actions.COMMANDS}
+                lab_status = status("lab-status")  # beside the buttons: what Start and the controls did
+                progress = gr.Markdown(idle_note(), elem_id="lab-progress")
             with gr.Column(scale=2):
-                lab_status = status("lab-status")
-                progress = gr.Markdown(elem_id="lab-progress")
                 with gr.Row():
                     curves = gr.Image(label="Losses (smoothed)", format="png", visible=False, elem_id="lab-curves",
                                       alt_text="The training losses against the step")
@@ -116,7 +117,7 @@ def page(demo: gr.Blocks, lab: actions.LabTab, shipped_cards: dict[str, dict], m
                       api_visibility="private", queue=False)
         knobs = [family, learning_rate, batch_size, width, seed, budget, gan_loss, r1, ema, augment, gaussian,
                  salt_and_pepper, boxes]
-        shown = [progress, curves, view, mistakes, result, files, timer, *model_choices.values()]
+        shown = [progress, curves, view, mistakes, result, files, timer, *model_choices.values(), *buttons.values()]
         # Start and the controls answer at once; the timer brings the news every second.
         start_button.click(for_page(start, "lab_start", 1), knobs, [progress, lab_status], api_visibility="private",
                            concurrency_id="lab").success(lambda: gr.Timer(active=True), None, timer,
@@ -125,7 +126,7 @@ def page(demo: gr.Blocks, lab: actions.LabTab, shipped_cards: dict[str, dict], m
         for command, button in buttons.items():
             button.click(_controlled(control, command), None, [progress, lab_status], api_visibility="private",
                          concurrency_id="lab")
-        command_box = gr.Textbox(visible=False)
+        command_box = gr.Textbox(visible=False, label="Command")
         gr.Button(visible=False).click(control, command_box, progress, api_name="lab_control", concurrency_id="lab")
         timer.tick(poll, None, shown, api_visibility="private", concurrency_id="lab_poll", concurrency_limit=None,
                    show_progress="hidden")
@@ -136,8 +137,7 @@ def page(demo: gr.Blocks, lab: actions.LabTab, shipped_cards: dict[str, dict], m
             lab.leave(request.session_hash)
 
         demo.unload(left)
-    return [learning_rate, batch_size, width, seed, budget, gan_loss, r1, ema, augment, gaussian, salt_and_pepper,
-            boxes]
+    return knobs
 
 
 def _news(state: actions.Status, shipped_cards: dict) -> tuple:
@@ -147,6 +147,22 @@ def _news(state: actions.Status, shipped_cards: dict) -> tuple:
     files = [update.checkpoint, str(card_path(Path(update.checkpoint)))] if update.checkpoint else None
     return (actions.describe(state), update.curves, update.view, update.mistakes,
             actions.result(update, shipped_cards.get(update.family, {})), files)
+
+
+def idle_note() -> str:
+    """What the tab says before a run: what to do, and what each recipe reaches in how long."""
+    reaches = "; ".join(f"{name.split(' (')[0]}, {actions.RECIPE_REACHES[family][1].split(' (')[0]} in about "
+                        f"{actions.RECIPE_REACHES[family][0]:,} steps ({RECIPES[family].budget_s:.0f} s)"
+                        for name, family in FAMILY_LABELS.items())
+    return f"No run yet: choose a model and its knobs, then **Start**. On an idle 2-core host the recipes reach: {reaches}."
+
+
+def usable_controls(state: actions.Status) -> list:
+    """Pause while training, Resume and Step while paused, Stop while the run waits, compiles or
+    trains: updates for the buttons in ``COMMANDS`` order."""
+    now = state.update.state if state.update else None
+    usable = {"pause": now == "training", "resume": now == "paused", "step": now == "paused", "stop": state.active}
+    return [gr.update(interactive=usable[command]) for command in actions.COMMANDS]
 
 
 def _controlled(control, command: str):

@@ -69,14 +69,18 @@ def status(elem_id: str) -> gr.Markdown:
 
 
 def action(demo: gr.Blocks, button, function, inputs, outputs, status_line, api_name: str, limit: int = 2,
-           load: bool = True):
+           load: bool = True, rerun_on=()):
     """Wire ``function`` twice, sharing one concurrency limit: the visible ``button`` (and page
     load) with errors shown in ``status_line``, and a hidden button carrying the API name, whose
-    clients receive errors as errors (``guard_api`` turns InputError into their message). Returns
-    the visible button's event, for steps that follow it."""
+    clients receive errors as errors (``guard_api`` turns InputError into their message). A change
+    to any of ``rerun_on`` runs it again, so its outputs always match the controls. Returns the
+    visible button's event, for steps that follow it."""
     page = for_page(function, api_name, len(outputs))
     clicked = button.click(page, inputs, [*outputs, status_line], api_visibility="private", concurrency_id=api_name,
                            concurrency_limit=limit)
+    if rerun_on:
+        gr.on([control.change for control in rerun_on], page, inputs, [*outputs, status_line],
+              api_visibility="private", concurrency_id=api_name, trigger_mode="always_last", show_progress="hidden")
     gr.Button(visible=False).click(function, inputs, outputs, api_name=api_name,
                                    concurrency_id=api_name, concurrency_limit=limit)
     if load:  # every tab arrives with its pictures
