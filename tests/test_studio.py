@@ -733,8 +733,12 @@ def browser():
         browser.close()
 
 
-# True once no output on the page is waiting for its event (Gradio marks those ``.pending``).
-SETTLED = "() => !document.querySelector('.block.pending, [data-testid=status-tracker]:not(.hide)')"
+# True once no output on the page has waited for an event (Gradio marks those ``.pending`` and shows
+# their status tracker) for half a second: the events a tab fires when it first shows have run.
+SETTLED = """() => { const busy = document.querySelector('.block.pending, [data-testid=status-tracker]:not(.hide)');
+    if (busy) { window.__imgjaxQuietSince = null; return false; }
+    window.__imgjaxQuietSince ??= performance.now();
+    return performance.now() - window.__imgjaxQuietSince > 500; }"""
 # Waits until the picture in ``selector`` differs from ``before`` and has loaded: what the test asserts.
 NEW_PICTURE = """([selector, before]) => { const img = document.querySelector(selector);
     return img && img.src !== before && img.complete && img.naturalWidth > 0; }"""
@@ -1032,6 +1036,7 @@ def test_browser_every_tab_passes_wcag_21_aa_checks(server, browser, viewport):
                        ("Edit", "#all-classes img"), ("Lab", "#lab-start")):
         _open_tab(page, tab)
         page.locator(ready).first.wait_for(timeout=30_000)
+        page.evaluate("window.__imgjaxQuietSince = null")
         page.wait_for_function(SETTLED, timeout=30_000)  # the tab's first events done: the page as it stays
         page.evaluate(axe)
         report = page.evaluate("axe.run(document, {runOnly: {type: 'tag', "

@@ -80,7 +80,7 @@ def page(demo: gr.Blocks, choice: ModelChoice) -> list:
                load=False)
         # A new image (upload, paste, example) is classified at once: it takes milliseconds.
         photo.change(for_page(classify_if_any, "classify", 4), [photo, model], [*outputs, classify_status],
-                     api_visibility="private", concurrency_id="classify")
+                     api_visibility="private", concurrency_id="classify", show_progress="hidden")
         # The results beside the sub-tab on show are that sub-tab's input's.
         # (Milliseconds each, so outside the queue: no progress overlay when the tab opens.)
         image_tab.select(for_page(classify_if_any, "classify", 4), [photo, model], [*outputs, classify_status],
