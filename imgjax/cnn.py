@@ -193,6 +193,10 @@ class Familiarity:
         squared = np.einsum("ncd,de,nce->nc", diff, self.precision, diff)
         return np.sqrt(np.maximum(squared.min(1), 0.0))
 
+    def unfamiliar(self, features) -> np.ndarray:
+        """(N, features) -> (N,) booleans: farther from every class than ``threshold``."""
+        return self.distance(features) > self.threshold
+
     def arrays(self) -> dict[str, np.ndarray]:
         return {"means": self.means, "precision": self.precision, "threshold": np.float32([self.threshold])}
 

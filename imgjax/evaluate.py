@@ -70,8 +70,8 @@ def fit_familiarity(model, train, test, path: Path, log) -> dict:
     results = {
         "file": path.name, "sha256": sha256_file(path), "heldout_percentile": 99.0,
         "threshold": familiarity.threshold,
-        "test_flagged": float(np.mean(familiarity.distance(features(test.images)) > familiarity.threshold)),
-        "uniform_noise_flagged": float(np.mean(familiarity.distance(features(noise)) > familiarity.threshold)),
+        "test_flagged": float(np.mean(familiarity.unfamiliar(features(test.images)))),
+        "uniform_noise_flagged": float(np.mean(familiarity.unfamiliar(features(noise)))),
     }
     log(f"familiarity: threshold {results['threshold']:.1f}; flags {results['test_flagged']:.1%} of test images, "
         f"{results['uniform_noise_flagged']:.1%} of uniform-noise images")

@@ -156,8 +156,7 @@ class EditTab:
         """Whether a (28, 28) classifier view lies farther from every class than the Classify tab allows."""
         if self.familiarity is None:
             return False
-        distance = self.familiarity.distance(np.asarray(self._channel_means_fn(view[None, ..., None])))[0]
-        return bool(distance > self.familiarity.threshold)
+        return bool(self.familiarity.unfamiliar(np.asarray(self._channel_means_fn(view[None, ..., None])))[0])
 
     @_after_warm_up
     def garment(self, code) -> np.ndarray:
