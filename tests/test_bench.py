@@ -16,6 +16,7 @@ def _positive(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
+@pytest.mark.slow
 def test_bench_smoke_json_reports_every_field():
     result = subprocess.run([sys.executable, "-m", "imgjax.cli", "bench", "--workload", "smoke", "--json", "--only", "training",
                              "--only", "inference", "--only", "cold_start"], cwd=ROOT,
@@ -71,6 +72,7 @@ def test_jax_and_pytorch_windows_take_turns():
     assert len(rates) == 2 and all(_positive(rate) for rate in rates)
 
 
+@pytest.mark.slow
 def test_each_framework_trains_in_a_process_of_its_own_on_the_cpu():
     # Sharing a process, each framework inherits the other's allocator state (PyTorch's autoencoder
     # step ran 15-20% faster beside JAX's than alone): the bench times each in its own process, as

@@ -40,6 +40,7 @@ def test_set_overrides_model_config_fields_with_their_types():
             override_config(GANConfig(), [bad])
 
 
+@pytest.mark.slow
 def test_train_command_records_a_set_config_and_refuses_a_bad_one(tiny_dataset, tmp_path, capsys):
     import json
     common = ["--epochs", "1", "--batch-size", "32", "--dataset", "mnist", "--data-dir", str(tiny_dataset),

@@ -70,7 +70,7 @@ def _run(family, tiny_dataset, tmp_path, commands=list, held_out=0, **knobs):
     return updates, final
 
 
-@pytest.mark.parametrize("family", ["cnn", "ae", "gan"])
+@pytest.mark.parametrize("family", ["cnn", "ae", pytest.param("gan", marks=pytest.mark.slow)])
 def test_a_run_reports_as_it_trains_and_leaves_a_checkpoint(family, tiny_dataset, tmp_path):
     updates, final = _run(family, tiny_dataset, tmp_path, r1=False)  # the GAN's R1 variant: one compile less
     assert final.state == "finished", final.message

@@ -57,8 +57,8 @@ def test_convolution_as_matrix_products_matches_flax_convolution_values_and_grad
     x = jax.random.normal(jax.random.key(3), (2, 6, 5, 4))
     weights = jax.random.normal(jax.random.key(4), (2, 6, 5, 7))
 
-    def gradients(model, argnums):  # for the parameters (0) or for the input (1)
-        grads = nnx.grad(lambda m, v: (m(v) * weights).sum(), argnums=argnums)(model, x)
+    def gradients(model, argnums):  # for the parameters (0) or for the input (1); compiled, as eager is slow
+        grads = nnx.jit(nnx.grad(lambda m, v: (m(v) * weights).sum(), argnums=argnums))(model, x)
         return jax.tree.leaves(grads)
 
     # Full float32 products on both sides: GPUs otherwise round convolutions and matrix products to
@@ -72,7 +72,8 @@ def _compare_convolutions(rngs, x, gradients, convolution):
         reference = nnx.Conv(4, 7, kernel_size, rngs=rngs)
         ours = nnx.Conv(4, 7, kernel_size, rngs=rngs, conv_general_dilated=convolution)
         nnx.update(ours, nnx.state(reference))  # the same parameters, so checkpoints carry over
-        np.testing.assert_allclose(ours(x), reference(x), rtol=1e-5, atol=1e-5)
+        apply = nnx.jit(lambda model, v: model(v))
+        np.testing.assert_allclose(apply(ours, x), apply(reference, x), rtol=1e-5, atol=1e-5)
         for argnums in (0, 1):
             for a, b in zip(gradients(ours, argnums), gradients(reference, argnums), strict=True):
                 np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)

@@ -85,6 +85,7 @@ SAME_STEPS_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_four_devices_train_the_same_as_one():
     run = subprocess.run([sys.executable, "-c", SAME_STEPS_SCRIPT], env=_four_device_env(),
                          capture_output=True, text=True, timeout=600)
@@ -215,6 +216,7 @@ def test_bfloat16_computes_convolutions_in_bfloat16_on_float32_weights(name):
         assert losses["bfloat16"][key] == pytest.approx(value, rel=0.1), key
 
 
+@pytest.mark.slow
 def test_train_command_with_bf16_on_four_devices(tiny_dataset, tmp_path):
     out = tmp_path / "run"
     run = subprocess.run(

@@ -164,6 +164,7 @@ def test_brush_mask_inpainting(studio, sneaker_u8):
     assert psnr["harmonic inpainting (told the mask)"] > psnr["corrupted"]
 
 
+@pytest.mark.slow
 def test_serving_never_rewrites_the_shared_models_and_threads_share_them(studio, monkeypatch):
     """Every action, once compiled, runs without NNX's graph updates (``nnx.jit`` on a module
     rewrites that shared object around each call: threads then saw half-made models); then 32
@@ -292,6 +293,7 @@ def _wait(condition, timeout=180.0):
     raise AssertionError("timed out")
 
 
+@pytest.mark.slow
 @pytest.mark.realdata
 def test_lab_runs_one_at_a_time_stops_abandoned_runs_and_serves_models_per_session(studio, fashion_test):
     """Two visitors: the second waits in line and is told so; the first's run pauses, stops, and its

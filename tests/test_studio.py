@@ -111,6 +111,7 @@ def _wait_for_edit_tab(log: Path) -> None:
         time.sleep(0.5)
 
 
+@pytest.mark.slow
 def test_second_start_compiles_nothing(server, xla_cache, tmp_path):
     """Start-up compiles every function the page uses into the persistent cache; a second start with
     the same cache finds them all there and adds nothing."""
@@ -130,6 +131,22 @@ def test_second_start_compiles_nothing(server, xla_cache, tmp_path):
 def client(server):
     from gradio_client import Client
     return Client(server, verbose=False)
+
+
+def _client_per_thread(server: str):
+    """A function giving each calling thread a client of its own, as each visitor's page has its own
+    session: gradio_client's one stream per client can close under an event another thread just sent
+    (the event then ends in CancelledError), so one client is not shared by threads."""
+    import threading
+
+    from gradio_client import Client
+    local = threading.local()
+
+    def own_client():
+        if not hasattr(local, "client"):
+            local.client = Client(server, verbose=False)
+        return local.client
+    return own_client
 
 
 @pytest.fixture(scope="module")
@@ -242,6 +259,7 @@ def _lab_wait(client, until, timeout: float = 240):
     pytest.fail(f"the Lab run did not get there in {timeout} s: {news[0]}")
 
 
+@pytest.mark.slow
 def test_lab_api_drives_a_run_whose_model_serves_its_session_only(server, tmp_path):
     """Through the API: start a run, watch it, pause, step, resume, see it finish, download its model,
     then classify with it in the same session; another session has no such model. The session's
@@ -286,6 +304,7 @@ def test_lab_api_drives_a_run_whose_model_serves_its_session_only(server, tmp_pa
         Client(server, verbose=False).predict(example, "Yours (Lab)", api_name="/classify")
 
 
+@pytest.mark.slow
 def test_33_visitors_start_at_once_and_the_line_holds_eight(server):
     """33 visitors (each a session from an address of its own) press Start together: one trains, eight
     wait, the rest are told the line is full. A second session from a waiting visitor's address is
@@ -457,6 +476,7 @@ def _vm_peak_mb(process, field: str = "VmHWM") -> float:
     return int(line.split()[1]) / 1024
 
 
+@pytest.mark.slow
 def test_a_thousand_mixed_requests_from_32_threads(server, client, tmp_path):
     """Every endpoint at once from 32 threads, 1,000 requests, a tenth of them bad: no request fails
     but the bad ones, each with its message, and the log holds no traceback; once idle, the server's memory is within 150 MB of its
@@ -480,7 +500,8 @@ def test_a_thousand_mixed_requests_from_32_threads(server, client, tmp_path):
              ("/edit_classes", (code,)), ("/edit_render", (code, "Dress", 1, 0, 0, 0)), ("/lab_status", ())]
     bad = [("/generate", ("Sneaker", "x", 16, 1.0), "Seed must be"), ("/edit_render", (code, "Socks", 0, 0, 0, 0), "Class"),
            ("/lab_control", ("dance",), "The command must be one of"), ("/classify", (None,), "Choose an image")]
-    call = lambda endpoint, args: client.predict(*args, api_name=endpoint)
+    own_client = _client_per_thread(server)
+    call = lambda endpoint, args: own_client().predict(*args, api_name=endpoint)
     for endpoint, args in slow + quick:  # one round: every program compiled, every cache filled
         call(endpoint, args)
     settled = _vm_peak_mb(server.process, "VmRSS")
@@ -565,6 +586,7 @@ def test_editor_blobs_keep_the_limits(server, client):
     assert _classify(client, ASSETS / "example_1_trouser.png") == "Trouser"
 
 
+@pytest.mark.slow
 def test_worst_allowed_inputs_at_once_stay_under_the_memory_budget(server, client, tmp_path):
     """The largest inputs the limits allow (25 MP in RGBA, 16-bit and float, a 20:1 strip), sent to
     every image route at once, twice over: the server's peak memory stays under 1.5 GB."""
@@ -584,19 +606,21 @@ def test_worst_allowed_inputs_at_once_stay_under_the_memory_budget(server, clien
     assert all(Path(f).stat().st_size < 10 * 2**20 for f in files)
     editor = lambda f: {"background": handle_file(f), "layers": [handle_file(str(tmp_path / "layer.png"))],
                         "composite": None}
-    calls = [lambda f=f: client.predict(handle_file(f), api_name="/classify") for f in files]
-    calls += [lambda f=f: client.predict(editor(f), MASK, 0.2, 0, False, api_name="/denoise") for f in files[:3]]
-    calls += [lambda f=f: client.predict({"background": None, "layers": [], "composite": handle_file(f)},
-                                         api_name="/classify_sketch") for f in files[:2]]
-    calls += [lambda f=f: client.predict(handle_file(f), api_name="/edit_project") for f in files[:2]]
-    calls += [lambda: client.predict({"background": None, "layers": [], "composite": handle_file(str(tmp_path / "layer.png"))},
-                                     api_name="/edit_sketch")]
+    own_client = _client_per_thread(server)
+    calls = [lambda f=f: own_client().predict(handle_file(f), api_name="/classify") for f in files]
+    calls += [lambda f=f: own_client().predict(editor(f), MASK, 0.2, 0, False, api_name="/denoise") for f in files[:3]]
+    calls += [lambda f=f: own_client().predict({"background": None, "layers": [], "composite": handle_file(f)},
+                                               api_name="/classify_sketch") for f in files[:2]]
+    calls += [lambda f=f: own_client().predict(handle_file(f), api_name="/edit_project") for f in files[:2]]
+    calls += [lambda: own_client().predict(
+        {"background": None, "layers": [], "composite": handle_file(str(tmp_path / "layer.png"))}, api_name="/edit_sketch")]
     with ThreadPoolExecutor(len(calls) * 2) as pool:
         results = list(pool.map(lambda call: call(), calls * 2))
     assert all(result is not None for result in results)
     assert _vm_peak_mb(server.process) < 1500
 
 
+@pytest.mark.slow
 def test_new_image_sizes_reuse_compiled_programs(server, client, xla_cache, tmp_path):
     """Forty image sizes in one bucket (sides 30 to 64) compile one bucket's programs, not forty."""
     from gradio_client import handle_file
@@ -881,6 +905,7 @@ def _lab_step(page) -> int:
     return int(page.locator("#lab-progress").inner_text().split("step ", 1)[1].split(" ")[0].replace(",", ""))
 
 
+@pytest.mark.slow
 def test_browser_lab(server, browser, tmp_path):
     """Train each family for a few seconds in the Lab tab: the curves and pictures come and change;
     pause, a single step, resume and stop work; then the trained models serve the other tabs."""
@@ -959,6 +984,7 @@ def _choose_file(page, selector: str, path: Path, expected) -> None:
                 raise
 
 
+@pytest.mark.slow
 def test_browser_refusals_end_in_a_message_and_a_usable_page(server, browser, tmp_path):
     """A file over 10 MB or 25 megapixels, chosen, dropped or pasted, is refused in the browser with a
     message (Gradio's upload otherwise spins for good on the server's 413); a broken file's message
@@ -1021,6 +1047,7 @@ def _open_tab(page, name: str) -> None:
     tab.click()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("viewport", [{"width": 1280, "height": 1000}, {"width": 390, "height": 844}],
                          ids=["desktop", "phone"])
 def test_browser_every_tab_passes_wcag_21_aa_checks(server, browser, viewport):

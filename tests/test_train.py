@@ -16,7 +16,7 @@ def _config(name, tiny_dataset, out, epochs=2):
                        dataset="mnist", data_dir=str(tiny_dataset), out=str(out), held_out=64)
 
 
-@pytest.mark.parametrize("name", ["cnn", "ae", "gan", "encoder"])
+@pytest.mark.parametrize("name", ["cnn", "ae", pytest.param("gan", marks=pytest.mark.slow), "encoder"])
 def test_fit_writes_pictures_checkpoints_and_history(name, tiny_dataset, tmp_path):
     card = fit(load_family(name), _config(name, tiny_dataset, tmp_path / name), log=lambda *_: None)
     out = tmp_path / name
@@ -45,6 +45,7 @@ def test_training_reads_no_test_image_and_measures_on_held_out_ones(tiny_dataset
     assert card["train_config"]["held_out"] == 64 and "held_out_accuracy" in card["train_metrics"]
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_to_the_same_weights(tiny_dataset, tmp_path, monkeypatch):
     family = load_family("cnn")
     fit(family, _config("cnn", tiny_dataset, tmp_path / "straight", epochs=3), log=lambda *_: None)
@@ -82,6 +83,7 @@ def test_resume_refuses_a_different_batch_size(tiny_dataset, tmp_path):
         fit(family, changed, log=lambda *_: None)
 
 
+@pytest.mark.slow
 def test_init_from_starts_at_a_checkpoints_weights(tiny_dataset, tmp_path):
     """`--init-from`: a run starts from a serving checkpoint's weights (at learning rate 0 it keeps them)."""
     family = load_family("ae")
@@ -98,6 +100,7 @@ def test_init_from_starts_at_a_checkpoints_weights(tiny_dataset, tmp_path):
             log=lambda *_: None)
 
 
+@pytest.mark.slow
 def test_init_from_grows_a_deeper_autoencoder_that_computes_the_same(tiny_dataset, tmp_path):
     """`--set depths=... --init-from`: the layers the checkpoint lacks start as the identity, so the
     grown model restores exactly as the checkpoint's did; a family without that rule refuses."""
