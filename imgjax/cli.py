@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "figure once on the smallest workload, for the tests (the values mean nothing)")
     bench.add_argument("--only", action="append", choices=("training", "inference", "cold_start", "lab"),
                        help="run only this section (repeatable; default: all four)")
+    fetch = subcommand("data", "download a dataset into the user cache, checksums verified, and build its images")
+    fetch.add_argument("dataset", choices=("emoji",), metavar="DATASET",
+                       help="emoji: the Twemoji and Noto art sets (Fashion-MNIST comes from Debian's "
+                       "dataset-fashion-mnist or downloads itself)")
     pictures = subcommand("pictures", "remake the README's pictures of the studio (needs chromium and Playwright)")
     pictures.add_argument("--out", default="docs", help="folder for the pictures (default: docs)")
     pictures.add_argument("--url", help="a running studio to picture (default: start one)")
@@ -107,6 +111,15 @@ def main(argv=None) -> int:
         results = run_bench(args.workload, sections=args.only, log=(lambda *a: print(*a, file=sys.stderr)) if args.json else print)
         if args.json:
             print(json.dumps(results))
+        return 0
+    if args.command == "data":
+        from .data import DataError
+        from .emoji import describe_data
+        try:
+            print(describe_data())
+        except DataError as error:
+            print(f"imgjax data: error: {error}", file=sys.stderr)
+            return 2
         return 0
     if args.command == "pictures":
         from pathlib import Path

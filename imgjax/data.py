@@ -13,6 +13,7 @@ data whichever way it arrived, and that is what downloads are checked against.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import gzip
 import hashlib
@@ -120,9 +121,10 @@ def read_idx(path: Path) -> tuple[np.ndarray, bytes]:
 
 # ----------------------------------------------------------------------------- locating files
 
-def cache_dir(spec: DatasetSpec) -> Path:
+def cache_dir(name: str) -> Path:
+    """The user cache folder of the dataset ``name``: ``$XDG_CACHE_HOME/imgjax/<name>``."""
     root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(root) / "imgjax" / spec.name
+    return Path(root) / "imgjax" / name
 
 
 def _find_file(directory: Path, stem: str) -> Path | None:
@@ -136,11 +138,12 @@ def candidate_dirs(spec: DatasetSpec, data_dir: str | os.PathLike | None) -> lis
     explicit = data_dir or os.environ.get("IMGJAX_DATA_DIR")
     if explicit:
         return [Path(explicit)]  # an explicit choice is never silently replaced by another source
-    return [cache_dir(spec), SYSTEM_DIR / spec.name]
+    return [cache_dir(spec.name), SYSTEM_DIR / spec.name]
 
 
-def download(url: str, destination: Path, sha256: str | None) -> Path:
-    """Download ``url`` to ``destination`` atomically; check SHA-256 of the decompressed bytes.
+def download(url: str, destination: Path, sha256: str | None, integrity: str | None = None) -> Path:
+    """Download ``url`` to ``destination`` atomically; check the SHA-256 of the decompressed bytes,
+    or ``integrity``, an npm package's "sha512-<base64>" of the file's own bytes.
 
     On a network error or checksum mismatch nothing is left at ``destination``.
     """
@@ -151,9 +154,10 @@ def download(url: str, destination: Path, sha256: str | None) -> Path:
         with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
             shutil.copyfileobj(response, out)
         raw = tmp.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
+        if integrity is not None and npm_integrity(raw) != integrity:
+            raise DataError(f"{url}: checksum mismatch (got {npm_integrity(raw)}, expected {integrity})")
         if sha256 is not None:
+            raw = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
             digest = hashlib.sha256(raw).hexdigest()
             if digest != sha256:
                 raise DataError(f"{url}: checksum mismatch (got sha256 {digest}, expected {sha256})")
@@ -167,6 +171,11 @@ def download(url: str, destination: Path, sha256: str | None) -> Path:
         tmp.unlink(missing_ok=True)
 
 
+def npm_integrity(raw: bytes) -> str:
+    """The checksum npm records for a package file ("dist.integrity"): SHA-512 in base64."""
+    return "sha512-" + base64.b64encode(hashlib.sha512(raw).digest()).decode()
+
+
 def locate(spec: DatasetSpec, stem: str, data_dir=None, allow_download: bool = True) -> Path:
     dirs = candidate_dirs(spec, data_dir)
     for directory in dirs:
@@ -174,7 +183,7 @@ def locate(spec: DatasetSpec, stem: str, data_dir=None, allow_download: bool = T
         if found is not None:
             return found
     if allow_download and not (data_dir or os.environ.get("IMGJAX_DATA_DIR")):
-        return download(f"{spec.url}{stem}.gz", cache_dir(spec) / f"{stem}.gz", spec.sha256.get(stem))
+        return download(f"{spec.url}{stem}.gz", cache_dir(spec.name) / f"{stem}.gz", spec.sha256.get(stem))
     raise DataError(
         f"{spec.name}: {stem} not found in {', '.join(map(str, dirs))}. Install Debian's "
         f"dataset-{spec.name} package, set IMGJAX_DATA_DIR, or allow the download."

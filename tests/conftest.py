@@ -1,5 +1,5 @@
-"""Shared fixtures. Real-data tests use the real Fashion-MNIST files; without them they skip with a
-reason, unless IMGJAX_REQUIRE_DATA=1 (set by CI, which installs the data), where they fail."""
+"""Shared fixtures. Real-data tests use the real Fashion-MNIST files and emoji art sets; without
+them they skip with a reason, unless IMGJAX_REQUIRE_DATA=1 (set by CI, which installs the data), where they fail."""
 
 import gzip
 import os
@@ -53,3 +53,14 @@ def fashion_test():
 @pytest.fixture(scope="session")
 def fashion_train(fashion_test):
     return data.load_split("train", allow_download=False)
+
+
+@pytest.fixture(scope="session")
+def emoji_pictures():
+    """Every emoji picture with the emoji's codes and names (``emoji.load_all``), from the cache."""
+    from imgjax import emoji
+    if not emoji.data_available():
+        if _require_data():
+            pytest.fail("IMGJAX_REQUIRE_DATA=1 but the emoji art sets were not found (imgjax data emoji)")
+        pytest.skip("the emoji art sets are not in the cache (run `imgjax data emoji`)")
+    return emoji.load_all(allow_download=False)

@@ -1,0 +1,247 @@
+"""Colour emoji art from open sets: fetch with checksums, group by Unicode subcategory, split by emoji.
+
+Each art set is an npm package of 64 px PNGs whose ``emoji.json`` names every emoji's Unicode
+category, subcategory and skin-tone variants. ``imgjax data emoji`` (or the first ``load_split``)
+downloads the packages into ``~/.cache/imgjax/emoji`` (or finds them there, or in
+``IMGJAX_EMOJI_DIR``), checks npm's SHA-512 of each, and builds the images once: composited on white,
+averaged down to ``side`` pixels, saved as one ``.npz`` (no pickle) beside the packages.
+
+Splits are by emoji, never by picture: every art set and skin tone of a test emoji is in the test
+split, so a test emoji is one no model has seen in any form.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import tarfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .data import DataError, Split, cache_dir, download, npm_integrity
+
+
+@dataclasses.dataclass(frozen=True)
+class ArtSet:
+    """One artist's emoji, as an npm package of PNGs."""
+
+    name: str
+    package: str
+    version: str
+    integrity: str  # npm's dist.integrity of the package file
+    images: str  # the folder of 64 px PNGs inside the package
+    has_image: str  # the field of emoji.json that says the set draws an emoji
+    licence: str
+    credit: str
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.package}-{self.version}.tgz"
+
+    @property
+    def url(self) -> str:
+        return f"https://registry.npmjs.org/{self.package}/-/{self.file_name}"
+
+
+ART_SETS = (
+    ArtSet("Twemoji", "emoji-datasource-twitter", "16.0.0",
+           "sha512-7F+uCuHH+7Qnrc15P5tnbvKkg9E6tlzi4MnT2uW1RlN4pLYTza6cP/dstIfSDMtpjFLWuZewWg8jBbuL2eyELQ==",
+           "package/img/twitter/64", "has_img_twitter", "CC-BY 4.0",
+           "Twemoji graphics by Twitter, Inc. and other contributors (github.com/jdecked/twemoji), CC-BY 4.0"),
+    ArtSet("Noto", "emoji-datasource-google", "16.0.0",
+           "sha512-ZRexfzs7MVoLnmzZmNsO4TKhnAJp5D++Vm6PpUpH/jEQQlemp3l88CjZ+DoZ2faM9R4QxZkOPJCoT8DlPhfQ3A==",
+           "package/img/google/64", "has_img_google", "Apache 2.0",
+           "Noto Color Emoji by Google (github.com/googlefonts/noto-emoji), Apache License 2.0"),
+)
+
+
+def _in_group(category: str, subcategory: str) -> str | None:
+    """The group an emoji belongs to by its Unicode category and subcategory; None: left out
+    (flags, symbols, keycaps, activities, weather, time and hearts)."""
+    faces = subcategory.startswith("face-") or subcategory in ("cat-face", "monkey-face")
+    if category == "Smileys & Emotion" and faces:
+        return "Faces"
+    if category == "People & Body":
+        return "Hands & body" if subcategory.startswith("hand") or subcategory == "body-parts" else "People"
+    if category == "Animals & Nature":
+        return "Animals" if subcategory.startswith("animal-") else "Food & plants"
+    if category == "Food & Drink":
+        return "Food & plants"
+    if category == "Travel & Places" and (subcategory.startswith("place-") or subcategory == "hotel"):
+        return "Buildings & places"
+    if category == "Travel & Places" and subcategory.startswith("transport-"):
+        return "Vehicles"
+    if category == "Objects":
+        return "Objects"
+    return None
+
+
+GROUPS = ("Faces", "People", "Hands & body", "Animals", "Food & plants", "Buildings & places", "Vehicles", "Objects")
+# Unicode's skin-tone modifiers U+1F3FB..U+1F3FF (Fitzpatrick types 1-2 to 6); "default" is the
+# unmodified yellow or grey figure, "mixed" a picture of people of different tones.
+SKIN_TONES = ("default", "light", "medium-light", "medium", "medium-dark", "dark", "mixed")
+_MODIFIERS = {"1F3FB": 1, "1F3FC": 2, "1F3FD": 3, "1F3FE": 4, "1F3FF": 5}
+PACKAGE_SIDE = 64
+SIDE = 32  # the side the models see
+TEST_SHARE = 8  # one emoji in 8 of each group is a test emoji; one in 8 of the rest is held out
+BUILD = 1  # bump when the built arrays would differ, so a cached build is made again
+
+
+@dataclasses.dataclass(frozen=True)
+class EmojiSplit(Split):
+    """images: (N, side, side, 3) uint8 on white; labels: (N,) group index into ``GROUPS``;
+    art_sets: (N,) index into ``ART_SETS``; emoji: (N,) index of the emoji (every art set and skin
+    tone of one emoji share it); tones: (N,) index into ``SKIN_TONES``."""
+
+    art_sets: np.ndarray
+    emoji: np.ndarray
+    tones: np.ndarray
+
+    def subset(self, keep: np.ndarray) -> "EmojiSplit":
+        return EmojiSplit(*(getattr(self, f.name)[keep] for f in dataclasses.fields(self)))
+
+
+def _tone(modifiers: str | None) -> int:
+    if modifiers is None:
+        return 0
+    tones = {_MODIFIERS[part] for part in modifiers.split("-")}
+    return tones.pop() if len(tones) == 1 else SKIN_TONES.index("mixed")
+
+
+def _folders() -> list[Path]:
+    explicit = os.environ.get("IMGJAX_EMOJI_DIR")
+    return [Path(explicit)] if explicit else [cache_dir("emoji")]
+
+
+def package_file(art_set: ArtSet, allow_download: bool = True) -> Path:
+    """The art set's package file, found with its checksum checked, else downloaded and checked."""
+    for folder in _folders():
+        path = folder / art_set.file_name
+        if path.is_file():
+            if npm_integrity(path.read_bytes()) != art_set.integrity:
+                raise DataError(f"{path}: contents do not match npm's checksum for {art_set.package} {art_set.version}")
+            return path
+    if allow_download and not os.environ.get("IMGJAX_EMOJI_DIR"):
+        return download(art_set.url, cache_dir("emoji") / art_set.file_name, None, integrity=art_set.integrity)
+    raise DataError(f"{art_set.name}: {art_set.file_name} not found in {', '.join(map(str, _folders()))}; "
+                    "run `imgjax data emoji` to download it")
+
+
+def _pictures(package: tarfile.TarFile, art_set: ArtSet):
+    """(unified code, emoji.json entry of the base emoji, skin-tone modifiers or None, PNG bytes) for
+    every picture of a grouped emoji in the package."""
+    entries = json.load(package.extractfile("package/emoji.json"))
+    for entry in entries:
+        if _in_group(entry["category"], entry["subcategory"]) is None:
+            continue
+        variants = [(None, entry)] + list((entry.get("skin_variations") or {}).items())
+        for modifiers, variant in variants:
+            if variant.get(art_set.has_image):
+                member = package.extractfile(f"{art_set.images}/{variant['image']}")
+                yield entry, modifiers, member.read()
+
+
+def _to_side(png: bytes, side: int) -> np.ndarray:
+    """A PNG composited on white and averaged down to side x side RGB."""
+    with Image.open(io.BytesIO(png)) as picture:
+        rgba = picture.convert("RGBA")
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    flat = Image.alpha_composite(white, rgba).convert("RGB")
+    return np.asarray(flat.resize((side, side), Image.Resampling.BOX))
+
+
+def build(side: int = SIDE, allow_download: bool = True) -> dict[str, np.ndarray]:
+    """Every grouped picture of every art set at ``side`` pixels, with its labels, as arrays."""
+    if not 8 <= side <= PACKAGE_SIDE:
+        raise ValueError(f"side must be between 8 and {PACKAGE_SIDE}, got {side}")
+    images, groups, art_sets, unified, tones, names = [], [], [], [], [], []
+    for index, art_set in enumerate(ART_SETS):
+        with tarfile.open(package_file(art_set, allow_download)) as package:
+            for entry, modifiers, png in _pictures(package, art_set):
+                images.append(_to_side(png, side))
+                groups.append(GROUPS.index(_in_group(entry["category"], entry["subcategory"])))
+                art_sets.append(index)
+                unified.append(entry["unified"])
+                tones.append(_tone(modifiers))
+                names.append(entry["short_name"])
+    emoji_codes = sorted(set(unified))
+    number = {code: i for i, code in enumerate(emoji_codes)}
+    emoji_names = dict(zip(unified, names))
+    return {"images": np.stack(images), "labels": np.array(groups, np.int32), "art_sets": np.array(art_sets, np.int32),
+            "emoji": np.array([number[code] for code in unified], np.int32), "tones": np.array(tones, np.int32),
+            "emoji_codes": np.array(emoji_codes), "emoji_names": np.array([emoji_names[c] for c in emoji_codes])}
+
+
+def _build_file(side: int) -> Path:
+    fingerprint = "-".join(art_set.integrity[7:15].replace("/", "_").replace("+", "-") for art_set in ART_SETS)
+    return _folders()[0] / f"emoji-{side}px-build{BUILD}-{fingerprint}.npz"
+
+
+def load_all(side: int = SIDE, allow_download: bool = True) -> tuple[EmojiSplit, np.ndarray, np.ndarray]:
+    """Every picture (an ``EmojiSplit``), each emoji's Unicode code and short name; built once and cached."""
+    path = _build_file(side)
+    if not path.is_file():
+        arrays = build(side, allow_download)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial.npz")
+        np.savez_compressed(partial, **arrays)
+        os.replace(partial, path)
+    with np.load(path, allow_pickle=False) as stored:
+        arrays = {name: stored[name] for name in stored.files}
+    every = EmojiSplit(arrays["images"], arrays["labels"], arrays["art_sets"], arrays["emoji"], arrays["tones"])
+    return every, arrays["emoji_codes"], arrays["emoji_names"]
+
+
+def _drawn(pictures: EmojiSplit, seed: int) -> np.ndarray:
+    """Per picture, whether its emoji is among one in ``TEST_SHARE`` of each group's emoji drawn
+    with ``seed``: every art set and skin tone of an emoji fall on the same side."""
+    count = int(pictures.emoji.max()) + 1
+    group_of = np.full(count, -1, np.int32)
+    group_of[pictures.emoji] = pictures.labels
+    chosen = np.zeros(count, bool)
+    rng = np.random.default_rng(seed)
+    for group in range(len(GROUPS)):
+        members = np.flatnonzero(group_of == group)
+        chosen[rng.permutation(members)[:round(len(members) / TEST_SHARE)]] = True
+    return chosen[pictures.emoji]
+
+
+def load_split(split: str, side: int = SIDE, allow_download: bool = True) -> EmojiSplit:
+    """The ``train`` or ``test`` pictures: every art set and skin tone of the split's emoji."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    every, _, _ = load_all(side, allow_download)
+    in_test = _drawn(every, seed=0)
+    return every.subset(in_test if split == "test" else ~in_test)
+
+
+def hold_out(split: EmojiSplit) -> tuple[EmojiSplit, EmojiSplit]:
+    """``split`` divided by emoji into the pictures to train on and a held-out one in ``TEST_SHARE``
+    of each group's emoji (a different draw from the test one), for every choice of recipe."""
+    held = _drawn(split, seed=1)
+    return split.subset(~held), split.subset(held)
+
+
+def data_available(side: int = SIDE) -> bool:
+    """True when the built pictures or every package file lie on this machine (no download)."""
+    packages = all(any((folder / a.file_name).is_file() for folder in _folders()) for a in ART_SETS)
+    return _build_file(side).is_file() or packages
+
+
+def describe_data(side: int = SIDE) -> str:
+    """Fetch and build the pictures if needed; what there is, by group and art set, in a few lines."""
+    every, codes, _ = load_all(side)
+    test = _drawn(every, seed=0)
+    lines = [f"{len(every)} pictures of {len(codes)} emoji at {side}x{side} in {_build_file(side)}",
+             f"{'group':20s}" + "".join(f"{a.name:>10s}" for a in ART_SETS) + f"{'test emoji':>12s}"]
+    for group, name in enumerate(GROUPS):
+        in_group = every.labels == group
+        counts = [int((in_group & (every.art_sets == a)).sum()) for a in range(len(ART_SETS))]
+        test_emoji = len(set(every.emoji[in_group & test]))
+        lines.append(f"{name:20s}" + "".join(f"{c:10d}" for c in counts) + f"{test_emoji:12d}")
+    lines += [f"{a.name}: {a.credit}" for a in ART_SETS]
+    return "\n".join(lines)

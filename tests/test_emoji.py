@@ -1,0 +1,124 @@
+"""The emoji art sets: found or downloaded with npm's checksums, grouped by Unicode subcategory, drawn
+on white at the models' side, and split by emoji so that a test emoji is unseen in every form."""
+
+import dataclasses
+import io
+import json
+import tarfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgjax import data, emoji
+
+
+def _png(colour, alpha=255) -> bytes:
+    """A 64 px picture: a square of ``colour`` on a transparent ground."""
+    picture = np.zeros((64, 64, 4), np.uint8)
+    picture[16:48, 16:48] = (*colour, alpha)
+    buffer = io.BytesIO()
+    Image.fromarray(picture, "RGBA").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+ENTRIES = [
+    {"unified": "1F600", "short_name": "grinning", "image": "1f600.png", "category": "Smileys & Emotion",
+     "subcategory": "face-smiling"},
+    {"unified": "1F9D1", "short_name": "adult", "image": "1f9d1.png", "category": "People & Body",
+     "subcategory": "person", "skin_variations": {
+         "1F3FB": {"image": "1f9d1-1f3fb.png", "has_img_twitter": True, "has_img_google": True},
+         "1F3FF": {"image": "1f9d1-1f3ff.png", "has_img_twitter": True, "has_img_google": False},
+         "1F3FB-1F3FF": {"image": "1f9d1-mixed.png", "has_img_twitter": True, "has_img_google": True},
+         "1F3FD-1F3FD": {"image": "1f9d1-medium.png", "has_img_twitter": True, "has_img_google": True}}},
+    {"unified": "1F1EA-1F1EC", "short_name": "flag-eg", "image": "flag.png", "category": "Flags",
+     "subcategory": "country-flag"},
+    {"unified": "1F6B2", "short_name": "bike", "image": "1f6b2.png", "category": "Travel & Places",
+     "subcategory": "transport-ground"},
+    {"unified": "1F6B8", "short_name": "children_crossing", "image": "1f6b8.png", "category": "Symbols",
+     "subcategory": "transport-sign"},
+]
+
+
+@pytest.fixture
+def small_art_sets(tmp_path, monkeypatch):
+    """Two tiny packages laid out as the npm ones, in IMGJAX_EMOJI_DIR, with their checksums."""
+    art_sets = []
+    for art_set, colour in zip(emoji.ART_SETS, [(255, 0, 0), (0, 0, 255)], strict=True):
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as package:
+            def add(name, raw):
+                info = tarfile.TarInfo(name)
+                info.size = len(raw)
+                package.addfile(info, io.BytesIO(raw))
+            entries = [{**entry, art_set.has_image: True} for entry in ENTRIES]
+            add("package/emoji.json", json.dumps(entries).encode())
+            for entry in entries:
+                for variant in [entry, *entry.get("skin_variations", {}).values()]:
+                    add(f"{art_set.images}/{variant['image']}", _png(colour))
+        raw = buffer.getvalue()
+        (tmp_path / art_set.file_name).write_bytes(raw)
+        art_sets.append(dataclasses.replace(art_set, integrity=data.npm_integrity(raw)))
+    monkeypatch.setenv("IMGJAX_EMOJI_DIR", str(tmp_path))
+    monkeypatch.setattr(emoji, "ART_SETS", tuple(art_sets))
+    return tmp_path
+
+
+def test_packages_are_grouped_toned_and_drawn_on_white(small_art_sets):
+    every, codes, names = emoji.load_all(side=16)
+    # The flag and the transport sign are left out.
+    assert list(codes) == ["1F600", "1F6B2", "1F9D1"] and list(names) == ["grinning", "bike", "adult"]
+    assert every.images.shape == (len(every), 16, 16, 3) and every.images.dtype == np.uint8
+    # Twemoji: the face, the adult and its 4 variants, the bike; Noto lacks the dark adult.
+    assert list(np.bincount(every.art_sets)) == [7, 6]
+    tones = [emoji.SKIN_TONES[t] for t in every.tones[(every.art_sets == 0) & (every.emoji == 2)]]
+    assert tones == ["default", "light", "dark", "mixed", "medium"]
+    assert {emoji.GROUPS[g] for g in every.labels} == {"Faces", "People", "Vehicles"}
+    assert (every.images[:, 0, 0] == 255).all()  # the transparent ground is white
+    red, blue = every.images[every.art_sets == 0, 8, 8], every.images[every.art_sets == 1, 8, 8]
+    assert (red == [255, 0, 0]).all() and (blue == [0, 0, 255]).all()
+    assert next(small_art_sets.glob("emoji-16px-*.npz")).is_file()  # built once, then read
+
+
+def test_a_package_whose_checksum_differs_is_refused(small_art_sets):
+    tampered = small_art_sets / emoji.ART_SETS[0].file_name
+    tampered.write_bytes(tampered.read_bytes() + b"\0")
+    with pytest.raises(data.DataError, match="do not match npm's checksum"):
+        emoji.load_all(side=16)
+    tampered.unlink()
+    with pytest.raises(data.DataError, match="imgjax data emoji"):  # an explicit folder never downloads
+        emoji.load_all(side=16)
+
+
+def _pictures(groups_of_emoji, pictures_per_emoji=3):
+    """An EmojiSplit with the given group for each emoji, each emoji drawn several times."""
+    labels = np.repeat(np.asarray(groups_of_emoji, np.int32), pictures_per_emoji)
+    count = len(labels)
+    return emoji.EmojiSplit(np.zeros((count, 2, 2, 3), np.uint8), labels, np.arange(count) % 2,
+                            np.repeat(np.arange(len(groups_of_emoji)), pictures_per_emoji), np.zeros(count, np.int32))
+
+
+def test_splits_are_by_emoji_one_in_eight_of_each_group(monkeypatch):
+    every = _pictures([0] * 80 + [3] * 16 + [7] * 40)
+    monkeypatch.setattr(emoji, "load_all", lambda side, allow_download: (every, None, None))
+    train, test = emoji.load_split("train"), emoji.load_split("test")
+    assert len(train) + len(test) == len(every) and not set(train.emoji) & set(test.emoji)
+    assert [len(set(test.emoji[test.labels == g])) for g in (0, 3, 7)] == [10, 2, 5]
+    kept, held = emoji.hold_out(train)
+    assert not set(kept.emoji) & set(held.emoji) and not set(held.emoji) & set(test.emoji)
+    assert [len(set(held.emoji[held.labels == g])) for g in (0, 3, 7)] == [9, 2, 4]  # one in 8 of 70, 14 and 35
+    with pytest.raises(ValueError, match="split must be"):
+        emoji.load_split("validation")
+
+
+def test_the_art_sets_give_every_group_60_emoji_and_unseen_test_emoji(emoji_pictures):
+    every, codes, _ = emoji_pictures
+    assert every.images.shape[1:] == (emoji.SIDE, emoji.SIDE, 3) and len(codes) > 1000
+    for group in range(len(emoji.GROUPS)):
+        for art_set in range(len(emoji.ART_SETS)):
+            assert len(set(every.emoji[(every.labels == group) & (every.art_sets == art_set)])) >= 60
+    train, test = emoji.load_split("train"), emoji.load_split("test")
+    assert not set(train.emoji) & set(test.emoji) and len(train) + len(test) == len(every)
+    assert set(test.labels) == set(range(len(emoji.GROUPS)))
+    people = every.labels == emoji.GROUPS.index("People")
+    assert set(every.tones[people]) == set(range(len(emoji.SKIN_TONES)))  # every tone, mixed pairs too
