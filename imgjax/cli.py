@@ -10,6 +10,7 @@ import sys
 
 from . import __version__
 from .data import HELD_OUT_IMAGES
+from .datasets import NAMES as DATASET_NAMES
 from .family import NAMES as FAMILY_NAMES
 
 PRECISIONS = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16"}
@@ -28,8 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, help="images per step (default: the family's)")
     train.add_argument("--learning-rate", type=float, help="peak learning rate (default: the family's)")
     train.add_argument("--seed", type=int, default=0, help="seed of the weights, the data order and the noise (default: 0)")
-    train.add_argument("--dataset", default="fashion-mnist", choices=("fashion-mnist", "mnist"),
-                       help="the images to train on (default: fashion-mnist; the photo family reads its own photos)")
+    train.add_argument("--dataset", default="fashion-mnist", choices=DATASET_NAMES,
+                       help="the images to train on: fashion-mnist (default), mnist or emoji (so far the cnn "
+                       "family; the photo family reads its own photos)")
     train.add_argument("--data-dir", help="folder with the IDX files (default: IMGJAX_DATA_DIR, the cache, the "
                        "system's copy, else a download)")
     train.add_argument("--out", help="output folder (default: runs/<family>)")
@@ -37,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "TPUs; on a CPU, two devices per core, at most one per 32 images of the batch)")
     train.add_argument("--held-out", type=int, default=HELD_OUT_IMAGES, metavar="N",
                        help=f"training images kept out of training, for the per-epoch figures (default "
-                       f"{HELD_OUT_IMAGES}; 0 trains on all and skips them); training never reads the test set")
+                       f"{HELD_OUT_IMAGES}; emoji hold out one emoji in 8 whatever N; 0 trains on all and skips "
+                       "them); training never reads the test set")
     train.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="overrides",
                        help="change a field of the family's model config, e.g. --set ema_decay=0.9995 "
                        "--set generator_widths=128,64,32 (the card records the config trained)")

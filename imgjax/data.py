@@ -69,15 +69,18 @@ SYSTEM_DIR = Path("/usr/share/datasets")
 
 
 class DataError(RuntimeError):
-    """A dataset file is missing, truncated, corrupt or does not match its checksum."""
+    """A dataset file is missing, truncated, corrupt or does not match its checksum, or a family cannot
+    read the dataset asked for."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-    """images: (N, 28, 28) uint8; labels: (N,) int32 in [0, 10)."""
+    """images: (N, 28, 28) uint8 (or (N, side, side, 3) in colour); labels: (N,) int32 indices into
+    ``classes``, the names pictures and pages give them."""
 
     images: np.ndarray
     labels: np.ndarray
+    classes: tuple[str, ...] = FASHION_CLASSES
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -204,7 +207,7 @@ def load_split(split: str, dataset: str = "fashion-mnist", data_dir=None, allow_
     images, labels = arrays
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise DataError(f"{spec.name} {split}: {images.shape} images do not match {labels.shape} labels")
-    return Split(images=images, labels=labels.astype(np.int32))
+    return Split(images=images, labels=labels.astype(np.int32), classes=spec.classes)
 
 
 # Training images the loop holds out (one fixed draw for every family and seed): the per-epoch
@@ -219,7 +222,8 @@ def hold_out(split: Split, count: int) -> tuple[Split, Split]:
         raise DataError(f"cannot hold out {count} of {len(split)} training images (at most half)")
     held = np.zeros(len(split), bool)
     held[np.random.default_rng(0).permutation(len(split))[:count]] = True
-    return (Split(split.images[~held], split.labels[~held]), Split(split.images[held], split.labels[held]))
+    part = lambda keep: dataclasses.replace(split, images=split.images[keep], labels=split.labels[keep])
+    return part(~held), part(held)
 
 
 def data_available(dataset: str = "fashion-mnist", data_dir=None) -> bool:

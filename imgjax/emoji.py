@@ -91,9 +91,9 @@ TEST_SHARE = 8  # one emoji in 8 of each group is a test emoji; one in 8 of the 
 BUILD = 1  # bump when the built arrays would differ, so a cached build is made again
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class EmojiSplit(Split):
-    """images: (N, side, side, 3) uint8 on white; labels: (N,) group index into ``GROUPS``;
+    """images: (N, side, side, 3) uint8 on white; labels: (N,) group index into ``GROUPS`` (``classes``);
     art_sets: (N,) index into ``ART_SETS``; emoji: (N,) index of the emoji (every art set and skin
     tone of one emoji share it); tones: (N,) index into ``SKIN_TONES``."""
 
@@ -102,7 +102,9 @@ class EmojiSplit(Split):
     tones: np.ndarray
 
     def subset(self, keep: np.ndarray) -> "EmojiSplit":
-        return EmojiSplit(*(getattr(self, f.name)[keep] for f in dataclasses.fields(self)))
+        """The pictures where ``keep`` is true."""
+        arrays = ("images", "labels", "art_sets", "emoji", "tones")
+        return dataclasses.replace(self, **{name: getattr(self, name)[keep] for name in arrays})
 
 
 def _tone(modifiers: str | None) -> int:
@@ -192,7 +194,8 @@ def load_all(side: int = SIDE, allow_download: bool = True) -> tuple[EmojiSplit,
         os.replace(partial, path)
     with np.load(path, allow_pickle=False) as stored:
         arrays = {name: stored[name] for name in stored.files}
-    every = EmojiSplit(arrays["images"], arrays["labels"], arrays["art_sets"], arrays["emoji"], arrays["tones"])
+    every = EmojiSplit(images=arrays["images"], labels=arrays["labels"], classes=GROUPS, art_sets=arrays["art_sets"],
+                       emoji=arrays["emoji"], tones=arrays["tones"])
     return every, arrays["emoji_codes"], arrays["emoji_names"]
 
 

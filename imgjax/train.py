@@ -18,7 +18,7 @@ from pathlib import Path
 import jax
 from tqdm import tqdm
 
-from . import checkpoint, data
+from . import checkpoint, data, datasets
 from .family import Family
 from .images import save_png
 from .parallel import DataParallel, default_device_count
@@ -89,14 +89,17 @@ def fit(family: Family, config: TrainConfig, command: str | None = None, log=pri
     out = config.out_dir
     out.mkdir(parents=True, exist_ok=True)
     # The test set is never read here: per-epoch figures come from training images held out.
+    model_config = family.model_config
     if family.load_data:
         train_split, held_out = family.load_data(config)
     else:
-        train_split, held_out = data.hold_out(data.load_split("train", config.dataset, config.data_dir), config.held_out)
+        dataset = datasets.get(config.dataset)
+        model_config = dataset.sized(model_config, family.name)
+        train_split, held_out = dataset.train_and_held_out(config.data_dir, config.held_out)
     steps = data.steps_per_epoch(train_split, config.batch_size)
     parallel = DataParallel(config.devices or default_device_count(config.batch_size))
     parallel.check_batch_size(config.batch_size)
-    training = family.create(family.model_config, config, steps * config.epochs)
+    training = family.create(model_config, config, steps * config.epochs)
     started_from = None
     if config.init_from:  # fine-tuning: the weights of a serving checkpoint of this family, verified
         parent = checkpoint.verify(Path(config.init_from))
@@ -144,7 +147,7 @@ def fit(family: Family, config: TrainConfig, command: str | None = None, log=pri
             history.write(json.dumps(record) + "\n")
         card = checkpoint.save_serving(out / f"{family.name}.safetensors", family.serving_model(training), {
             "family": family.name,
-            "config": dataclasses.asdict(family.model_config),
+            "config": dataclasses.asdict(model_config),
             "dataset": family.dataset or config.dataset,
             "train_config": dataclasses.asdict(config),
             "command": command or f"imgjax train {family.name}",

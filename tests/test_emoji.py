@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgjax import data, emoji
+from imgjax import checkpoint, data, emoji
 
 
 def _png(colour, alpha=255) -> bytes:
@@ -94,8 +94,9 @@ def _pictures(groups_of_emoji, pictures_per_emoji=3):
     """An EmojiSplit with the given group for each emoji, each emoji drawn several times."""
     labels = np.repeat(np.asarray(groups_of_emoji, np.int32), pictures_per_emoji)
     count = len(labels)
-    return emoji.EmojiSplit(np.zeros((count, 2, 2, 3), np.uint8), labels, np.arange(count) % 2,
-                            np.repeat(np.arange(len(groups_of_emoji)), pictures_per_emoji), np.zeros(count, np.int32))
+    return emoji.EmojiSplit(images=np.zeros((count, 2, 2, 3), np.uint8), labels=labels, classes=emoji.GROUPS,
+                            art_sets=np.arange(count) % 2, tones=np.zeros(count, np.int32),
+                            emoji=np.repeat(np.arange(len(groups_of_emoji)), pictures_per_emoji))
 
 
 def test_splits_are_by_emoji_one_in_eight_of_each_group(monkeypatch):
@@ -122,3 +123,26 @@ def test_the_art_sets_give_every_group_60_emoji_and_unseen_test_emoji(emoji_pict
     assert set(test.labels) == set(range(len(emoji.GROUPS)))
     people = every.labels == emoji.GROUPS.index("People")
     assert set(every.tones[people]) == set(range(len(emoji.SKIN_TONES)))  # every tone, mixed pairs too
+
+
+def test_the_dataset_sizes_the_classifier_and_families_not_yet_sized_refuse(small_art_sets, tmp_path):
+    """`imgjax train cnn --dataset emoji` builds a 32x32 colour classifier of the eight groups, whose
+    checkpoint serves colour pictures with a saliency map per pixel; families whose config has no
+    side or channels refuse the emoji with a sentence instead of failing on a shape."""
+    from imgjax import cnn, datasets, gan
+    from imgjax.family import load_family
+    from imgjax.train import TrainConfig, fit
+    emoji_set = datasets.get("emoji")
+    assert datasets.get("fashion-mnist").sized(cnn.CNNConfig(), "cnn") == cnn.CNNConfig()
+    with pytest.raises(data.DataError, match="the gan family does not train on Emoji"):
+        emoji_set.sized(gan.GANConfig(), "gan")
+    config = TrainConfig(family="cnn", epochs=1, batch_size=4, learning_rate=1e-3, dataset="emoji", out=str(tmp_path))
+    card = fit(load_family("cnn"), config, log=lambda *_: None)
+    assert card["dataset"] == "emoji"
+    assert (card["config"]["side"], card["config"]["channels"], card["config"]["num_classes"]) == (32, 3, 8)
+    model, _ = checkpoint.load_model("cnn", tmp_path / "cnn.safetensors")
+    every, _, _ = emoji.load_all()
+    pictures = data.to_float(every.images[:3])
+    probabilities, saliency, _ = cnn.classify_with_saliency(model, pictures)
+    assert probabilities.shape == (3, 8) and saliency.shape == (3, 32, 32)
+    assert np.allclose(np.asarray(probabilities).sum(1), 1, atol=1e-5)

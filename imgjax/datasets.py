@@ -1,0 +1,61 @@
+"""The datasets the families train on, each in one place: its pictures' source and splits, its
+classes, side and channels. The loop and the families read a ``Dataset``; none branches on a name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from . import data, emoji
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    name: str  # as ``--dataset`` takes it
+    title: str  # as a page names it
+    classes: tuple[str, ...]
+    side: int
+    channels: int
+    # (data folder or None, held-out count) -> (pictures to train on, held-out pictures for choices)
+    train_and_held_out: Callable[[str | None, int], tuple[data.Split, data.Split]]
+    test: Callable[[str | None], data.Split]  # data folder or None -> the test pictures
+    credit: str
+
+    def sized(self, model_config, family: str):
+        """``model_config`` with its ``side``, ``channels`` and ``num_classes`` set to this dataset's; a
+        family whose config has no such fields takes only 28x28 gray pictures and refuses others."""
+        sizes = {"side": self.side, "channels": self.channels, "num_classes": len(self.classes)}
+        fields = {field.name for field in dataclasses.fields(model_config)}
+        if not {"side", "channels"} <= fields and (self.side, self.channels) != (28, 1):
+            raise data.DataError(f"the {family} family does not train on {self.title} ({self.side}x{self.side}, "
+                                 f"{self.channels} channels) yet")
+        return dataclasses.replace(model_config, **{k: v for k, v in sizes.items() if k in fields})
+
+
+def _idx(spec: data.DatasetSpec, title: str, credit: str) -> Dataset:
+    """An IDX dataset of 28x28 gray pictures (``data``), holding out a fixed draw of training images."""
+    return Dataset(spec.name, title, spec.classes, 28, 1,
+                   lambda folder, held_out: data.hold_out(data.load_split("train", spec.name, folder), held_out),
+                   lambda folder: data.load_split("test", spec.name, folder), credit)
+
+
+def _emoji_train_and_held_out(folder: str | None, held_out: int):
+    """The training emoji, one in ``emoji.TEST_SHARE`` of them held out (``held_out`` 0: none)."""
+    train = emoji.load_split("train")
+    return emoji.hold_out(train) if held_out else (train, train.subset(train.labels < 0))
+
+
+DATASETS = {dataset.name: dataset for dataset in (
+    _idx(data.FASHION_MNIST, "Garments", "Fashion-MNIST by Zalando Research (MIT)"),
+    _idx(data.MNIST, "Digits", "MNIST by Yann LeCun, Corinna Cortes and Christopher J.C. Burges"),
+    Dataset("emoji", "Emoji", emoji.GROUPS, emoji.SIDE, 3, _emoji_train_and_held_out,
+            lambda folder: emoji.load_split("test"), "; ".join(a.credit for a in emoji.ART_SETS)),
+)}
+NAMES = tuple(DATASETS)
+
+
+def get(name: str) -> Dataset:
+    if name not in DATASETS:
+        raise data.DataError(f"no dataset {name!r}; the datasets are {', '.join(NAMES)}")
+    return DATASETS[name]
