@@ -85,6 +85,10 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def epoch_order(self, rng: np.random.Generator) -> np.ndarray:
+        """The pictures one epoch takes, in order: each once, shuffled."""
+        return rng.permutation(len(self))
+
 
 # ----------------------------------------------------------------------------- IDX format
 
@@ -244,12 +248,13 @@ def to_float(images: np.ndarray) -> np.ndarray:
 
 
 def batches(split: Split, batch_size: int, seed: int, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Shuffled full batches for one epoch: ((B, 28, 28, 1) float32 in [0, 1], (B,) int32).
+    """Full batches for one epoch in the split's order (``Split.epoch_order``): ((B, H, W, C) float32
+    in [0, 1], (B,) int32).
 
     The order depends only on (seed, epoch), so a resumed run sees the same batches. The last partial
     batch is dropped so every step has one compiled shape.
     """
-    order = np.random.default_rng([seed, epoch]).permutation(len(split))
+    order = split.epoch_order(np.random.default_rng([seed, epoch]))
     for start in range(0, len(order) - batch_size + 1, batch_size):
         index = order[start:start + batch_size]
         yield to_float(split.images[index]), split.labels[index]

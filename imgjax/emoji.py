@@ -1,7 +1,9 @@
 """Colour emoji art from open sets: fetch with checksums, group by Unicode subcategory, split by emoji.
 
-Each art set is an npm package of 64 px PNGs whose ``emoji.json`` names every emoji's Unicode
-category, subcategory and skin-tone variants. ``imgjax data emoji`` (or the first ``load_split``)
+Each art set is an npm package: Twemoji's and Noto's hold 64 px PNGs and an ``emoji.json`` that names
+every emoji's Unicode category, subcategory and skin-tone variants (the catalogue all sets are read
+by); OpenMoji's holds SVGs, drawn at 64 px by librsvg's ``rsvg-convert`` (Debian's librsvg2-bin).
+``imgjax data emoji`` (or the first ``load_split``)
 downloads the packages into ``~/.cache/imgjax/emoji`` (or finds them there, or in
 ``IMGJAX_EMOJI_DIR``), checks npm's SHA-512 of each, and builds the images once: composited on white,
 averaged down to ``side`` pixels, saved as one ``.npz`` (no pickle) beside the packages.
@@ -16,7 +18,9 @@ import dataclasses
 import io
 import json
 import os
+import subprocess
 import tarfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -33,10 +37,17 @@ class ArtSet:
     package: str
     version: str
     integrity: str  # npm's dist.integrity of the package file
-    images: str  # the folder of 64 px PNGs inside the package
-    has_image: str  # the field of emoji.json that says the set draws an emoji
+    images: str  # the folder of pictures inside the package: 64 px PNGs, or SVGs
+    has_image: str | None  # the field of emoji.json that says the set draws an emoji; None: look for its SVG
     licence: str
     credit: str
+
+    def members(self, variant: dict) -> list[str]:
+        """Where the picture of an emoji.json entry (or skin variation) may lie in the package."""
+        if self.has_image is not None:
+            return [f"{self.images}/{variant['image']}"] if variant.get(self.has_image) else []
+        code = variant["unified"]  # OpenMoji names its SVGs by the code, without variation selectors
+        return [f"{self.images}/{code}.svg", f"{self.images}/{code.replace('-FE0F', '')}.svg"]
 
     @property
     def file_name(self) -> str:
@@ -56,7 +67,12 @@ ART_SETS = (
            "sha512-ZRexfzs7MVoLnmzZmNsO4TKhnAJp5D++Vm6PpUpH/jEQQlemp3l88CjZ+DoZ2faM9R4QxZkOPJCoT8DlPhfQ3A==",
            "package/img/google/64", "has_img_google", "Apache 2.0",
            "Noto Color Emoji by Google (github.com/googlefonts/noto-emoji), Apache License 2.0"),
+    ArtSet("OpenMoji", "openmoji", "17.0.0",
+           "sha512-EBnYrNGdcdw+OSXmENeNE1yBNRu6tOraTmoOyUbJkTmvT/+XETp8RZLSJFzD3lrPc5N9CzsyPnRTk0Vp4UaI9w==",
+           "package/color/svg", None, "CC BY-SA 4.0",
+           "OpenMoji, the open-source emoji and icon project (openmoji.org), CC BY-SA 4.0"),
 )
+CATALOGUE = "package/emoji.json"  # in the first art set's package
 
 
 def _in_group(category: str, subcategory: str) -> str | None:
@@ -101,6 +117,13 @@ class EmojiSplit(Split):
     emoji: np.ndarray
     tones: np.ndarray
 
+    def epoch_order(self, rng: np.random.Generator) -> np.ndarray:
+        """As many pictures as the split holds, drawn with each group equally likely: people with their
+        skin tones are most of the pictures, and a model trained on them as they come neglects the rest."""
+        per_group = np.bincount(self.labels, minlength=len(self.classes))
+        weights = 1.0 / per_group[self.labels]
+        return rng.choice(len(self), len(self), p=weights / weights.sum())
+
     def subset(self, keep: np.ndarray) -> "EmojiSplit":
         """The pictures where ``keep`` is true."""
         arrays = ("images", "labels", "art_sets", "emoji", "tones")
@@ -133,23 +156,35 @@ def package_file(art_set: ArtSet, allow_download: bool = True) -> Path:
                     "run `imgjax data emoji` to download it")
 
 
-def _pictures(package: tarfile.TarFile, art_set: ArtSet):
-    """(unified code, emoji.json entry of the base emoji, skin-tone modifiers or None, PNG bytes) for
-    every picture of a grouped emoji in the package."""
-    entries = json.load(package.extractfile("package/emoji.json"))
+def _pictures(package: tarfile.TarFile, art_set: ArtSet, entries: list[dict]):
+    """(emoji.json entry of the base emoji, skin-tone modifiers or None, picture bytes) for every
+    picture of a grouped emoji in the package."""
+    names = set(package.getnames())
     for entry in entries:
         if _in_group(entry["category"], entry["subcategory"]) is None:
             continue
         variants = [(None, entry)] + list((entry.get("skin_variations") or {}).items())
         for modifiers, variant in variants:
-            if variant.get(art_set.has_image):
-                member = package.extractfile(f"{art_set.images}/{variant['image']}")
-                yield entry, modifiers, member.read()
+            member = next((name for name in art_set.members(variant) if name in names), None)
+            if member is not None:
+                yield entry, modifiers, package.extractfile(member).read()
 
 
-def _to_side(png: bytes, side: int) -> np.ndarray:
-    """A PNG composited on white and averaged down to side x side RGB."""
-    with Image.open(io.BytesIO(png)) as picture:
+def _rasterise(svg: bytes) -> bytes:
+    """An SVG drawn as a 64 px PNG by librsvg (Debian's librsvg2-bin)."""
+    try:
+        drawn = subprocess.run(["rsvg-convert", "-w", str(PACKAGE_SIDE), "-h", str(PACKAGE_SIDE)], input=svg,
+                               capture_output=True, check=True, timeout=60)
+    except FileNotFoundError as error:
+        raise DataError("OpenMoji's SVGs need rsvg-convert: apt install librsvg2-bin") from error
+    return drawn.stdout
+
+
+def _to_side(picture_bytes: bytes, side: int) -> np.ndarray:
+    """A PNG (or SVG) composited on white and averaged down to side x side RGB."""
+    if picture_bytes.lstrip()[:1] == b"<":
+        picture_bytes = _rasterise(picture_bytes)
+    with Image.open(io.BytesIO(picture_bytes)) as picture:
         rgba = picture.convert("RGBA")
     white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
     flat = Image.alpha_composite(white, rgba).convert("RGB")
@@ -160,16 +195,20 @@ def build(side: int = SIDE, allow_download: bool = True) -> dict[str, np.ndarray
     """Every grouped picture of every art set at ``side`` pixels, with its labels, as arrays."""
     if not 8 <= side <= PACKAGE_SIDE:
         raise ValueError(f"side must be between 8 and {PACKAGE_SIDE}, got {side}")
-    images, groups, art_sets, unified, tones, names = [], [], [], [], [], []
+    pictures, groups, art_sets, unified, tones, names = [], [], [], [], [], []
+    with tarfile.open(package_file(ART_SETS[0], allow_download)) as package:
+        entries = json.load(package.extractfile(CATALOGUE))
     for index, art_set in enumerate(ART_SETS):
         with tarfile.open(package_file(art_set, allow_download)) as package:
-            for entry, modifiers, png in _pictures(package, art_set):
-                images.append(_to_side(png, side))
+            for entry, modifiers, picture in _pictures(package, art_set, entries):
+                pictures.append(picture)
                 groups.append(GROUPS.index(_in_group(entry["category"], entry["subcategory"])))
                 art_sets.append(index)
                 unified.append(entry["unified"])
                 tones.append(_tone(modifiers))
                 names.append(entry["short_name"])
+    with ThreadPoolExecutor(os.cpu_count()) as pool:  # rsvg-convert runs as processes of their own
+        images = list(pool.map(lambda picture: _to_side(picture, side), pictures))
     emoji_codes = sorted(set(unified))
     number = {code: i for i, code in enumerate(emoji_codes)}
     emoji_names = dict(zip(unified, names))

@@ -22,15 +22,20 @@ def _png(colour, alpha=255) -> bytes:
     return buffer.getvalue()
 
 
+def _svg(colour) -> bytes:
+    """The same square as ``_png`` drawn as an SVG."""
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 64 64"><rect x="16" y="16" width="32" '
+            f'height="32" fill="rgb{tuple(colour)}"/></svg>').encode()
+
+
+COLOURS = [(255, 0, 0), (0, 0, 255), (0, 128, 0)]  # one per art set: Twemoji, Noto, OpenMoji
 ENTRIES = [
     {"unified": "1F600", "short_name": "grinning", "image": "1f600.png", "category": "Smileys & Emotion",
      "subcategory": "face-smiling"},
     {"unified": "1F9D1", "short_name": "adult", "image": "1f9d1.png", "category": "People & Body",
      "subcategory": "person", "skin_variations": {
-         "1F3FB": {"image": "1f9d1-1f3fb.png", "has_img_twitter": True, "has_img_google": True},
-         "1F3FF": {"image": "1f9d1-1f3ff.png", "has_img_twitter": True, "has_img_google": False},
-         "1F3FB-1F3FF": {"image": "1f9d1-mixed.png", "has_img_twitter": True, "has_img_google": True},
-         "1F3FD-1F3FD": {"image": "1f9d1-medium.png", "has_img_twitter": True, "has_img_google": True}}},
+         tone: {"unified": f"1F9D1-{tone}", "image": f"1f9d1-{tone.lower()}.png", "has_img_twitter": True,
+                "has_img_google": tone != "1F3FF"} for tone in ("1F3FB", "1F3FF", "1F3FB-1F3FF", "1F3FD-1F3FD")}},
     {"unified": "1F1EA-1F1EC", "short_name": "flag-eg", "image": "flag.png", "category": "Flags",
      "subcategory": "country-flag"},
     {"unified": "1F6B2", "short_name": "bike", "image": "1f6b2.png", "category": "Travel & Places",
@@ -44,18 +49,23 @@ ENTRIES = [
 def small_art_sets(tmp_path, monkeypatch):
     """Two tiny packages laid out as the npm ones, in IMGJAX_EMOJI_DIR, with their checksums."""
     art_sets = []
-    for art_set, colour in zip(emoji.ART_SETS, [(255, 0, 0), (0, 0, 255)], strict=True):
+    for art_set, colour in zip(emoji.ART_SETS, COLOURS, strict=True):
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w:gz") as package:
             def add(name, raw):
                 info = tarfile.TarInfo(name)
                 info.size = len(raw)
                 package.addfile(info, io.BytesIO(raw))
-            entries = [{**entry, art_set.has_image: True} for entry in ENTRIES]
-            add("package/emoji.json", json.dumps(entries).encode())
-            for entry in entries:
-                for variant in [entry, *entry.get("skin_variations", {}).values()]:
-                    add(f"{art_set.images}/{variant['image']}", _png(colour))
+            if art_set.has_image is None:  # OpenMoji: an SVG per code, all but the bike; no catalogue
+                for entry in ENTRIES[:3]:
+                    for variant in [entry, *entry.get("skin_variations", {}).values()]:
+                        add(f"{art_set.images}/{variant['unified']}.svg", _svg(colour))
+            else:
+                entries = [{**entry, "has_img_twitter": True, "has_img_google": True} for entry in ENTRIES]
+                add("package/emoji.json", json.dumps(entries).encode())
+                for entry in entries:
+                    for variant in [entry, *entry.get("skin_variations", {}).values()]:
+                        add(f"{art_set.images}/{variant['image']}", _png(colour))
         raw = buffer.getvalue()
         (tmp_path / art_set.file_name).write_bytes(raw)
         art_sets.append(dataclasses.replace(art_set, integrity=data.npm_integrity(raw)))
@@ -69,14 +79,15 @@ def test_packages_are_grouped_toned_and_drawn_on_white(small_art_sets):
     # The flag and the transport sign are left out.
     assert list(codes) == ["1F600", "1F6B2", "1F9D1"] and list(names) == ["grinning", "bike", "adult"]
     assert every.images.shape == (len(every), 16, 16, 3) and every.images.dtype == np.uint8
-    # Twemoji: the face, the adult and its 4 variants, the bike; Noto lacks the dark adult.
-    assert list(np.bincount(every.art_sets)) == [7, 6]
+    # Twemoji: the face, the adult and its 4 variants, the bike; Noto lacks the dark adult; OpenMoji's
+    # SVGs (found by code) lack the bike.
+    assert list(np.bincount(every.art_sets)) == [7, 6, 6]
     tones = [emoji.SKIN_TONES[t] for t in every.tones[(every.art_sets == 0) & (every.emoji == 2)]]
     assert tones == ["default", "light", "dark", "mixed", "medium"]
     assert {emoji.GROUPS[g] for g in every.labels} == {"Faces", "People", "Vehicles"}
     assert (every.images[:, 0, 0] == 255).all()  # the transparent ground is white
-    red, blue = every.images[every.art_sets == 0, 8, 8], every.images[every.art_sets == 1, 8, 8]
-    assert (red == [255, 0, 0]).all() and (blue == [0, 0, 255]).all()
+    for art_set, colour in enumerate(COLOURS):
+        assert (every.images[every.art_sets == art_set, 8, 8] == colour).all()
     assert next(small_art_sets.glob("emoji-16px-*.npz")).is_file()  # built once, then read
 
 
@@ -110,6 +121,16 @@ def test_splits_are_by_emoji_one_in_eight_of_each_group(monkeypatch):
     assert [len(set(held.emoji[held.labels == g])) for g in (0, 3, 7)] == [9, 2, 4]  # one in 8 of 70, 14 and 35
     with pytest.raises(ValueError, match="split must be"):
         emoji.load_split("validation")
+
+
+def test_an_epoch_draws_each_group_equally_often():
+    """People are most of the emoji pictures; an epoch draws as many pictures as there are, each group
+    as often as the others, where a garment epoch takes each picture once."""
+    split = _pictures([0] * 90 + [5] * 10, pictures_per_emoji=1)
+    order = np.concatenate([split.epoch_order(np.random.default_rng(seed)) for seed in range(40)])
+    assert len(order) == 40 * len(split) and abs((split.labels[order] == 5).mean() - 0.5) < 0.03
+    garments = data.Split(np.zeros((100, 28, 28), np.uint8), np.r_[np.zeros(90), np.ones(10)].astype(np.int32))
+    assert sorted(garments.epoch_order(np.random.default_rng(0))) == list(range(100))
 
 
 def test_the_art_sets_give_every_group_60_emoji_and_unseen_test_emoji(emoji_pictures):
