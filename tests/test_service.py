@@ -295,11 +295,12 @@ def _wait(condition, timeout=180.0):
 
 @pytest.mark.slow
 @pytest.mark.realdata
-def test_lab_runs_one_at_a_time_stops_abandoned_runs_and_serves_models_per_session(studio, fashion_test):
+def test_lab_runs_one_at_a_time_stops_abandoned_runs_and_serves_models_per_session(studio, fashion_test, monkeypatch):
     """Two visitors: the second waits in line and is told so; the first's run pauses, stops, and its
     model then serves that visitor's Classify tab alone. Then the second's run trains, and when that
     visitor stops asking for news (the page closed) the run is stopped."""
     from imgjax.lab import LabConfig
+    from imgjax.service import lab as service_lab
     from imgjax.service.lab import SHIPPED, YOURS, LabTab
     lab = LabTab(max_runs=1, max_budget_s=60, abandoned_after_s=5)
     first = lab.start("first", LabConfig("cnn", budget_s=60))
@@ -311,7 +312,8 @@ def test_lab_runs_one_at_a_time_stops_abandoned_runs_and_serves_models_per_sessi
     # Both pages ask for news at every check (a page that stops asking is taken as gone).
     states = lambda: (state("first"), state("second"))
     _wait(lambda: states() == ("training", None))
-    lab.command("first", "pause")
+    monkeypatch.setattr(service_lab, "COMMAND_WAIT_S", 0.0)  # a host too busy to take it at once
+    assert "**Pausing after the step under way…**" in service_lab.describe(lab.command("first", "pause"))
     _wait(lambda: states() == ("paused", None))
     lab.command("first", "stop")
     _wait(lambda: states()[0] == "stopped" and states()[1] is not None)

@@ -51,6 +51,9 @@ LAB_FOLDERS = Path(tempfile.gettempdir()) / "imgjax-lab"  # one folder per serve
 COMMANDS = ("pause", "resume", "step", "stop")
 SHIPPED, YOURS = "Shipped", "Yours (Lab)"  # the other tabs' "Model" choice
 COMMAND_WAIT_S = 5.0  # a control answers once its run has taken the command, or after this long
+# What a control's answer says when its run has not taken the command within COMMAND_WAIT_S (a busy host).
+PENDING = {"pause": "Pausing after the step under way…", "resume": "Resuming…", "step": "Taking one step…",
+           "stop": "Stopping after the step under way…"}
 # For each command, given the run's Update when it was sent: whether a later Update shows it done.
 _COMMAND_DONE = {
     "pause": lambda before: lambda update: update.state != "training",
@@ -105,6 +108,7 @@ class Status:
     place_in_line: int = 0  # 1: next to start; 0: not waiting
     message: str = ""
     active: bool = False  # waiting, starting or training: more news to come
+    pending: str = ""  # a command the run has not taken yet (``PENDING``)
 
 
 class _Run:
@@ -205,7 +209,10 @@ class LabTab:
         deadline = time.monotonic() + COMMAND_WAIT_S
         while time.monotonic() < deadline and not done(run.latest) and not run.finished.is_set():
             time.sleep(0.02)
-        return self.status(session)
+        status = self.status(session)
+        if not done(run.latest) and not run.finished.is_set():
+            status.pending = PENDING[command]
+        return status
 
     def status(self, session: str) -> Status:
         """``session``'s run as it stands (asking counts as the visitor still being there)."""
@@ -447,7 +454,8 @@ def describe(status: Status) -> str:
     losses = ", ".join(f"{name.replace('_', ' ')} {value:.3f}" for name, value in update.metrics.items())
     figures = ", ".join(f"{name} **{value:.2f}**" if "dB" in name else f"{name} **{value:.1%}**"
                         for name, value in update.figures.items())
-    lines = [(f"**{STATE_WORDS[update.state]}** · step {update.step:,} · {update.images:,} images · "
+    lines = [f"**{status.pending}**"] if status.pending else []
+    lines += [(f"**{STATE_WORDS[update.state]}** · step {update.step:,} · {update.images:,} images · "
               f"{update.images_per_second:,.0f} images/s · {update.seconds:.0f} s trained, "
               f"{update.seconds_left:.0f} s left (compiled in {update.compile_s:.1f} s)")]
     if losses or figures:
