@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+import numpy as np
+
 from . import data, emoji
 
 
@@ -43,7 +45,7 @@ def _idx(spec: data.DatasetSpec, title: str, credit: str) -> Dataset:
 def _emoji_train_and_held_out(folder: str | None, held_out: int):
     """The training emoji, one in ``emoji.TEST_SHARE`` of them held out (``held_out`` 0: none)."""
     train = emoji.load_split("train")
-    return emoji.hold_out(train) if held_out else (train, train.subset(train.labels < 0))
+    return emoji.hold_out(train) if held_out else (train, train.subset(np.zeros(len(train), bool)))
 
 
 DATASETS = {dataset.name: dataset for dataset in (

@@ -104,6 +104,7 @@ _MODIFIERS = {"1F3FB": 1, "1F3FC": 2, "1F3FD": 3, "1F3FE": 4, "1F3FF": 5}
 PACKAGE_SIDE = 64
 SIDE = 32  # the side the models see
 TEST_SHARE = 8  # one emoji in 8 of each group is a test emoji; one in 8 of the rest is held out
+TEST_DRAW, HELD_OUT_DRAW = 0, 1  # the seeds of the two draws (``_drawn``)
 BUILD = 1  # bump when the built arrays would differ, so a cached build is made again
 
 
@@ -257,14 +258,14 @@ def load_split(split: str, side: int = SIDE, allow_download: bool = True) -> Emo
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     every, _, _ = load_all(side, allow_download)
-    in_test = _drawn(every, seed=0)
+    in_test = _drawn(every, TEST_DRAW)
     return every.subset(in_test if split == "test" else ~in_test)
 
 
 def hold_out(split: EmojiSplit) -> tuple[EmojiSplit, EmojiSplit]:
     """``split`` divided by emoji into the pictures to train on and a held-out one in ``TEST_SHARE``
     of each group's emoji (a different draw from the test one), for every choice of recipe."""
-    held = _drawn(split, seed=1)
+    held = _drawn(split, HELD_OUT_DRAW)
     return split.subset(~held), split.subset(held)
 
 
@@ -277,7 +278,7 @@ def data_available(side: int = SIDE) -> bool:
 def describe_data(side: int = SIDE) -> str:
     """Fetch and build the pictures if needed; what there is, by group and art set, in a few lines."""
     every, codes, _ = load_all(side)
-    test = _drawn(every, seed=0)
+    test = _drawn(every, TEST_DRAW)
     lines = [f"{len(every)} pictures of {len(codes)} emoji at {side}x{side} in {_build_file(side)}",
              f"{'group':20s}" + "".join(f"{a.name:>10s}" for a in ART_SETS) + f"{'test emoji':>12s}"]
     for group, name in enumerate(GROUPS):
