@@ -366,6 +366,7 @@ def bench_inference(workload: Workload, log) -> dict:
     calls = workload.calls
     studio = service.Studio()
     example = user_input.read_image(ROOT / "imgjax" / "assets" / "example_7_sneaker.png")
+    emoji_example = user_input.read_image(ROOT / "imgjax" / "assets" / "emoji_3_animals_turtle-twemoji.png")
     mask = np.zeros((28, 28), np.float32)
     mask[8:18, 8:18] = 1
     photo = np.random.default_rng(0).random((256, 256, 3)).astype(np.float32)
@@ -377,6 +378,8 @@ def bench_inference(workload: Workload, log) -> dict:
         "interpolate_10": lambda: studio.generate_tab.interpolate(generate.INTERPOLATE_SEEDS, "Coat", 0, 1, 10, 1.0),
         "classify_28x28": lambda: studio.classify_tab.classify(example),
         "classify_256x256_photo": lambda: studio.classify_tab.classify(photo),
+        **({"classify_emoji_64x64": lambda: studio.classify_tabs["Emoji"].classify(emoji_example)}
+           if "Emoji" in studio.classify_tabs else {}),
         "denoise_gaussian_28x28": lambda: studio.denoise_tab.denoise(example, denoise.GAUSSIAN, 0.2, 0),
         "denoise_salt_pepper_28x28": lambda: studio.denoise_tab.denoise(example, denoise.SALT_PEPPER, 0.1, 0),
         "denoise_mask_28x28": lambda: studio.denoise_tab.denoise(example, denoise.MASK, 0.0, 0, mask=mask),

@@ -182,8 +182,11 @@ def update_card(weights_path: Path, **fields) -> dict[str, Any]:
 CHECKPOINT_DIR = Path(os.environ.get("IMGJAX_CHECKPOINTS", Path(__file__).resolve().parent.parent / "checkpoints"))
 
 
-def default_weights(family_name: str) -> Path:
-    return CHECKPOINT_DIR / f"{family_name}.safetensors"
+def default_weights(family_name: str, dataset: str = "fashion-mnist") -> Path:
+    """The shipped checkpoint of a family: garments' at the top of ``CHECKPOINT_DIR``, another
+    dataset's in its folder there (``checkpoints/emoji/cnn.safetensors``)."""
+    folder = CHECKPOINT_DIR if dataset == "fashion-mnist" else CHECKPOINT_DIR / dataset
+    return folder / f"{family_name}.safetensors"
 
 
 def config_from_dict(config_type, values: dict):
@@ -192,9 +195,10 @@ def config_from_dict(config_type, values: dict):
     return config_type(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in fields})
 
 
-def load_if_present(family_name: str):
-    """The shipped model of ``family_name``, or None when its checkpoint does not exist yet."""
-    return load_model(family_name)[0] if default_weights(family_name).exists() else None
+def load_if_present(family_name: str, dataset: str = "fashion-mnist"):
+    """The shipped model of ``family_name`` on ``dataset``, or None when its checkpoint does not exist yet."""
+    path = default_weights(family_name, dataset)
+    return load_model(family_name, path)[0] if path.exists() else None
 
 
 def load_model(family_name: str, weights_path: Path | None = None):

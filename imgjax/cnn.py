@@ -27,7 +27,8 @@ class CNNConfig:
     hidden: int = 256  # penultimate features (also used for the GAN's Fréchet distance)
     dropout: float = 0.3
     num_classes: int = 10
-    side: int = 28  # the pictures' side and channels (``datasets.Dataset.sized`` sets all three)
+    num_styles: int = 0  # a second head names the picture's style (emoji: its art set); 0: none
+    side: int = 28  # the pictures' side and channels (``datasets.Dataset.sized`` sets these four)
     channels: int = 1
     augment: bool = True  # random flips and shifts of the training images (``augment``)
 
@@ -35,7 +36,8 @@ class CNNConfig:
 # ----------------------------------------------------------------------------- model
 
 class Classifier(nnx.Module):
-    """(N, side, side, channels) float32 in [0, 1] -> logits (N, num_classes)."""
+    """(N, side, side, channels) float32 in [0, 1] -> logits (N, num_classes); ``style_logits``: the
+    second head's (N, num_styles), from the same features."""
 
     def __init__(self, config: CNNConfig, *, rngs: nnx.Rngs, dtype=None):
         w1, w2, w3 = config.widths
@@ -46,6 +48,7 @@ class Classifier(nnx.Module):
         self.conv4, self.norm4 = conv(w2, w3), nnx.BatchNorm(w3, rngs=rngs)
         self.hidden = nnx.Linear((config.side // 4) ** 2 * w3, config.hidden, dtype=dtype, rngs=rngs)
         self.head = nnx.Linear(config.hidden, config.num_classes, dtype=dtype, rngs=rngs)
+        self.style_head = nnx.Linear(config.hidden, config.num_styles, dtype=dtype, rngs=rngs) if config.num_styles else None
         self.dropout = config.dropout
 
     def blocks(self, images, train: bool = False):
@@ -73,6 +76,12 @@ class Classifier(nnx.Module):
     def __call__(self, images, train: bool = False, dropout_key=None):
         return self.head(self.features(images, train, dropout_key)).astype(jnp.float32)
 
+    def both_logits(self, images, train: bool = False, dropout_key=None):
+        """(class logits, style logits) from one pass; a model without a style head: (logits, None)."""
+        h = self.features(images, train, dropout_key)
+        styles = self.style_head(h).astype(jnp.float32) if self.style_head is not None else None
+        return self.head(h).astype(jnp.float32), styles
+
 
 # ----------------------------------------------------------------------------- augmentation and loss
 
@@ -90,8 +99,12 @@ def augment(key, images, max_shift: int = 2):
 
 
 def loss_fn(model: Classifier, images, labels, dropout_key):
-    logits = model(images, train=True, dropout_key=dropout_key)
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    """Cross-entropy of the classes; labels (B, 2) add the style head's, with the same weight."""
+    logits, style_logits = model.both_logits(images, train=True, dropout_key=dropout_key)
+    classes = labels[:, 0] if labels.ndim == 2 else labels
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, classes).mean()
+    if labels.ndim == 2:
+        loss += optax.softmax_cross_entropy_with_integer_labels(style_logits, labels[:, 1]).mean()
     return loss, logits
 
 
@@ -117,14 +130,16 @@ class CNNTraining(nnx.Module):
 
 @nnx.jit
 def train_step(training: CNNTraining, images, labels, key):
-    """One optimizer step on a batch: images (B, side, side, channels) in [0, 1], labels (B,) int32."""
+    """One optimizer step on a batch: images (B, side, side, channels) in [0, 1], labels (B,) int32
+    classes, or (B, 2) classes and styles."""
     augment_key, dropout_key = jax.random.split(key)
     if training.augment:
         images = augment(augment_key, images)
     grad_fn = nnx.value_and_grad(loss_fn, has_aux=True)
     (loss, logits), grads = grad_fn(training.model, images, labels, dropout_key)
     training.optimizer.update(training.model, grads)
-    return {"loss": loss, "accuracy": jnp.mean(logits.argmax(-1) == labels)}
+    classes = labels[:, 0] if labels.ndim == 2 else labels
+    return {"loss": loss, "accuracy": jnp.mean(logits.argmax(-1) == classes)}
 
 
 # ----------------------------------------------------------------------------- inference
@@ -133,6 +148,12 @@ def train_step(training: CNNTraining, images, labels, key):
 def predict_probabilities(model: Classifier, images):
     """(N, side, side, channels) float32 in [0, 1] -> class probabilities (N, num_classes)."""
     return jax.nn.softmax(model(images))
+
+
+@nnx.jit
+def predict_style_probabilities(model: Classifier, images):
+    """(N, side, side, channels) float32 in [0, 1] -> style probabilities (N, num_styles)."""
+    return jax.nn.softmax(model.both_logits(images)[1])
 
 
 @nnx.jit
@@ -149,17 +170,18 @@ def extract_features(model: Classifier, images):
 
 @nnx.jit
 def classify_with_saliency(model: Classifier, images):
-    """Probabilities (N, C), a saliency map (N, H, W) in [0, 1] and the channel means used by
-    ``Familiarity``. Saliency: the magnitude of the gradient of the top class's logit with respect to
+    """Probabilities (N, C), a saliency map (N, H, W) in [0, 1], the channel means used by
+    ``Familiarity``, and the style probabilities (N, S) (None without a style head). Saliency: the magnitude of the gradient of the top class's logit with respect to
     each input pixel (the largest over colour channels), normalised per image (Simonyan et al. 2014)."""
     def top_logit(x):
-        logits = model(x)
-        return jnp.take_along_axis(logits, logits.argmax(-1)[:, None], axis=1).sum(), logits
+        logits, style_logits = model.both_logits(x)
+        return jnp.take_along_axis(logits, logits.argmax(-1)[:, None], axis=1).sum(), (logits, style_logits)
 
-    grads, logits = jax.grad(top_logit, has_aux=True)(images)
+    grads, (logits, style_logits) = jax.grad(top_logit, has_aux=True)(images)
     saliency = jnp.abs(grads).max(-1)
     saliency = saliency / (saliency.max(axis=(1, 2), keepdims=True) + 1e-12)
-    return jax.nn.softmax(logits), saliency, model.channel_means(images)
+    styles = jax.nn.softmax(style_logits) if style_logits is not None else None
+    return jax.nn.softmax(logits), saliency, model.channel_means(images), styles
 
 
 @dataclasses.dataclass
@@ -235,9 +257,19 @@ def balanced_accuracy(matrix: np.ndarray) -> float:
     return float((np.diag(matrix)[counts > 0] / counts[counts > 0]).mean())
 
 
+def style_accuracy(model: Classifier, split) -> float:
+    """The share of a split's pictures whose style (``Split.styles``) the style head names."""
+    from .data import to_float
+    predicted = predict_in_batches(predict_style_probabilities, model, to_float(split.images)).argmax(-1)
+    return float(np.mean(predicted == split.styles))
+
+
 def _evaluate(training: CNNTraining, split, _train) -> dict:
     matrix = confusion_matrix(training.model, split)
-    return {"held_out_accuracy": np.trace(matrix) / matrix.sum(), "held_out_balanced_accuracy": balanced_accuracy(matrix)}
+    figures = {"held_out_accuracy": np.trace(matrix) / matrix.sum(), "held_out_balanced_accuracy": balanced_accuracy(matrix)}
+    if training.model.style_head is not None:
+        figures["held_out_style_accuracy"] = style_accuracy(training.model, split)
+    return figures
 
 
 def _epoch_picture(training: CNNTraining, split):

@@ -89,6 +89,18 @@ class Split:
         """The pictures one epoch takes, in order: each once, shuffled."""
         return rng.permutation(len(self))
 
+    @property
+    def styles(self) -> np.ndarray | None:
+        """(N,) a second label, the picture's style (emoji: the art set), or None where there is none."""
+        return None
+
+    def labels_at(self, index: np.ndarray) -> np.ndarray:
+        """The labels of the pictures at ``index`` as the training steps take them: (B,) classes, or
+        (B, 2) classes and styles where the split has a second label."""
+        if self.styles is None:
+            return self.labels[index]
+        return np.stack([self.labels[index], self.styles[index]], axis=-1)
+
 
 # ----------------------------------------------------------------------------- IDX format
 
@@ -249,7 +261,7 @@ def to_float(images: np.ndarray) -> np.ndarray:
 
 def batches(split: Split, batch_size: int, seed: int, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Full batches for one epoch in the split's order (``Split.epoch_order``): ((B, H, W, C) float32
-    in [0, 1], (B,) int32).
+    in [0, 1], (B,) int32 labels, or (B, 2) with a second label: ``Split.labels_at``).
 
     The order depends only on (seed, epoch), so a resumed run sees the same batches. The last partial
     batch is dropped so every step has one compiled shape.
@@ -257,7 +269,7 @@ def batches(split: Split, batch_size: int, seed: int, epoch: int) -> Iterator[tu
     order = split.epoch_order(np.random.default_rng([seed, epoch]))
     for start in range(0, len(order) - batch_size + 1, batch_size):
         index = order[start:start + batch_size]
-        yield to_float(split.images[index]), split.labels[index]
+        yield to_float(split.images[index]), split.labels_at(index)
 
 
 def steps_per_epoch(split: Split, batch_size: int) -> int:

@@ -23,11 +23,17 @@ class Dataset:
     train_and_held_out: Callable[[str | None, int], tuple[data.Split, data.Split]]
     test: Callable[[str | None], data.Split]  # data folder or None -> the test pictures
     credit: str
+    noun: str  # what its pictures are, as a sentence names them ("garments")
+    light_on_dark: bool  # drawn light on black (Fashion-MNIST), or in colour on white (emoji)
+    examples: str  # the file names of its example pictures in ``imgjax/assets`` (a glob pattern)
+    styles: tuple[str, ...] = ()  # the names of the second label (emoji: the art sets); () none
 
     def sized(self, model_config, family: str):
-        """``model_config`` with its ``side``, ``channels`` and ``num_classes`` set to this dataset's; a
-        family whose config has no such fields takes only 28x28 gray pictures and refuses others."""
-        sizes = {"side": self.side, "channels": self.channels, "num_classes": len(self.classes)}
+        """``model_config`` with its ``side``, ``channels``, ``num_classes`` and ``num_styles`` set to this
+        dataset's; a family whose config has no side or channels takes only 28x28 gray pictures and
+        refuses others."""
+        sizes = {"side": self.side, "channels": self.channels, "num_classes": len(self.classes),
+                 "num_styles": len(self.styles)}
         fields = {field.name for field in dataclasses.fields(model_config)}
         if not {"side", "channels"} <= fields and (self.side, self.channels) != (28, 1):
             raise data.DataError(f"the {family} family does not train on {self.title} ({self.side}x{self.side}, "
@@ -35,11 +41,11 @@ class Dataset:
         return dataclasses.replace(model_config, **{k: v for k, v in sizes.items() if k in fields})
 
 
-def _idx(spec: data.DatasetSpec, title: str, credit: str) -> Dataset:
+def _idx(spec: data.DatasetSpec, title: str, credit: str, noun: str, examples: str) -> Dataset:
     """An IDX dataset of 28x28 gray pictures (``data``), holding out a fixed draw of training images."""
     return Dataset(spec.name, title, spec.classes, 28, 1,
                    lambda folder, held_out: data.hold_out(data.load_split("train", spec.name, folder), held_out),
-                   lambda folder: data.load_split("test", spec.name, folder), credit)
+                   lambda folder: data.load_split("test", spec.name, folder), credit, noun, True, examples)
 
 
 def _emoji_train_and_held_out(folder: str | None, held_out: int):
@@ -49,12 +55,23 @@ def _emoji_train_and_held_out(folder: str | None, held_out: int):
 
 
 DATASETS = {dataset.name: dataset for dataset in (
-    _idx(data.FASHION_MNIST, "Garments", "Fashion-MNIST by Zalando Research (MIT)"),
-    _idx(data.MNIST, "Digits", "MNIST by Yann LeCun, Corinna Cortes and Christopher J.C. Burges"),
+    _idx(data.FASHION_MNIST, "Garments", "Fashion-MNIST by Zalando Research (MIT)", "garments", "example_*.png"),
+    _idx(data.MNIST, "Digits", "MNIST by Yann LeCun, Corinna Cortes and Christopher J.C. Burges", "digits", ""),
     Dataset("emoji", "Emoji", emoji.GROUPS, emoji.SIDE, 3, _emoji_train_and_held_out,
-            lambda folder: emoji.load_split("test"), "; ".join(a.credit for a in emoji.ART_SETS)),
+            lambda folder: emoji.load_split("test"), "; ".join(a.credit for a in emoji.ART_SETS), "emoji", False,
+            "emoji_*.png", styles=tuple(a.name for a in emoji.ART_SETS)),
 )}
 NAMES = tuple(DATASETS)
+
+
+def of_split(split: data.Split) -> Dataset:
+    """The dataset a split's pictures come from, known by its classes."""
+    return next(dataset for dataset in DATASETS.values() if dataset.classes == split.classes)
+
+
+def by_title(title: str) -> Dataset:
+    """The dataset a page names ``title``."""
+    return next(dataset for dataset in DATASETS.values() if dataset.title == title)
 
 
 def get(name: str) -> Dataset:

@@ -96,6 +96,7 @@ def _in_group(category: str, subcategory: str) -> str | None:
     return None
 
 
+TONED_GROUP = "People"  # the group whose pictures come in skin tones (hands too, but fewer)
 GROUPS = ("Faces", "People", "Hands & body", "Animals", "Food & plants", "Buildings & places", "Vehicles", "Objects")
 # Unicode's skin-tone modifiers U+1F3FB..U+1F3FF (Fitzpatrick types 1-2 to 6); "default" is the
 # unmodified yellow or grey figure, "mixed" a picture of people of different tones.
@@ -117,6 +118,11 @@ class EmojiSplit(Split):
     art_sets: np.ndarray
     emoji: np.ndarray
     tones: np.ndarray
+
+    @property
+    def styles(self) -> np.ndarray:
+        """The art set is the emoji's second label: models name it and draw in it."""
+        return self.art_sets
 
     def epoch_order(self, rng: np.random.Generator) -> np.ndarray:
         """As many pictures as the split holds, drawn with each group equally likely: people with their
@@ -267,6 +273,31 @@ def hold_out(split: EmojiSplit) -> tuple[EmojiSplit, EmojiSplit]:
     of each group's emoji (a different draw from the test one), for every choice of recipe."""
     held = _drawn(split, HELD_OUT_DRAW)
     return split.subset(~held), split.subset(held)
+
+
+# The studio's examples: a test emoji per group, each art set in turn, picked by name before any
+# model saw them (``write_examples`` draws them into ``imgjax/assets``).
+EXAMPLES = (("sweat_smile", "Twemoji"), ("female-technologist", "Noto"), ("+1", "OpenMoji"), ("turtle", "Twemoji"),
+            ("pizza", "Noto"), ("volcano", "OpenMoji"), ("taxi", "Twemoji"), ("floppy_disk", "Noto"))
+
+
+def write_examples(folder: Path) -> list[Path]:
+    """``EXAMPLES`` as 64 px PNGs on white, named ``emoji_<group>_<name>-<art set>.png``."""
+    with tarfile.open(package_file(ART_SETS[0])) as package:
+        entries = {entry["short_name"]: entry for entry in json.load(package.extractfile(CATALOGUE))}
+    written = []
+    for index, (name, set_name) in enumerate(EXAMPLES):
+        art_set = next(a for a in ART_SETS if a.name == set_name)
+        entry = entries[name]
+        with tarfile.open(package_file(art_set)) as package:
+            names = set(package.getnames())
+            member = next(m for m in art_set.members(entry) if m in names)
+            picture = _to_side(package.extractfile(member).read(), PACKAGE_SIDE)
+        group = _in_group(entry["category"], entry["subcategory"]).split()[0].lower()
+        path = folder / f"emoji_{index}_{group}_{name.replace('+', 'plus')}-{set_name.lower()}.png"
+        Image.fromarray(picture).save(path, optimize=True)
+        written.append(path)
+    return written
 
 
 def data_available(side: int = SIDE) -> bool:

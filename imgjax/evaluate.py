@@ -26,7 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import checkpoint, data
+from . import checkpoint, data, datasets
+from .cnn import balanced_accuracy
 from .images import save_png
 
 SEED = 0
@@ -34,39 +35,90 @@ SEED = 0
 
 # ----------------------------------------------------------------------------- per family
 
-def eval_cnn(model, test, train, out: Path, log) -> dict:
-    from .cnn import confusion_matrix
+def eval_cnn(model, test, train_and_held_out, classes, out: Path, log) -> dict:
+    """Accuracy on the test pictures, plain and balanced (the mean over classes), per class, of the
+    style head where there is one, and per skin tone where the pictures have them; the same figures
+    of k-nearest-neighbour votes in pixel space beside them; the familiarity statistics, fitted on
+    the trained-on pictures with their threshold set on the held-out ones."""
+    from .cnn import confusion_matrix, predict_in_batches, predict_style_probabilities
     from .images import confusion_matrix_image
     matrix = confusion_matrix(model, test)
     per_class = np.diag(matrix) / matrix.sum(1)
     picture = out / "cnn_confusion.png"
-    save_png(confusion_matrix_image(matrix, data.FASHION_CLASSES), picture)
+    save_png(confusion_matrix_image(matrix, classes), picture)
     log(f"confusion matrix: {picture}")
-    return {
+    results = {
         "test_accuracy": float(np.trace(matrix) / matrix.sum()),
-        "per_class_accuracy": {name: float(a) for name, a in zip(data.FASHION_CLASSES, per_class)},
-        "familiarity": fit_familiarity(model, train, test, out / FAMILIARITY_FILE, log),
+        "test_balanced_accuracy": balanced_accuracy(matrix),
+        "per_class_accuracy": {name: float(a) for name, a in zip(classes, per_class)},
     }
+    styles = None
+    if test.styles is not None and model.style_head is not None:
+        styles = predict_in_batches(predict_style_probabilities, model, data.to_float(test.images)).argmax(-1)
+        results["test_style_accuracy"] = float(np.mean(styles == test.styles))
+    if getattr(test, "tones", None) is not None:
+        results["per_tone_accuracy"] = per_tone_accuracy(test, predicted_classes(model, test))
+    log(f"test accuracy {results['test_accuracy']:.1%}, balanced {results['test_balanced_accuracy']:.1%}"
+        + (f", style {results['test_style_accuracy']:.1%}" if styles is not None else ""))
+    # the neighbours are the pictures the classifier trained on
+    results["pixel_neighbours"] = {f"{k}-NN": neighbour_figures(train_and_held_out[0], test, k) for k in (1, 5)}
+    results["familiarity"] = fit_familiarity(model, *train_and_held_out, test, out / FAMILIARITY_FILE, log)
+    return results
+
+
+def predicted_classes(model, split) -> np.ndarray:
+    """The classifier's class for every picture of ``split``."""
+    from .cnn import predict_in_batches, predict_probabilities
+    return predict_in_batches(predict_probabilities, model, data.to_float(split.images)).argmax(-1)
+
+
+def per_tone_accuracy(split, predicted) -> dict[str, float]:
+    """The accuracy on the pictures of people (``emoji.TONED_GROUP``) per skin tone: the gap
+    between tones is the classifier's bias."""
+    from .emoji import SKIN_TONES, TONED_GROUP
+    people = split.classes.index(TONED_GROUP)
+    return {tone: float(np.mean(predicted[(split.labels == people) & (split.tones == t)] == people))
+            for t, tone in enumerate(SKIN_TONES) if ((split.labels == people) & (split.tones == t)).any()}
+
+
+def neighbour_figures(train, test, k: int, chunk: int = 500) -> dict:
+    """A k-nearest-neighbour vote among the training pictures in pixel space (squared distance):
+    its plain and balanced accuracy on ``test``, and its style accuracy where pictures have one."""
+    reference = train.images.reshape(len(train), -1).astype(np.float32) / 255.0
+    squared = (reference ** 2).sum(1)
+    votes, style_votes = [], []
+    for start in range(0, len(test), chunk):
+        x = test.images[start:start + chunk].reshape(-1, reference.shape[1]).astype(np.float32) / 255.0
+        nearest = np.argpartition(squared[None] - 2.0 * x @ reference.T, k - 1, axis=1)[:, :k]  # the k nearest
+        vote = lambda labels, count: np.array([np.bincount(row, minlength=count).argmax() for row in labels[nearest]])
+        votes.append(vote(train.labels, len(test.classes)))
+        if test.styles is not None:
+            style_votes.append(vote(train.styles, int(train.styles.max()) + 1))
+    predicted = np.concatenate(votes)
+    count = len(test.classes)
+    matrix = np.bincount(test.labels * count + predicted, minlength=count * count).reshape(count, count)
+    figures = {"accuracy": float(np.mean(predicted == test.labels)), "balanced_accuracy": balanced_accuracy(matrix)}
+    if style_votes:
+        figures["style_accuracy"] = float(np.mean(np.concatenate(style_votes) == test.styles))
+    return figures
 
 
 FAMILIARITY_FILE = "cnn_familiarity.safetensors"
-FAMILIARITY_HELDOUT = 10_000  # training images kept out of the fit to set the threshold
+FAMILIARITY_HELDOUT = 10_000  # garments kept out of the fit to set the threshold (emoji: the held-out emoji)
 
 
-def fit_familiarity(model, train, test, path: Path, log) -> dict:
-    """Fit the classifier's familiarity statistics (class means, shared covariance) on 50k training
-    images, set its threshold on the other 10k, write it beside the checkpoint, and measure the
-    fraction of test images it flags and of noise images it recognises as unfamiliar."""
+def fit_familiarity(model, trained_on, held_out, test, path: Path, log) -> dict:
+    """Fit the classifier's familiarity statistics (class means, shared covariance) on the pictures
+    trained on, set its threshold on the held-out ones, write it beside the checkpoint, and measure
+    the fraction of test pictures it flags and of noise pictures it recognises as unfamiliar."""
     from safetensors.numpy import save as save_safetensors_bytes
 
     from .checkpoint import atomic_write, sha256_file
     from .cnn import Familiarity, extract_channel_means, predict_in_batches
     features = lambda x: predict_in_batches(extract_channel_means, model, data.to_float(x))
-    order = np.random.default_rng(SEED).permutation(len(train))
-    fit, heldout = order[FAMILIARITY_HELDOUT:], order[:FAMILIARITY_HELDOUT]
-    familiarity = Familiarity.fit(features(train.images[fit]), train.labels[fit], features(train.images[heldout]))
+    familiarity = Familiarity.fit(features(trained_on.images), trained_on.labels, features(held_out.images))
     atomic_write(path, save_safetensors_bytes(familiarity.arrays()))
-    noise = (np.random.default_rng(SEED).random((1000, 28, 28)) * 255).astype(np.uint8)
+    noise = (np.random.default_rng(SEED).random((1000, *test.images.shape[1:])) * 255).astype(np.uint8)
     results = {
         "file": path.name, "sha256": sha256_file(path), "heldout_percentile": 99.0,
         "threshold": familiarity.threshold,
@@ -75,150 +127,6 @@ def fit_familiarity(model, train, test, path: Path, log) -> dict:
     }
     log(f"familiarity: threshold {results['threshold']:.1f}; flags {results['test_flagged']:.1%} of test images, "
         f"{results['uniform_noise_flagged']:.1%} of uniform-noise images")
-    return results
-
-
-def _scores(clean, restored) -> dict:
-    from .metrics import psnr, ssim
-    return {"psnr": float(psnr(clean, restored).mean()), "ssim": float(ssim(clean, restored).mean())}
-
-
-def _timed(fn, *args):
-    result = jax.block_until_ready(fn(*args))
-    start = time.perf_counter()
-    result = jax.block_until_ready(fn(*args))
-    return result, time.perf_counter() - start
-
-
-def eval_ae(model, test, train, out: Path, log, bm3d_images: int = 200) -> dict:
-    from . import baselines, corruptions
-    from .ae import corrupted_examples, restore
-    from .images import image_grid
-
-    clean = jnp.asarray(data.to_float(test.images))
-    tune_clean = jnp.asarray(data.to_float(train.images[:100]))
-    keys = jax.random.split(jax.random.key(SEED), 6)
-    results: dict = {"images": len(clean), "bm3d_images": bm3d_images}
-
-    for i, sigma in enumerate((0.1, 0.2, 0.3)):
-        noisy = corruptions.gaussian_noise(keys[i], clean, sigma)
-        weight = baselines.tune_tv_weight(tune_clean, corruptions.gaussian_noise(keys[5], tune_clean, sigma))
-        restored, ae_seconds = _timed(restore, model, noisy)
-        row = {"noisy": _scores(clean, noisy), "autoencoder": _scores(clean, restored),
-               "tv": {**_scores(clean, baselines.tv_denoise(noisy, weight)), "weight": weight}}
-        subset = slice(0, bm3d_images)
-        started = time.perf_counter()
-        bm3d_out = baselines.bm3d_denoise(noisy[subset], sigma)
-        bm3d_seconds = time.perf_counter() - started
-        row["on_bm3d_subset"] = {
-            "noisy": _scores(clean[subset], noisy[subset]),
-            "autoencoder": _scores(clean[subset], restored[subset]),
-            "bm3d": _scores(clean[subset], bm3d_out),
-            "tv": _scores(clean[subset], baselines.tv_denoise(noisy[subset], weight)),
-            "bm3d_ms_per_image": 1e3 * bm3d_seconds / bm3d_images,
-            "autoencoder_ms_per_image": 1e3 * ae_seconds / len(clean),
-        }
-        results[f"gaussian_{sigma}"] = row
-        log(f"gaussian {sigma}: noisy {row['noisy']['psnr']:.2f} dB, TV {row['tv']['psnr']:.2f}, "
-            f"BM3D (first {bm3d_images}) {row['on_bm3d_subset']['bm3d']['psnr']:.2f}, "
-            f"autoencoder {row['autoencoder']['psnr']:.2f}")
-
-    peppered = corruptions.salt_and_pepper(keys[3], clean, 0.1)
-    weight = baselines.tune_tv_weight(tune_clean, corruptions.salt_and_pepper(keys[5], tune_clean, 0.1))
-    results["salt_pepper_0.1"] = {
-        "noisy": _scores(clean, peppered), "autoencoder": _scores(clean, restore(model, peppered)),
-        "median_3x3": _scores(clean, baselines.median_filter_3x3(peppered)),
-        "tv": {**_scores(clean, baselines.tv_denoise(peppered, weight)), "weight": weight}}
-
-    mask = corruptions.random_box_masks(keys[4], clean.shape)
-    masked = corruptions.apply_mask(clean, mask)
-    results["mask_boxes"] = {
-        "noisy": _scores(clean, masked), "autoencoder": _scores(clean, restore(model, masked)),
-        "harmonic_inpainting_given_mask": _scores(clean, baselines.harmonic_inpaint(masked, mask))}
-    for name in ("salt_pepper_0.1", "mask_boxes"):
-        log(f"{name}: " + ", ".join(f"{k} {v['psnr']:.2f} dB" for k, v in results[name].items()))
-
-    rows = []
-    for corrupted in corrupted_examples(clean[:10]).values():
-        rows += [corrupted, restore(model, corrupted), clean[:10]]
-    picture = out / "ae_examples.png"
-    save_png(image_grid(np.concatenate(rows), rows=len(rows)), picture, scale=2)
-    log(f"examples: {picture}")
-    return results
-
-
-PHOTO_SIGMAS = (0.1, 0.2, 0.3)  # the targets are at 0.1 and 0.2; 0.3 sets the page's TV weight there
-PHOTO_PICTURE = ("camera", "astronaut", "coffee", "chelsea")  # the examples picture, at noise 0.2
-# scikit-image's sample photographs (``skimage.data``), the evaluation set: three grayscale, four colour.
-PHOTO_EVALUATION = ("camera", "moon", "clock", "astronaut", "coffee", "chelsea", "rocket")
-
-
-def evaluation_photos() -> dict[str, np.ndarray]:
-    """scikit-image's sample photos by name, each its centre crop of ``photos.EVALUATION_CROP`` pixels,
-    float32 in [0, 1]: (S, S, 1) grayscale or (S, S, 3) colour."""
-    from .photos import EVALUATION_CROP, centre_crop
-    try:
-        from skimage import data as samples
-    except ImportError as error:
-        raise data.DataError("the evaluation photos come with scikit-image: pip install scikit-image") from error
-    evaluation = {}
-    for name in PHOTO_EVALUATION:
-        image = np.asarray(getattr(samples, name)(), np.float32) / 255.0
-        evaluation[name] = centre_crop(image[..., None] if image.ndim == 2 else image[..., :3], EVALUATION_CROP)
-    return evaluation
-
-
-def eval_photo(model, out: Path, log, garment_model=None) -> dict:
-    """The photo denoiser on scikit-image's sample photos (256x256 centre crops; never trained on),
-    noise at each of PHOTO_SIGMAS clipped to [0, 1], beside BM3D told the true level (CBM3D for
-    colour), total variation with its weight tuned on the validation photos (never on these), and
-    the garment model channel by channel (``garment_model``, where given). Per photo and the mean."""
-    from . import ae, baselines, corruptions, photo, photos
-    from .images import image_grid, save_jpeg
-    from .metrics import psnr, ssim
-    evaluation = evaluation_photos()
-    validation = jnp.asarray(photos.validation_crops())
-    results: dict = {"photos": list(evaluation), "crop": photos.EVALUATION_CROP}
-    pictures = []
-    for i, sigma in enumerate(PHOTO_SIGMAS):
-        key = jax.random.key(SEED + 100 + i)
-        tune_noisy = corruptions.gaussian_noise(jax.random.fold_in(key, 999), validation, sigma)
-        weight = baselines.tune_tv_weight(baselines.channels_as_images(validation), baselines.channels_as_images(tune_noisy))
-        row = {"tv_weight": weight, "per_photo": {}}
-        seconds = {"photo_model": 0.0, "bm3d": 0.0}
-        for j, (name, clean) in enumerate(evaluation.items()):
-            clean = jnp.asarray(clean[None])
-            noisy = corruptions.gaussian_noise(jax.random.fold_in(key, j), clean, sigma)
-            photo.restore(model, noisy)  # compiled (once per shape) outside the timing
-            started = time.perf_counter()
-            restored = photo.restore(model, noisy)
-            seconds["photo_model"] += time.perf_counter() - started
-            started = time.perf_counter()
-            bm3d_out = baselines.bm3d_denoise(noisy, sigma)
-            seconds["bm3d"] += time.perf_counter() - started
-            estimates = {"noisy": noisy, "photo_model": restored, "bm3d": bm3d_out,
-                         "tv": baselines.per_channel(baselines.tv_denoise, noisy, weight)}
-            if garment_model is not None:
-                estimates["garment_model"] = baselines.per_channel(partial(ae.restore, garment_model), noisy)
-            row["per_photo"][name] = {k: {"psnr": float(psnr(clean, v)[0]), "ssim": float(ssim(clean, v)[0])}
-                                      for k, v in estimates.items()}
-            if sigma == 0.2 and name in PHOTO_PICTURE:
-                pictures.append([noisy[0], restored[0], bm3d_out[0], clean[0]])
-        methods = next(iter(row["per_photo"].values()))
-        row["mean"] = {k: {m: float(np.mean([p[k][m] for p in row["per_photo"].values()])) for m in ("psnr", "ssim")}
-                       for k in methods}
-        row["photo_model_wins_over_bm3d"] = {m: sum(p["photo_model"][m] > p["bm3d"][m] for p in row["per_photo"].values())
-                                             for m in ("psnr", "ssim")}
-        row["ms_per_photo"] = {k: 1e3 * v / len(evaluation) for k, v in seconds.items()}
-        results[f"gaussian_{sigma}"] = row
-        log(f"gaussian {sigma}: " + ", ".join(f"{k} {v['psnr']:.2f} dB / {v['ssim']:.3f}" for k, v in row["mean"].items())
-            + f"; photo model ahead of BM3D on {row['photo_model_wins_over_bm3d']['psnr']} of {len(evaluation)} (PSNR); "
-            f"{row['ms_per_photo']['bm3d'] / row['ms_per_photo']['photo_model']:.0f}x faster than BM3D")
-    # Rows: noisy, photo model, BM3D, clean (grayscale photos shown in three equal channels).
-    columns = [[np.repeat(np.asarray(x), 3 // x.shape[-1], axis=-1) for x in column] for column in pictures]
-    picture = out / "photo_examples.jpg"
-    save_jpeg(image_grid(np.stack([c[r] for r in range(4) for c in columns]), rows=4), picture)
-    log(f"examples: {picture}")
     return results
 
 
@@ -242,11 +150,11 @@ def over_seeds(per_seed: list[dict]) -> dict:
 
 
 def eval_gan(generator, test, train, out: Path, log, trained_and_held_out=None, seeds=GAN_SEEDS,
-             truncations=TRUNCATIONS) -> dict:
+             truncations=TRUNCATIONS, dataset: str = "fashion-mnist") -> dict:
     """The untruncated generator against the test set (the reported figures), and each truncation
     against the training images held out of the GAN's training (``trained_and_held_out``, the pair
     ``data.hold_out`` returns): the curve the studio's default is chosen on. A GAN trained on every
-    image has no curve."""
+    image has no curve. Measured in the features of ``dataset``'s shipped classifier."""
     from .gan import (
         MEASURE_SAMPLES,
         compare_to_real,
@@ -255,9 +163,10 @@ def eval_gan(generator, test, train, out: Path, log, trained_and_held_out=None, 
         sample_features,
     )
     from .images import image_grid
-    classifier = checkpoint.load_if_present("cnn")
+    classifier = checkpoint.load_if_present("cnn", dataset)
     if classifier is None:
-        raise checkpoint.CheckpointError("the GAN is measured with the shipped classifier: train and ship cnn first")
+        raise checkpoint.CheckpointError(f"the GAN is measured with the shipped classifier: train and ship "
+                                         f"{checkpoint.default_weights('cnn', dataset)} first")
     to_test = real_features(classifier, test, train)
     to_held_out = None
     if trained_and_held_out is not None:
@@ -282,9 +191,11 @@ def eval_gan(generator, test, train, out: Path, log, trained_and_held_out=None, 
     log(f"test set: {results['frechet_ratio_to_floor']:.2f}x the floor ({results['frechet_ratio_to_floor_range'][0]:.2f}"
         f"-{results['frechet_ratio_to_floor_range'][1]:.2f}), accuracy {results['conditional_accuracy']:.1%}")
 
-    picture = out / "gan_samples.png"
-    grid = generate_for_classes(generator, 100)[0].reshape(10, 10, 28, 28, 1).transpose(1, 0, 2, 3, 4)
-    save_png(image_grid(grid.reshape(100, 28, 28, 1), rows=10), picture, scale=2)
+    picture = out / "gan_samples.png"  # a row per condition, ten columns
+    conditions = generator.embed.num_embeddings
+    samples = generate_for_classes(generator, 10 * conditions)[0]
+    grid = samples.reshape(10, conditions, *samples.shape[1:]).transpose(1, 0, 2, 3, 4)
+    save_png(image_grid(grid.reshape(samples.shape), rows=conditions), picture, scale=2)
     log(f"samples: {picture}")
     return {"samples": MEASURE_SAMPLES, "seeds": list(seeds), **results,
             "held_out_images": 0 if to_held_out is None else len(to_held_out["labels"]), "truncation_curve": curve}
@@ -336,20 +247,21 @@ def run_eval(family_name: str, weights_path=None, data_dir=None, out=None, write
     out = path.parent if write_card else Path(out or Path("runs") / "eval" / family_name)
     out.mkdir(parents=True, exist_ok=True)
     dataset = card.get("dataset", "fashion-mnist")
-    test = data.load_split("test", dataset, data_dir) if family_name != "photo" else None
+    source = datasets.get(dataset) if family_name != "photo" else None
+    test = source.test(data_dir) if source else None
+    train = lambda held_out=0: source.train_and_held_out(data_dir, held_out)  # (trained on, held out)
     started = time.perf_counter()
     if family_name == "cnn":
-        results = eval_cnn(model, test, data.load_split("train", dataset, data_dir), out, log)
+        results = eval_cnn(model, test, train(FAMILIARITY_HELDOUT), source.classes, out, log)
     elif family_name == "ae":
-        results = eval_ae(model, test, data.load_split("train", dataset, data_dir), out, log, bm3d_images)
+        results = eval_ae(model, test, train()[0], out, log, bm3d_images)
     elif family_name == "encoder":
         results = eval_encoder(model, test, out, log)
     elif family_name == "photo":
         results = eval_photo(model, out, log, garment_model=checkpoint.load_if_present("ae"))
     else:
-        train = data.load_split("train", dataset, data_dir)
         held_out = card.get("train_config", {}).get("held_out", 0)
-        results = eval_gan(model, test, train, out, log, data.hold_out(train, held_out) if held_out else None)
+        results = eval_gan(model, test, train()[0], out, log, train(held_out) if held_out else None, dataset=dataset)
     # The card names its weights relative to itself: no machine's absolute path.
     results = {"family": family_name, "checkpoint": path.name if write_card else str(path), "dataset": dataset, **results,
                "eval_seconds": round(time.perf_counter() - started, 1)}

@@ -38,9 +38,14 @@ class GANConfig:
 
     latent_dim: int = 64
     num_classes: int = 10
+    # With styles (emoji: the art sets) the GAN is conditioned on each (class, style) pair, as one
+    # of num_classes x num_styles conditions (``conditions``): "an animal in OpenMoji's style".
+    num_styles: int = 0
+    side: int = 28  # the pictures' side (a multiple of 4) and channels (``datasets.Dataset.sized``)
+    channels: int = 1
     class_embedding: int = 32
-    generator_widths: tuple[int, int, int] = (96, 48, 24)  # channels at 7x7, 14x14, 28x28
-    discriminator_widths: tuple[int, int] = (64, 128)  # channels at 14x14, 7x7
+    generator_widths: tuple[int, int, int] = (96, 48, 24)  # channels at side/4, side/2, side
+    discriminator_widths: tuple[int, int] = (64, 128)  # channels at side/2, side/4
     # Sampling uses this moving average of G's weights (a memory of ~1400 steps, 1.5 epochs).
     ema_decay: float = 0.9993
     # R1 penalty (Mescheder et al. 2018): gamma/2 x the squared gradient of D's score on real images,
@@ -62,24 +67,48 @@ class GANConfig:
     minibatch_std_group: int = 32
     minibatch_std_by_class: bool = True
     loss: str = "non-saturating"  # or "hinge" (``LOSSES``)
+    # Differentiable augmentation (Zhao et al. 2020): D sees real and fake images alike randomly
+    # shifted, recoloured and cut out, so on few images it cannot memorise them; G learns through
+    # the same operations, and its samples carry none of them. "": off; else a comma-separated list
+    # of ``AUGMENTATIONS``.
+    diff_augment: str = ""
 
     def __post_init__(self):  # `imgjax train --set` takes any string
         if self.decay_shape not in ("linear", "cosine"):
             raise ValueError(f"decay_shape={self.decay_shape}: expected linear or cosine")
         if self.loss not in LOSSES:
             raise ValueError(f"loss={self.loss}: expected {' or '.join(LOSSES)}")
+        unknown = set(filter(None, self.diff_augment.split(","))) - set(AUGMENTATIONS)
+        if unknown:
+            raise ValueError(f"diff_augment={self.diff_augment}: expected a comma-separated list of {', '.join(AUGMENTATIONS)}")
+        if self.side % 4:
+            raise ValueError(f"side={self.side}: the generator doubles side/4 twice, so it must be a multiple of 4")
+
+    @property
+    def conditions(self) -> int:
+        """How many conditions the networks embed: a class, or a (class, style) pair."""
+        return self.num_classes * max(self.num_styles, 1)
+
+
+def conditions_of(labels, num_styles: int):
+    """Batch labels (``data.Split.labels_at``) as condition indices: (B,) classes as they are; (B, 2)
+    classes and styles as class x num_styles + style."""
+    return labels[:, 0] * num_styles + labels[:, 1] if labels.ndim == 2 else labels
 
 
 # ----------------------------------------------------------------------------- generator
 
 class Generator(nnx.Module):
-    """(latents (N, latent_dim), labels (N,) int) -> images (N, 28, 28, 1) float32 in [-1, 1]."""
+    """(latents (N, latent_dim), conditions (N,) int) -> images (N, side, side, channels) float32 in [-1, 1].
+    (Names follow the garments' sizes: 7, 14 and 28 are side/4, side/2 and side.)"""
 
     def __init__(self, config: GANConfig, *, rngs: nnx.Rngs, dtype=None):
         c7, c14, c28 = config.generator_widths
-        self.embed = nnx.Embed(config.num_classes, config.class_embedding, rngs=rngs)
-        self.project = nnx.Linear(config.latent_dim + config.class_embedding, 7 * 7 * c7, dtype=dtype, rngs=rngs)
-        self.norm0 = nnx.BatchNorm(7 * 7 * c7, rngs=rngs)
+        self.base = config.side // 4
+        self.embed = nnx.Embed(config.conditions, config.class_embedding, rngs=rngs)
+        self.project = nnx.Linear(config.latent_dim + config.class_embedding, self.base ** 2 * c7, dtype=dtype,
+                                  rngs=rngs)
+        self.norm0 = nnx.BatchNorm(self.base ** 2 * c7, rngs=rngs)
         self.up1 = nnx.Conv(c7, 4 * c14, (3, 3), use_bias=False, dtype=dtype, rngs=rngs)
         self.norm1 = nnx.BatchNorm(c14, rngs=rngs)
         # After each upsampling, a 3x3 convolution at the new resolution (refine1, refine2).
@@ -89,8 +118,9 @@ class Generator(nnx.Module):
         self.norm2 = nnx.BatchNorm(c28, rngs=rngs)
         self.refine2 = nnx.Conv(c28, c28, (3, 3), use_bias=False, dtype=dtype, rngs=rngs)
         self.refine_norm2 = nnx.BatchNorm(c28, rngs=rngs)
-        self.to_image = nnx.Conv(c28, 1, (3, 3), dtype=dtype, rngs=rngs)
+        self.to_image = nnx.Conv(c28, config.channels, (3, 3), dtype=dtype, rngs=rngs)
         self.c7 = c7
+        self.num_styles = config.num_styles  # condition c is class c // num_styles, style c % num_styles
 
     def __call__(self, latents, labels, train: bool = False):
         return self.synthesize(latents, self.embed(labels), train)
@@ -100,7 +130,7 @@ class Generator(nnx.Module):
         classes' vectors give the in-between garments of a class interpolation."""
         norm = lambda layer, x: nnx.relu(layer(x, use_running_average=not train))
         h = self.project(jnp.concatenate([latents, class_vectors], axis=-1))
-        h = norm(self.norm0, h).reshape(latents.shape[0], 7, 7, self.c7)
+        h = norm(self.norm0, h).reshape(latents.shape[0], self.base, self.base, self.c7)
         h = norm(self.norm1, depth_to_space(self.up1(h)))  # 14x14
         h = norm(self.refine_norm1, self.refine1(h))
         h = norm(self.norm2, depth_to_space(self.up2(h)))  # 28x28
@@ -111,7 +141,7 @@ class Generator(nnx.Module):
 # ----------------------------------------------------------------------------- discriminator
 
 class Discriminator(nnx.Module):
-    """(images (N, 28, 28, 1) in [-1, 1], labels (N,)) -> real/fake logits (N,).
+    """(images (N, side, side, channels) in [-1, 1], conditions (N,)) -> real/fake logits (N,).
 
     Class conditioning by projection (Miyato & Koyama 2018): the logit is an unconditional score
     plus the inner product of a class embedding with the image features."""
@@ -120,15 +150,17 @@ class Discriminator(nnx.Module):
         c14, c7 = config.discriminator_widths
         # Four input channels: computed as a product of patches, 2x faster than XLA:CPU's convolution
         # here with the input gradients G's update and the R1 penalty need (see conv_by_patches).
-        self.conv14 = nnx.Conv(4, c14, (3, 3), dtype=dtype, rngs=rngs, conv_general_dilated=conv_by_patches)
+        self.conv14 = nnx.Conv(4 * config.channels, c14, (3, 3), dtype=dtype, rngs=rngs,
+                               conv_general_dilated=conv_by_patches)
         self.conv7 = nnx.Conv(4 * c14, c7, (2, 2), dtype=dtype, rngs=rngs)
         # A 3x3 convolution at 7x7 before the score: the recipe search's largest single gain.
         self.std_group = config.minibatch_std_group
         self.std_by_class = config.minibatch_std_by_class
-        self.num_classes = config.num_classes
+        self.num_classes = config.conditions
         self.refine7 = nnx.Conv(c7 + (1 if self.std_group else 0), c7, (3, 3), dtype=dtype, rngs=rngs)
-        self.score = nnx.Linear(7 * 7 * c7, 1, dtype=dtype, rngs=rngs)
-        self.class_projection = nnx.Embed(config.num_classes, 7 * 7 * c7, rngs=rngs)
+        features = (config.side // 4) ** 2 * c7
+        self.score = nnx.Linear(features, 1, dtype=dtype, rngs=rngs)
+        self.class_projection = nnx.Embed(config.conditions, features, rngs=rngs)
 
     def __call__(self, images, labels):
         h = nnx.leaky_relu(self.conv14(space_to_depth(images)), 0.2)   # 14x14
@@ -207,11 +239,55 @@ def discriminator_loss(discriminator, real, fake, labels, r1_gamma: float = 0.0,
     return jnp.mean(real_term(real_scores) + fake_term) + 0.5 * r1_gamma * penalty
 
 
-def generator_loss(generator, discriminator, latents, labels, loss: str = "non-saturating"):
-    """G's ``loss`` (``LOSSES``) on fakes drawn from ``latents``; also returns the fakes, so D's step
-    reuses them."""
+def generator_loss(generator, discriminator, latents, labels, loss: str = "non-saturating", augment=None):
+    """G's ``loss`` (``LOSSES``) on fakes drawn from ``latents`` (D judging them through ``augment``
+    where given); also returns the fakes, so D's step reuses them."""
     fake = generator(latents, labels, train=True)
-    return jnp.mean(LOSSES[loss][2](discriminator(fake, labels))), fake
+    return jnp.mean(LOSSES[loss][2](discriminator(augment(fake) if augment else fake, labels))), fake
+
+
+# ----------------------------------------------------------------------------- differentiable augmentation
+
+def _colour(key, images):
+    """Per image: brightness shifted by up to 0.5, saturation scaled by 0 to 2, contrast by 0.5 to 1.5
+    (DiffAugment's values, on images in [-1, 1])."""
+    k_bright, k_saturation, k_contrast = jax.random.split(key, 3)
+    draw = lambda k, low, high: jax.random.uniform(k, (images.shape[0], 1, 1, 1), minval=low, maxval=high)
+    images = images + draw(k_bright, -0.5, 0.5)
+    grey = images.mean(axis=-1, keepdims=True)
+    images = (images - grey) * draw(k_saturation, 0.0, 2.0) + grey
+    mean = images.mean(axis=(1, 2, 3), keepdims=True)
+    return (images - mean) * draw(k_contrast, 0.5, 1.5) + mean
+
+
+def _translation(key, images, fraction: float = 0.125):
+    """Per image: shifted by up to ``fraction`` of the side each way, the uncovered border zero."""
+    n, height, width, channels = images.shape
+    shift = max(1, round(height * fraction))
+    padded = jnp.pad(images, ((0, 0), (shift, shift), (shift, shift), (0, 0)))
+    offsets = jax.random.randint(key, (n, 2), 0, 2 * shift + 1)
+    crop = lambda image, offset: jax.lax.dynamic_slice(image, (offset[0], offset[1], 0), (height, width, channels))
+    return jax.vmap(crop)(padded, offsets)
+
+
+def _cutout(key, images, fraction: float = 0.5):
+    """Per image: a square of ``fraction`` of the side, anywhere (partly outside too), set to zero."""
+    n, height, width, _ = images.shape
+    size = round(height * fraction)
+    corner = jax.random.randint(key, (n, 2), -(size // 2), height - size // 2 + 1)
+    inside = lambda length, start: (jnp.arange(length)[None] >= start[:, None]) & (jnp.arange(length)[None] < start[:, None] + size)
+    hole = inside(height, corner[:, 0])[:, :, None] & inside(width, corner[:, 1])[:, None, :]
+    return jnp.where(hole[..., None], 0.0, images)
+
+
+AUGMENTATIONS = {"colour": _colour, "translation": _translation, "cutout": _cutout}
+
+
+def diff_augment(key, images, policy: tuple[str, ...]):
+    """``images`` through each augmentation of ``policy`` in turn, each drawn afresh per image."""
+    for name, k in zip(policy, jax.random.split(key, max(len(policy), 1))):
+        images = AUGMENTATIONS[name](k, images)
+    return images
 
 
 # ----------------------------------------------------------------------------- training
@@ -250,6 +326,8 @@ class GANTraining(nnx.Module):
         self.r1_gamma = config.r1_gamma
         self.r1_interval = config.r1_interval
         self.latent_dim = config.latent_dim
+        self.num_styles = config.num_styles
+        self.augmentations = tuple(filter(None, config.diff_augment.split(",")))
 
 
 # graph=False (NNX's tree mode) flattens the training state as a plain pytree on each call instead
@@ -257,20 +335,28 @@ class GANTraining(nnx.Module):
 # the cores XLA computes on; the values are the same bit for bit.
 @functools.partial(nnx.jit, static_argnames="with_r1", graph=False)
 def train_step(training: GANTraining, images, labels, key, with_r1: bool = False):
-    """One step for D and G on a batch of real images (B, 28, 28, 1) in [0, 1] with labels (the fakes
-    are drawn for the same labels), then the EMA generator is updated. ``with_r1`` adds the R1
+    """One step for D and G on a batch of real images (B, side, side, channels) in [0, 1] with labels
+    (B,) or (B, 2) (``conditions_of``; the fakes are drawn for the same), then the EMA generator is updated. ``with_r1`` adds the R1
     penalty, weighted by the interval: the two variants are two compiled programs, chosen per step
     in Python (``step_options``), since under ``lax.cond`` XLA:CPU runs convolutions 20-45x slower."""
     # Every convolution and matrix product in full float32, whatever the device: the GAN's training
     # is sensitive to a GPU's default TF32 rounding (docs/gan-recipe.md). --precision bfloat16 stays so.
     with full_float32():
         real = images * 2.0 - 1.0
+        labels = conditions_of(labels, training.num_styles)
         latents = jax.random.normal(key, (images.shape[0], training.latent_dim))
+        augment = None
+        if training.augmentations:  # each pass through D its own draw (DiffAugment)
+            k_fake, k_real, k_fake_for_d = jax.random.split(jax.random.fold_in(key, 1), 3)
+            augment = lambda k: functools.partial(diff_augment, k, policy=training.augmentations)
         # Both players' gradients come from the same fakes and the same discriminator (simultaneous
         # updates): one generator forward pass per step instead of two, a quarter less work.
         g_grad_fn = nnx.value_and_grad(generator_loss, has_aux=True)
-        (g_loss, fake), g_grads = g_grad_fn(training.generator, training.discriminator, latents, labels, training.loss)
+        (g_loss, fake), g_grads = g_grad_fn(training.generator, training.discriminator, latents, labels, training.loss,
+                                            augment(k_fake) if augment else None)
         fake = jax.lax.stop_gradient(fake)
+        if augment:
+            real, fake = augment(k_real)(real), augment(k_fake_for_d)(fake)
         r1_gamma = training.r1_gamma * training.r1_interval if with_r1 else 0.0
         d_loss, d_grads = nnx.value_and_grad(discriminator_loss)(training.discriminator, real, fake, labels, r1_gamma,
                                                                  training.loss)
@@ -325,7 +411,8 @@ MEASURE_SAMPLES = 10_000
 
 
 def generate_for_classes(generator: Generator, count: int, seed: int = 0, truncation=None):
-    """``count`` images, classes cycling 0..9, in batches of 1000: ((count, 28, 28, 1) [0,1], (count,))."""
+    """``count`` images, conditions cycling 0, 1, ..., in batches of 1000: ((count, side, side,
+    channels) in [0, 1], (count,) conditions)."""
     labels = np.arange(count) % generator.embed.num_embeddings
     latents = sample_latents(seed, count, generator.project.in_features - generator.embed.features, truncation)
     images = [np.asarray(generate_images(generator, latents[i:i + 1000], labels[i:i + 1000]))
@@ -344,7 +431,7 @@ def real_features(classifier, reference, train) -> dict:
         subset = np.random.default_rng(0).permutation(len(train))[:len(reference)]
         floor = frechet_distance(predict_in_batches(extract_features, classifier, to_float(train.images[subset])),
                                  features)
-    return {"features": features, "labels": np.asarray(reference.labels), "floor": floor}
+    return {"features": features, "labels": np.asarray(reference.labels), "floor": floor, "classes": reference.classes}
 
 
 def within_class_spread(features, labels, reference: dict) -> float:
@@ -356,29 +443,36 @@ def within_class_spread(features, labels, reference: dict) -> float:
 
 
 def sample_features(generator: Generator, classifier, seed: int = 0, truncation=None):
-    """``MEASURE_SAMPLES`` images from latent ``seed``: their features, classes asked and classes seen."""
-    from .cnn import extract_features, predict_in_batches, predict_probabilities
+    """``MEASURE_SAMPLES`` images from latent ``seed``: their features, the classes asked and seen, and
+    with styles, the styles asked and seen (else None, None)."""
+    from .cnn import extract_features, predict_in_batches, predict_probabilities, predict_style_probabilities
     with full_float32():
-        images, labels = generate_for_classes(generator, MEASURE_SAMPLES, seed, truncation)
+        images, conditions = generate_for_classes(generator, MEASURE_SAMPLES, seed, truncation)
         predicted = predict_in_batches(predict_probabilities, classifier, images).argmax(-1)
         features = predict_in_batches(extract_features, classifier, images)
-    return features, labels, predicted
+        styles = generator.num_styles
+        if not styles:
+            return features, conditions, predicted, None, None
+        seen_styles = predict_in_batches(predict_style_probabilities, classifier, images).argmax(-1)
+    return features, conditions // styles, predicted, conditions % styles, seen_styles
 
 
-def compare_to_real(features, labels, predicted, reference: dict) -> dict:
-    """Conditional accuracy (overall and per class), Fréchet distance to the reference images, as a
-    multiple of its floor, and within-class spread of sampled features."""
-    from .data import FASHION_CLASSES
+def compare_to_real(features, labels, predicted, styles, seen_styles, reference: dict) -> dict:
+    """Conditional accuracy (overall and per class; with styles, the style's too), Fréchet distance to
+    the reference images, as a multiple of its floor, and within-class spread of sampled features."""
     distance = frechet_distance(features, reference["features"])
-    return {
+    figures = {
         "conditional_accuracy": float(np.mean(predicted == labels)),
         "per_class_conditional_accuracy": {name: float(np.mean(predicted[labels == c] == c))
-                                           for c, name in enumerate(FASHION_CLASSES)},
+                                           for c, name in enumerate(reference["classes"])},
         "frechet_distance": distance,
         "frechet_distance_floor": reference["floor"],
         "frechet_ratio_to_floor": distance / reference["floor"],
         "within_class_spread": within_class_spread(features, labels, reference),
     }
+    if styles is not None:
+        figures["style_accuracy"] = float(np.mean(seen_styles == styles))
+    return figures
 
 
 def measure_generator(generator: Generator, classifier, reference: dict, seed: int = 0, truncation=None) -> dict:
@@ -388,7 +482,7 @@ def measure_generator(generator: Generator, classifier, reference: dict, seed: i
 # ----------------------------------------------------------------------------- plugging into the loop
 
 def _epoch_picture(training: GANTraining, _held_out):
-    """A 10x10 grid from fixed latents: one row per class, one column per latent (the same 'style')."""
+    """A grid from fixed latents: one row per condition, ten columns, one per latent."""
     from .images import image_grid
     config_classes = training.generator.embed.num_embeddings
     latents = jnp.tile(sample_latents(0, 10, training.latent_dim), (config_classes, 1))
@@ -405,14 +499,16 @@ def _evaluate(training: GANTraining, held_out, train) -> dict:
     """The EMA generator's conditional accuracy and Fréchet distance to the held-out images, also as a
     multiple of its floor, when the shipped classifier exists."""
     from .checkpoint import load_if_present
+    from .datasets import of_split
     if _REFERENCE.get("held_out") is not held_out or _REFERENCE.get("train") is not train:
-        classifier = load_if_present("cnn")
+        classifier = load_if_present("cnn", of_split(train).name)
         if classifier is None:
             return {}
         _REFERENCE.update(held_out=held_out, train=train, classifier=classifier,
                           features=real_features(classifier, held_out, train))
     figures = measure_generator(training.ema_generator, _REFERENCE["classifier"], _REFERENCE["features"])
-    return {k: figures[k] for k in ("conditional_accuracy", "frechet_distance", "frechet_ratio_to_floor")}
+    return {k: figures[k] for k in ("conditional_accuracy", "style_accuracy", "frechet_distance",
+                                     "frechet_ratio_to_floor") if k in figures}
 
 
 FAMILY = Family(

@@ -423,7 +423,7 @@ def measure(family: str, model, test, classifier=None) -> dict:
     if classifier is None:
         return {}
     from .gan import sample_features
-    _, labels, predicted = sample_features(model, classifier, seed=1)
+    _, labels, predicted, *_ = sample_features(model, classifier, seed=1)
     return {"conditional_accuracy": float(np.mean(predicted == labels))}
 
 

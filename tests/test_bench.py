@@ -42,7 +42,7 @@ def test_bench_smoke_json_reports_every_field():
         assert math.isclose(row["jax_over_torch"], row["jax_images_per_s"] / row["torch_images_per_s"])
         assert math.isclose(row["jax_over_torch_tuned_malloc"],
                             row["jax_images_per_s"] / row["torch_tuned_malloc_images_per_s"])
-    for action in ("generate_1", "generate_16", "generate_64", "interpolate_10", "classify_28x28",
+    for action in ("generate_1", "generate_16", "generate_64", "interpolate_10", "classify_28x28", "classify_emoji_64x64",
                    "classify_256x256_photo", "denoise_gaussian_28x28", "denoise_salt_pepper_28x28",
                    "denoise_mask_28x28", "denoise_gaussian_256x256_colour", "photo_model_512x512_colour",
                    "denoise_gaussian_512x512_colour", "bm3d_256x256_colour", "edit_project", "edit_render",

@@ -9,7 +9,8 @@ from imgjax.train import TrainConfig
 def test_shapes_probabilities_and_saliency():
     model = cnn.Classifier(cnn.CNNConfig(), rngs=nnx.Rngs(0))
     x = np.random.default_rng(0).random((3, 28, 28, 1), np.float32)
-    probabilities, saliency, features = cnn.classify_with_saliency(model, x)
+    probabilities, saliency, features, styles = cnn.classify_with_saliency(model, x)
+    assert styles is None  # garments have no second label
     assert probabilities.shape == (3, 10) and np.allclose(probabilities.sum(-1), 1.0, atol=1e-5)
     assert saliency.shape == (3, 28, 28) and float(saliency.min()) >= 0 and np.allclose(saliency.max((1, 2)), 1.0)
     assert cnn.extract_features(model, x).shape == (3, cnn.CNNConfig().hidden)

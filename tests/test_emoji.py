@@ -6,8 +6,10 @@ import io
 import json
 import tarfile
 
+import jax
 import numpy as np
 import pytest
+from flax import nnx
 from PIL import Image
 
 from imgjax import checkpoint, data, emoji
@@ -150,20 +152,47 @@ def test_the_dataset_sizes_the_classifier_and_families_not_yet_sized_refuse(smal
     """`imgjax train cnn --dataset emoji` builds a 32x32 colour classifier of the eight groups, whose
     checkpoint serves colour pictures with a saliency map per pixel; families whose config has no
     side or channels refuse the emoji with a sentence instead of failing on a shape."""
-    from imgjax import cnn, datasets, gan
+    from imgjax import ae, cnn, datasets
     from imgjax.family import load_family
     from imgjax.train import TrainConfig, fit
     emoji_set = datasets.get("emoji")
     assert datasets.get("fashion-mnist").sized(cnn.CNNConfig(), "cnn") == cnn.CNNConfig()
-    with pytest.raises(data.DataError, match="the gan family does not train on Emoji"):
-        emoji_set.sized(gan.GANConfig(), "gan")
+    with pytest.raises(data.DataError, match="the ae family does not train on Emoji"):
+        emoji_set.sized(ae.AEConfig(), "ae")
     config = TrainConfig(family="cnn", epochs=1, batch_size=4, learning_rate=1e-3, dataset="emoji", out=str(tmp_path))
     card = fit(load_family("cnn"), config, log=lambda *_: None)
     assert card["dataset"] == "emoji"
-    assert (card["config"]["side"], card["config"]["channels"], card["config"]["num_classes"]) == (32, 3, 8)
+    config = card["config"]
+    assert (config["side"], config["channels"], config["num_classes"], config["num_styles"]) == (32, 3, 8, 3)
     model, _ = checkpoint.load_model("cnn", tmp_path / "cnn.safetensors")
     every, _, _ = emoji.load_all()
     pictures = data.to_float(every.images[:3])
-    probabilities, saliency, _ = cnn.classify_with_saliency(model, pictures)
-    assert probabilities.shape == (3, 8) and saliency.shape == (3, 32, 32)
+    probabilities, saliency, _, styles = cnn.classify_with_saliency(model, pictures)
+    assert probabilities.shape == (3, 8) and saliency.shape == (3, 32, 32) and styles.shape == (3, 3)
     assert np.allclose(np.asarray(probabilities).sum(1), 1, atol=1e-5)
+    assert np.allclose(np.asarray(styles).sum(1), 1, atol=1e-5)
+
+
+def test_batches_carry_the_art_set_as_a_second_label_and_the_loss_counts_both():
+    """An emoji batch's labels are (group, art set) pairs; the classifier's loss is the cross-entropy
+    of both heads; garments keep one label and a classifier without a style head."""
+    from imgjax import cnn
+    split = _pictures([0] * 8 + [5] * 8, pictures_per_emoji=1)
+    split = dataclasses.replace(split, art_sets=np.arange(16, dtype=np.int32) % 3)
+    x, labels = next(data.batches(split, 4, seed=0, epoch=0))
+    assert x.shape == (4, 2, 2, 3) and labels.shape == (4, 2)
+    assert [tuple(pair) for pair in labels] == [(split.labels[i], split.art_sets[i]) for i in
+                                                split.epoch_order(np.random.default_rng([0, 0]))[:4]]
+    garments = data.Split(np.zeros((8, 28, 28), np.uint8), np.arange(8, dtype=np.int32))
+    assert next(data.batches(garments, 4, 0, 0))[1].shape == (4,)
+    config = cnn.CNNConfig(side=8, channels=3, num_classes=8, num_styles=3, dropout=0.0)
+    model = cnn.Classifier(config, rngs=nnx.Rngs(0))
+    images = np.random.default_rng(0).random((4, 8, 8, 3)).astype(np.float32)
+    pairs = np.array([[0, 2], [5, 0], [7, 1], [1, 1]], np.int32)
+    both, _ = cnn.loss_fn(model, images, pairs, jax.random.key(0))
+    classes, styles = model.both_logits(images, train=True)
+    cross_entropy = lambda logits, y: float(-np.mean(np.take_along_axis(jax.nn.log_softmax(logits), y[:, None], 1)))
+    assert float(both) == pytest.approx(cross_entropy(classes, pairs[:, 0]) + cross_entropy(styles, pairs[:, 1]), rel=1e-5)
+    assert float(cnn.loss_fn(model, images, pairs[:, 0], jax.random.key(0))[0]) == pytest.approx(
+        cross_entropy(classes, pairs[:, 0]), rel=1e-5)
+    assert cnn.Classifier(cnn.CNNConfig(), rngs=nnx.Rngs(0)).style_head is None

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from imgjax import baselines, checkpoint, corruptions, data, evaluate
+from imgjax import baselines, checkpoint, corruptions, data, emoji, evaluate
 from imgjax.ae import restore
 from imgjax.metrics import psnr
 
@@ -132,6 +132,26 @@ def test_gan_measurement_computes_in_full_float32_on_every_device(monkeypatch):
     assert figures["frechet_distance"] > 0
     assert {name for name, _ in seen} == {"generate_images", "extract_features", "predict_probabilities"}
     assert all(precision == "highest" for _, precision in seen), seen
+
+
+@pytest.mark.slow
+def test_eval_on_emoji_reports_balanced_art_set_tone_and_neighbour_figures(emoji_pictures, tmp_path):
+    """`imgjax eval cnn` on the shipped emoji classifier reads its dataset from the card and
+    reproduces the card's figures on the test emoji (unseen in every art set and tone): balanced
+    over the groups, the art set, people per skin tone, and pixel-space neighbours beside them."""
+    weights = checkpoint.CHECKPOINT_DIR / "emoji" / "cnn.safetensors"
+    result = subprocess.run([sys.executable, "-m", "imgjax.cli", "eval", "cnn", "--checkpoint", str(weights), "--json"],
+                            cwd=tmp_path, capture_output=True, text=True, check=True)
+    figures, card = json.loads(result.stdout), checkpoint.read_card(weights)
+    assert figures["dataset"] == "emoji" and len(figures["per_class_accuracy"]) == len(emoji.GROUPS)
+    for key in ("test_accuracy", "test_balanced_accuracy", "test_style_accuracy"):
+        assert figures[key] == pytest.approx(card["metrics"][key], abs=1e-4), key
+    assert figures["test_balanced_accuracy"] >= 0.70 and figures["test_style_accuracy"] >= 0.95
+    assert set(figures["per_tone_accuracy"]) == set(emoji.SKIN_TONES)
+    for neighbours in figures["pixel_neighbours"].values():
+        assert neighbours["balanced_accuracy"] < figures["test_balanced_accuracy"]
+        assert neighbours["style_accuracy"] < figures["test_style_accuracy"]
+    assert figures["familiarity"]["test_flagged"] < 0.03 and figures["familiarity"]["uniform_noise_flagged"] > 0.95
 
 
 @pytest.mark.slow

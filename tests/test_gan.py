@@ -22,6 +22,46 @@ def test_shapes_ranges_and_determinism():
     assert float(jnp.abs(other - images).max()) > 1e-3
 
 
+def test_a_colour_gan_is_conditioned_on_each_class_and_style_pair():
+    """Sized for emoji (32x32 colour, eight groups, three art sets), the networks embed 24 conditions;
+    a batch's (group, art set) labels become condition group x 3 + art set, and a step trains on them
+    with differentiable augmentation."""
+    from imgjax import datasets
+    config = datasets.get("emoji").sized(gan.GANConfig(diff_augment="colour,translation,cutout"), "gan")
+    assert (config.side, config.channels, config.num_classes, config.num_styles, config.conditions) == (32, 3, 8, 3, 24)
+    np.testing.assert_array_equal(gan.conditions_of(np.array([[0, 0], [2, 1], [7, 2]]), 3), [0, 7, 23])
+    np.testing.assert_array_equal(gan.conditions_of(np.array([4, 9]), 0), [4, 9])
+    generator = gan.Generator(config, rngs=nnx.Rngs(0))
+    images = gan.generate_images(generator, gan.sample_latents(0, 4, config.latent_dim), jnp.array([0, 7, 23, 3]))
+    assert images.shape == (4, 32, 32, 3)
+    assert gan.Discriminator(config, rngs=nnx.Rngs(1))(images * 2 - 1, jnp.array([0, 7, 23, 3])).shape == (4,)
+    training = gan.GANTraining(config, TrainConfig("gan", epochs=1, batch_size=8, learning_rate=2e-4), 4)
+    real = np.random.default_rng(0).random((8, 32, 32, 3)).astype(np.float32)
+    pairs = np.stack([np.arange(8) % 8, np.arange(8) % 3], -1).astype(np.int32)
+    metrics = gan.train_step(training, real, pairs, jax.random.key(0))
+    assert np.isfinite(float(metrics["d_loss"])) and np.isfinite(float(metrics["g_loss"]))
+    with pytest.raises(ValueError, match="diff_augment=blur"):
+        gan.GANConfig(diff_augment="blur")
+
+
+def test_diff_augment_draws_per_image_and_lets_gradients_through():
+    """Each image gets its own shift, colour and hole; the operations are differentiable, so G learns
+    through them; no policy leaves images as they are."""
+    images = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (6, 16, 16, 3)).astype(np.float32))
+    policy = ("colour", "translation", "cutout")
+    augmented = gan.diff_augment(jax.random.key(0), images, policy)
+    assert augmented.shape == images.shape
+    changes = np.abs(np.asarray(augmented - images)).mean(axis=(1, 2, 3))
+    assert (changes > 0.01).all() and len(set(np.round(changes, 4))) == 6
+    holes = np.asarray(gan._cutout(jax.random.key(1), jnp.ones((6, 16, 16, 1))))
+    assert ((holes == 0).sum(axis=(1, 2, 3)) <= 64).all() and (holes == 0).any()  # at most an 8x8 square
+    shifted = np.asarray(gan._translation(jax.random.key(2), images))
+    assert (shifted == 0).any() and np.isin(shifted[shifted != 0], np.asarray(images)).all()  # moved, not changed
+    gradient = jax.grad(lambda x: gan.diff_augment(jax.random.key(0), x, policy).sum())(images)
+    assert float(jnp.abs(gradient).sum()) > 0
+    np.testing.assert_array_equal(gan.diff_augment(jax.random.key(0), images, ()), images)
+
+
 def test_truncation_bounds_latents():
     latents = gan.sample_latents(0, 1000, 64, truncation=0.5)
     assert float(jnp.abs(latents).max()) <= 0.5

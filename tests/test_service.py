@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 import imgjax
-from imgjax import data, images, service, user_input
+from imgjax import data, datasets, emoji, images, service, user_input
 from imgjax.service import classify, denoise, generate
 from imgjax.user_input import InputError
 
@@ -120,6 +120,38 @@ def test_classify_flags_unfamiliar_inputs(studio, fashion_test):
     assert "only a guess" not in familiar.verdict
     noise = np.random.default_rng(0).random((64, 64, 3)).astype(np.float32)
     assert "does not look like" in studio.classify_tab.classify(noise).verdict
+
+
+def test_an_emoji_is_seen_whole_in_colour_on_white():
+    """The emoji classifier sees any picture as the emoji were made: square on white, the whole box
+    kept, in colour; a garment picture is seen as before, 28x28 light on black."""
+    wide = np.zeros((32, 64, 3), np.float32)
+    wide[..., 0] = 1.0  # a red band twice as wide as it is high
+    view = classify.model_view(wide, datasets.get("emoji"))
+    assert view.shape == (32, 32, 3)
+    assert np.allclose(view[:7], 1.0) and np.allclose(view[-7:], 1.0)  # white margins above and below
+    assert np.allclose(view[9:23], [1.0, 0.0, 0.0])
+    garment = classify.model_view(np.ones((50, 40, 3), np.float32) * 0.9, datasets.get("fashion-mnist"))
+    assert garment.shape == (28, 28, 1)
+
+
+def test_the_emoji_classifier_names_the_group_and_the_art_set(studio):
+    """The shipped emoji classifier on the page's examples (test emoji: unseen in every art set):
+    each answer in colour with its art set, and noise or a garment told apart from the emoji."""
+    tab = studio.classify_tabs["Emoji"]
+    examples = sorted(ASSET_SNEAKER.parent.glob("emoji_*.png"))
+    assert len(examples) == 8
+    named = 0
+    for path in examples:
+        result = tab.classify(user_input.read_image(path))
+        assert result.model_input.shape == (224, 224, 3) and result.saliency.shape == (224, 224, 3)
+        art_set = path.stem.rsplit("-", 1)[1]
+        assert f"drawn in {art_set}'s style" in result.verdict.lower(), (path.name, result.verdict)
+        named += result.verdict.startswith(next(g for g in emoji.GROUPS if g.split()[0].lower() == path.stem.split("_")[2]))
+    assert named >= 6, named
+    noise = np.random.default_rng(0).random((64, 64, 3)).astype(np.float32)
+    assert "does not look like the emoji" in tab.classify(noise).verdict
+    assert "Sneaker" in studio.classify_tab.classify(user_input.read_image(ASSET_SNEAKER)).verdict
 
 
 def test_edit_says_what_classify_says_of_an_unfamiliar_input(studio, fashion_test):

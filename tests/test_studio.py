@@ -693,7 +693,9 @@ def test_bad_values_get_messages_that_name_them(server, tmp_path):
         ('{"data": [{"background": 5}, "Gaussian noise", 0.2, 0, false]}', "denoise", "must be background and"),
         (json.dumps({"data": [{"background": sneaker, "layers": "x"}, "Gaussian noise", 0.2, 0, False]}), "denoise",
          "layers a list of files"),
-        (json.dumps({"data": [sneaker, "Shipped", 1]}), "classify", "takes 2 values"),
+        (json.dumps({"data": [sneaker, "Shipped", "Garments", 1]}), "classify", "takes 3 values"),
+        (json.dumps({"data": [sneaker, "Shipped", "Cats"]}), "classify", "Dataset must be one of 'Garments', 'Emoji'"),
+        (json.dumps({"data": [sneaker, "Yours (Lab)", "Emoji"]}), "classify", "trained on garments"),
         (json.dumps({"data": [{"background": sneaker, "layers": [], "composite": None}, "Gaussian noise", 0.2, 0,
                               "yes"]}), "denoise", "must be true or false"),
         # Huge numbers, booleans as numbers, long strings and lists: one short sentence each.
@@ -806,10 +808,19 @@ def test_browser_generate_classify_denoise(server, browser, tmp_path, colour_pho
     page.locator("#verdict", has_text="Sneaker (").wait_for(timeout=30_000)
     # The verdict is the sub-tab's on show: none beside an empty sketchpad, the image's again after.
     page.get_by_role("tab", name="Draw").click()
-    page.locator("#verdict", has_text="Draw a garment on the sketchpad").wait_for(timeout=30_000)
+    page.locator("#verdict", has_text="Draw on the sketchpad").wait_for(timeout=30_000)
     page.get_by_role("tab", name="Image").click()
     page.locator("#verdict", has_text="Sneaker (").wait_for(timeout=30_000)
     page.screenshot(path=str(tmp_path / "classify.png"), full_page=True)
+    # Emoji: the sneaker is judged by the emoji model at once, then an emoji example, in colour.
+    page.locator("#cnn-dataset").get_by_label("Emoji").check()
+    page.locator("#verdict", has_text="emoji the model was trained on").wait_for(timeout=30_000)
+    page.locator("#classify-examples-1 button").nth(3).click()  # emoji_3_animals_turtle-twemoji.png
+    page.locator("#verdict", has_text="drawn in Twemoji's style").wait_for(timeout=30_000)
+    assert "32x32 in colour" in page.locator("#classify-note").inner_text()
+    page.screenshot(path=str(tmp_path / "classify_emoji.png"), full_page=True)
+    page.locator("#cnn-dataset").get_by_label("Garments").check()
+    page.wait_for_function("() => !document.querySelector('#verdict').innerText.includes('style')", timeout=30_000)
 
     page.get_by_role("tab", name="Denoise").click()
     page.locator("#scores", has_text="total variation").wait_for(timeout=30_000)  # Gaussian, on arrival

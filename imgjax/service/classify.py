@@ -1,5 +1,6 @@
-"""The Classify tab's action: any image (upload, paste, drawing) to the classifier's top 5, the
-28x28 image it saw, a saliency map, and a verdict that says when the input looks unfamiliar."""
+"""The Classify tab's action: any image (upload, paste, drawing) to a classifier's top 5, the small
+image it saw, a saliency map, and a verdict that says when the input looks unfamiliar. One tab per
+dataset (``imgjax.datasets``): garments seen as 28x28 gray, emoji as 32x32 colour, named with their art set."""
 
 from __future__ import annotations
 
@@ -10,29 +11,31 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .. import checkpoint
+from .. import checkpoint, datasets
 from ..cnn import Familiarity, classify_with_saliency
-from ..data import FASHION_CLASSES
 from ..images import example_garment, to_gray, to_uint8, upscale
 from ..serving import frozen
 
-CLASSIFY_MAX_SIDE = 1024  # the classifier sees 28x28; a long side of 1024 keeps a small garment's detail
+CLASSIFY_MAX_SIDE = 1024  # the classifier sees 28x28 or 32x32; a long side of 1024 keeps a small garment's detail
+SHOWN_SIDE = 224  # the model's view and saliency are shown enlarged to about this side
 
 
 @dataclasses.dataclass
 class Classification:
     probabilities: dict[str, float]  # the top 5 classes, most likely first
-    model_input: np.ndarray  # (224, 224) uint8: the 28x28 image the model saw, upscaled
+    model_input: np.ndarray  # (224, 224[, 3]) uint8: the image the model saw, upscaled
     saliency: np.ndarray  # (224, 224, 3) uint8 overlay
     verdict: str  # one sentence: the answer, or a plain warning that the input looks unfamiliar
 
 
 class ClassifyTab:
-    """The shipped classifier, its familiarity statistics, and the tab's action."""
+    """A shipped classifier, its familiarity statistics, and the tab's action, on the dataset its
+    card names."""
 
     def __init__(self, classifier, card: dict, checkpoint_dir: Path):
         self.card = card
-        self.class_names = list(FASHION_CLASSES)
+        self.dataset = datasets.get(card.get("dataset", "fashion-mnist"))
+        self.class_names = list(self.dataset.classes)
         self.familiarity = _load_familiarity(checkpoint_dir, card)
         self._classify_fn = frozen(classify_with_saliency, classifier)
 
@@ -45,27 +48,57 @@ class ClassifyTab:
         return tab
 
     def warm_up(self) -> None:
-        """Compile the one shape the tab uses (every image becomes 28x28)."""
+        """Compile the one shape the tab uses (every image becomes the dataset's side)."""
         self.classify(example_garment())
 
     def classify(self, rgb: np.ndarray) -> Classification:
-        view = classifier_view(rgb)
-        probabilities, saliency, features = self._classify_fn(view[None, ..., None])
+        view = model_view(rgb, self.dataset)
+        probabilities, saliency, features, styles = self._classify_fn(view[None])
         probabilities, saliency = np.asarray(probabilities[0]), np.asarray(saliency[0])
         order = np.argsort(-probabilities)
         top = {self.class_names[i]: float(probabilities[i]) for i in order[:5]}
         best, confidence = self.class_names[order[0]], float(probabilities[order[0]])
+        # The art set, where the model names one: "Animals (91%), drawn in Noto's style (99%)."
+        style = ""
+        if styles is not None:
+            styles = np.asarray(styles[0])
+            style = f", drawn in {self.dataset.styles[styles.argmax()]}'s style ({styles.max():.0%})"
         distance = float(self.familiarity.distance(np.asarray(features))[0]) if self.familiarity else 0.0
+        noun = self.dataset.noun
         if self.familiarity and distance > self.familiarity.threshold:
-            verdict = (f"This does not look like the garments the model was trained on: its features are "
-                       f"farther from every class than 99% of real garments' (distance {distance:.0f}, "
+            verdict = (f"This does not look like the {noun} the model was trained on: its features are "
+                       f"farther from every class than those of 99% of real {noun} (distance {distance:.0f}, "
                        f"limit {self.familiarity.threshold:.0f}). '{best}' ({confidence:.0%}) is only a guess.")
         elif confidence < 0.5:
-            verdict = f"Unsure: '{best}' at only {confidence:.0%}; see the other classes below."
+            verdict = f"Unsure: '{best}' at only {confidence:.0%}{style}; see the other classes below."
         else:
-            verdict = f"{best} ({confidence:.0%})."
-        return Classification(top, upscale(to_uint8(view), 8), upscale(heat_overlay(view, saliency), 8), verdict)
+            verdict = f"{best} ({confidence:.0%}){style}."
+        factor = SHOWN_SIDE // self.dataset.side
+        gray_view = view[..., 0] if view.shape[-1] == 1 else to_gray(view)
+        return Classification(top, upscale(to_uint8(view if view.shape[-1] == 3 else view[..., 0]), factor),
+                              upscale(heat_overlay(gray_view, saliency), factor), verdict)
 
+
+def model_view(rgb: np.ndarray, dataset: datasets.Dataset) -> np.ndarray:
+    """Any image -> the (side, side, channels) float32 image a model of ``dataset`` sees: a garment
+    as Fashion-MNIST draws them (``classifier_view``), an emoji whole on white (``colour_view``)."""
+    if dataset.light_on_dark:
+        return classifier_view(rgb)[..., None]
+    return colour_view(rgb, dataset.side)
+
+
+def colour_view(rgb: np.ndarray, side: int) -> np.ndarray:
+    """Any image -> (side, side, 3) float32: made square with white margins and averaged down, as
+    the emoji's pictures were made from their art sets' (on white, the whole box kept: the art sets
+    differ in how much of it they fill, and the model has learnt that too)."""
+    height, width = rgb.shape[:2]
+    long_side = max(height, width)
+    square = np.ones((long_side, long_side, 3), np.float32)
+    top, left = (long_side - height) // 2, (long_side - width) // 2
+    square[top:top + height, left:left + width] = rgb
+    picture = Image.fromarray(to_uint8(square))
+    resample = Image.Resampling.BOX if long_side >= side else Image.Resampling.BILINEAR
+    return np.asarray(picture.resize((side, side), resample), np.float32) / 255.0
 
 def classifier_view(rgb: np.ndarray) -> np.ndarray:
     """Any image -> the (28, 28) float32 image the classifier sees, as Fashion-MNIST draws garments:

@@ -65,7 +65,7 @@ ABOUT = """# imgjax studio
 Small models trained on [Fashion-MNIST](https://github.com/zalandoresearch/fashion-mnist) with JAX,
 Flax NNX and Optax, served from their checkpoints: a class-conditional **GAN** that draws garments
 (and, with an **encoder**, lets you edit any garment through it), a **CNN** that names them (and
-shows what it looked at), and a denoising **autoencoder** that restores noisy, speckled or masked
+shows what it looked at; a colour sibling names emoji's groups and art sets), and a denoising **autoencoder** that restores noisy, speckled or masked
 images, with a colour sibling trained on photographs (Debian's wallpapers) for your own photos."""
 
 
@@ -77,8 +77,10 @@ def build_demo(studio: Studio | None = None) -> gr.Blocks:
             # A garment's code: made by the Edit tab's projection or sent by the Generate tab's "Edit".
             code = gr.JSON(label="Code", render=False, elem_id="garment-code")
             # Each tab's "Model": the shipped one, or the visitor's own from the Lab.
-            choices = {family: ModelChoice(studio.lab_tab, family, tab) for family, tab in
-                       (("gan", studio.generate_tab), ("cnn", studio.classify_tab), ("ae", studio.denoise_tab))}
+            garments = studio.classify_tab.dataset.title
+            choices = {family: ModelChoice(studio.lab_tab, family, tabs) for family, tabs in
+                       (("gan", {garments: studio.generate_tab}), ("cnn", studio.classify_tabs),
+                        ("ae", {garments: studio.denoise_tab}))}
             values = generate.page(demo, choices["gan"], send_to_edit=(code, tabs))
             values += classify.page(demo, choices["cnn"])
             values += denoise.page(demo, choices["ae"])

@@ -16,7 +16,7 @@ from PIL import Image
 
 from ..gradio_guards import optional
 from ..service.lab import SHIPPED, YOURS
-from ..user_input import InputError
+from ..user_input import InputError, check_choice
 
 ASSETS = Path(__file__).parent.parent / "assets"
 EXAMPLES = sorted(str(p) for p in ASSETS.glob("example_*.png"))  # one test-set image per class
@@ -52,15 +52,26 @@ def for_page(function, name: str, outputs: int, clears_status: bool = True):
 
 class ModelChoice:
     """A tab's "Model" choice: the shipped model, or the visitor's own from the Lab (the radio shows
-    once they have one). ``tab(request, choice)`` gives the tab's actions on the chosen model."""
+    once they have one), and its "Dataset" choice where models of more than one are shipped.
+    ``tab(request, choice, dataset)`` gives the tab's actions on the chosen model."""
 
-    def __init__(self, lab, family: str, shipped):
-        self.lab, self.family, self.shipped = lab, family, shipped
+    def __init__(self, lab, family: str, by_dataset: dict):
+        """``by_dataset``: the tab's actions on each dataset's shipped model, by the dataset's title; the
+        first (``shipped``) is on the dataset the Lab trains on."""
+        self.lab, self.family, self.by_dataset = lab, family, by_dataset
+        self.lab_dataset = next(iter(by_dataset))
+        self.shipped = by_dataset[self.lab_dataset]
         self.radio = optional(gr.Radio([SHIPPED, YOURS], value=SHIPPED, label="Model (yours: trained in the Lab tab)",
                                        visible=False, render=False, elem_id=f"{family}-model"))
+        self.dataset_radio = optional(gr.Radio(list(by_dataset), value=self.lab_dataset, label="Dataset",
+                                               visible=len(by_dataset) > 1, render=False, elem_id=f"{family}-dataset"))
 
-    def tab(self, request: gr.Request, choice: str):
-        return self.lab.tab_for(request.session_hash, self.family, choice, self.shipped)
+    def tab(self, request: gr.Request, choice: str, dataset: str | None = None):
+        dataset = check_choice("Dataset", self.lab_dataset if dataset is None else dataset, tuple(self.by_dataset))
+        if dataset != self.lab_dataset and choice == YOURS:
+            raise InputError(f"Your model from the Lab was trained on {self.lab_dataset.lower()}: choose the "
+                             f"shipped model for {dataset.lower()}.")
+        return self.lab.tab_for(request.session_hash, self.family, choice, self.by_dataset[dataset])
 
 
 def status(elem_id: str) -> gr.Markdown:
