@@ -99,14 +99,19 @@ def confusion_matrix_image(matrix: np.ndarray, class_names, cell: int = 44, text
     return image
 
 
-def label_rows(grid: np.ndarray, names, left: int, text: int = 22) -> np.ndarray:
-    """(H, W) uint8 grid of len(names) equal blocks stacked vertically -> (H, left + W) with each
-    block's name written in the margin at its middle (white on the grid's gray), ``text`` pixels high."""
-    canvas = Image.fromarray(np.pad(grid, ((0, 0), (left, 0)), constant_values=64))
+def label_rows(grid: np.ndarray, names, left: int | None = None, text: int = 22) -> np.ndarray:
+    """(H, W[, 3]) uint8 grid of len(names) equal blocks stacked vertically -> (H, left + W[, 3]) with
+    each block's name written in the margin at its middle (white on the grid's gray), ``text`` pixels
+    high; the margin ``left`` pixels wide, or (None) as wide as the longest name needs."""
+    if left is None:
+        left = 16 + int(max(font(text).getlength(name) for name in names))
+    margin = ((0, 0), (left, 0)) + ((0, 0),) * (grid.ndim - 2)
+    canvas = Image.fromarray(np.pad(grid, margin, constant_values=64))
     draw, letters = ImageDraw.Draw(canvas), font(text)
     block = grid.shape[0] / len(names)
+    white = 255 if grid.ndim == 2 else (255, 255, 255)
     for i, name in enumerate(names):
-        draw.text((8, (i + 0.5) * block), name, fill=255, font=letters, anchor="lm")
+        draw.text((8, (i + 0.5) * block), name, fill=white, font=letters, anchor="lm")
     return np.asarray(canvas)
 
 

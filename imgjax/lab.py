@@ -227,9 +227,9 @@ def on_one_device(module):
 def labelled_grid(rows: list, names, text: int = 24) -> np.ndarray:
     """Rows of (N, 28, 28, 1) images, each named in a margin on its left: a uint8 picture whose names
     stay 12 pixels high or more where the page shows it (~55% of its size)."""
-    from .images import font, image_grid, label_rows, upscale
+    from .images import image_grid, label_rows, upscale
     grid = upscale(image_grid(np.concatenate([np.asarray(row) for row in rows]), rows=len(rows)), 2)
-    return label_rows(grid, names, left=16 + int(max(font(text).getlength(name) for name in names)), text=text)
+    return label_rows(grid, names, text=text)
 
 
 def labelled_tiles(images: np.ndarray, captions: list[tuple[str, str]], scale: int = 3, columns: int = 6) -> np.ndarray:

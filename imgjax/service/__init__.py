@@ -35,11 +35,9 @@ class Studio:
         (generator, generator_card), (classifier, classifier_card) = load("gan"), load("cnn")
         self.generate_tab = GenerateTab(generator, generator_card)
         self.classify_tab = ClassifyTab(classifier, classifier_card, directory)
-        # Classifiers of the other datasets, where shipped: checkpoints/<dataset>/cnn.safetensors.
-        self.classify_tabs = {self.classify_tab.dataset.title: self.classify_tab}
-        for folder in sorted(path.parent for path in directory.glob("*/cnn.safetensors")):
-            tab = ClassifyTab(*checkpoint.load_model("cnn", folder / "cnn.safetensors"), folder)
-            self.classify_tabs[tab.dataset.title] = tab
+        # Each tab on every dataset with a shipped model, by the dataset's title, garments first.
+        self.generate_tabs = _by_dataset(self.generate_tab, directory, "gan", lambda model, card, _: GenerateTab(model, card))
+        self.classify_tabs = _by_dataset(self.classify_tab, directory, "cnn", ClassifyTab)
         # The photo denoiser is optional: without its checkpoint every image goes to the garment model.
         photo = load("photo") if (directory / "photo.safetensors").exists() else (None, None)
         self.denoise_tab = DenoiseTab(*load("ae"), *photo)
@@ -53,10 +51,20 @@ class Studio:
         With ``edit_in_background``, the Edit tab compiles in a thread while the server starts, and
         its actions wait for it. Returns the seconds the blocking part took."""
         start = time.perf_counter()
-        for tab in (self.generate_tab, *self.classify_tabs.values(), self.denoise_tab):
+        for tab in (*self.generate_tabs.values(), *self.classify_tabs.values(), self.denoise_tab):
             tab.warm_up()
         if edit_in_background:
             self.edit_tab.warm_up_in_background(log=lambda line: print(line, flush=True))
         else:
             self.edit_tab.warm_up()
         return time.perf_counter() - start
+
+
+def _by_dataset(garments_tab, directory: Path, family: str, make_tab) -> dict:
+    """``garments_tab`` and the tab ``make_tab(model, card, folder)`` makes for each other dataset's
+    shipped model of ``family`` (``checkpoints/<dataset>/<family>.safetensors``), by dataset title."""
+    tabs = {garments_tab.dataset.title: garments_tab}
+    for path in sorted(directory.glob(f"*/{family}.safetensors")):
+        tab = make_tab(*checkpoint.load_model(family, path), path.parent)
+        tabs[tab.dataset.title] = tab
+    return tabs

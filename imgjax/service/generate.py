@@ -1,5 +1,6 @@
-"""The Generate tab's actions: a grid of garments by class and seed, and walks through the
-generator's inputs (between two seeds, or across classes in one style).
+"""The Generate tab's actions: a grid of pictures by class and seed (and art set, for a dataset with
+styles such as the emoji), and walks through the generator's inputs (between two seeds, or across
+classes in one style). One tab per dataset (``imgjax.datasets``), read from the generator's card.
 
 Generation runs in batches of 16 or 64 (``GENERATE_BUCKETS``) so XLA compiles two programs.
 """
@@ -10,7 +11,7 @@ import math
 
 import numpy as np
 
-from ..data import FASHION_CLASSES
+from .. import datasets
 from ..gan import generate_blended, sample_latents
 from ..images import image_grid, label_rows, to_uint8, upscale
 from ..serving import frozen
@@ -24,15 +25,17 @@ ALL_CLASSES = "All classes"
 INTERPOLATE_SEEDS, INTERPOLATE_CLASSES = "Between two seeds", "Across classes (same style)"
 GENERATE_BUCKETS = (16, 64)  # a request for fewer images is padded: one compile serves 1 to 16
 ALL_CLASSES_COLUMNS = 16  # "All classes" wraps each class's images at this many columns
-CLASS_LABEL_WIDTH = 150  # pixels left of the "All classes" grid for the class names
 
 
 class GenerateTab:
-    """The shipped generator and its card, and the tab's two actions."""
+    """A shipped generator and its card, and the tab's two actions, on the dataset its card names.
+    Actions take a ``style`` (an art set's name) that a dataset without styles ignores."""
 
     def __init__(self, generator, card: dict):
         self.card = card
-        self.class_names = list(FASHION_CLASSES)
+        self.dataset = datasets.get(card.get("dataset", "fashion-mnist"))
+        self.class_names = list(self.dataset.classes)
+        self.styles = list(self.dataset.styles)
         self.latent_dim = card["config"]["latent_dim"]
         self._generate_fn = frozen(generate_blended, generator)
 
@@ -47,12 +50,18 @@ class GenerateTab:
         for mode in (INTERPOLATE_SEEDS, INTERPOLATE_CLASSES):
             self.interpolate(mode, self.class_names[0], 0, 1, 8, 1.0)
 
+    def _style(self, style) -> int:
+        """The index of the art set named ``style`` (None: the first); 0 for a dataset without styles."""
+        if not self.styles:
+            return 0
+        return self.styles.index(check_choice("Art set", self.styles[0] if style is None else style, self.styles))
+
     def _latents(self, seed: int, count: int, truncation: float) -> np.ndarray:
         truncation = None if truncation >= TRUNCATION_RANGE[1] else truncation
         return np.asarray(sample_latents(seed, count, self.latent_dim, truncation))
 
     def _generate(self, latents: np.ndarray, class_weights: np.ndarray) -> np.ndarray:
-        """(N, latent) and (N, classes) -> (N, 28, 28) float images, in bucketed batches."""
+        """(N, latent) and (N, conditions) weights -> (N, side, side[, 3]) float images, in bucketed batches."""
         outputs = []
         for start in range(0, len(latents), GENERATE_BUCKETS[-1]):
             chunk = slice(start, start + GENERATE_BUCKETS[-1])
@@ -60,31 +69,36 @@ class GenerateTab:
             size = next(b for b in GENERATE_BUCKETS if b >= n)
             pad = ((0, size - n), (0, 0))
             images = self._generate_fn(np.pad(latents[chunk], pad), np.pad(class_weights[chunk], pad))
-            outputs.append(np.asarray(images)[:n, ..., 0])
+            images = np.asarray(images)[:n]
+            outputs.append(images[..., 0] if images.shape[-1] == 1 else images)
         return np.concatenate(outputs)
 
-    def _one_hot(self, labels) -> np.ndarray:
-        return np.eye(len(self.class_names), dtype=np.float32)[np.asarray(labels)]
+    def _one_hot(self, labels, style: int = 0) -> np.ndarray:
+        """Class indices in the art set ``style`` -> one-hot weights over the generator's conditions."""
+        styles = max(len(self.styles), 1)
+        return np.eye(len(self.class_names) * styles, dtype=np.float32)[np.asarray(labels) * styles + style]
 
-    def generate(self, class_name: str, seed, count, truncation) -> np.ndarray:
-        """A uint8 grid of ``count`` images of ``class_name``, or for 'All classes' one row per class
-        with the same latents in every row (each column keeps its 'style' across garments)."""
+    def generate(self, class_name: str, seed, count, truncation, style: str | None = None) -> np.ndarray:
+        """A uint8 grid of ``count`` images of ``class_name`` (in the art set ``style``), or for 'All
+        classes' one row per class with the same latents in every row (each column keeps its 'style'
+        across classes)."""
         check_choice("Class", class_name, [ALL_CLASSES, *self.class_names])
         seed = check_int("Seed", seed, 0, MAX_SEED)
         count = check_int("Number of images", count, 1, MAX_IMAGES)
         truncation = check_range("Truncation", truncation, *TRUNCATION_RANGE)
+        style = self._style(style)
         latents = self._latents(seed, count, truncation)
         if class_name != ALL_CLASSES:
-            images = self._generate(latents, self._one_hot(np.full(count, self.class_names.index(class_name))))
+            images = self._generate(latents, self._one_hot(np.full(count, self.class_names.index(class_name)), style))
             grid = image_grid(images, rows=max(1, round(math.sqrt(count))))
             return upscale(grid, max(1, min(4, 1024 // grid.shape[1])))
         classes = len(self.class_names)
-        images = self._generate(np.tile(latents, (classes, 1)), self._one_hot(np.repeat(np.arange(classes), count)))
+        images = self._generate(np.tile(latents, (classes, 1)), self._one_hot(np.repeat(np.arange(classes), count), style))
         # One block per class, wrapped at ALL_CLASSES_COLUMNS images, its name on the left.
         rows = -(-count // ALL_CLASSES_COLUMNS)
         blocks = [image_grid(images[c * count:(c + 1) * count], rows=rows)[:-2] for c in range(classes)]
-        grid = upscale(np.concatenate(blocks + [blocks[0][:2] * 0 + 64]), 4)
-        return label_rows(grid, self.class_names, left=CLASS_LABEL_WIDTH)
+        grid = upscale(np.concatenate(blocks + [blocks[0][:2] * 0 + 64]), max(1, 112 // self.dataset.side))
+        return label_rows(grid, self.class_names)
 
     def first_code(self, class_name: str, seed, truncation) -> dict:
         """The code of the grid's first garment (for "All classes", the first class's), to edit."""
@@ -95,8 +109,10 @@ class GenerateTab:
         code = garment_code(class_name, self._latents(seed, 1, truncation)[0])
         return {**code, "from": f"the Generate tab ({class_name}, seed {seed})"}
 
-    def interpolate(self, mode: str, class_name: str, seed_a, seed_b, frames, truncation) -> list[np.ndarray]:
-        """Frames (each (112, 112) uint8) of a walk through the generator's inputs:
+    def interpolate(self, mode: str, class_name: str, seed_a, seed_b, frames, truncation,
+                    style: str | None = None) -> list[np.ndarray]:
+        """Frames (each about 112 pixels a side, uint8) of a walk through the generator's inputs, in
+        the art set ``style`` where the dataset has them:
         between two seeds' latents within one class (spherical interpolation), or, with one seed
         (one 'style'), through every class in turn, blending class embeddings between neighbours."""
         check_choice("Interpolation", mode, [INTERPOLATE_SEEDS, INTERPOLATE_CLASSES])
@@ -104,12 +120,13 @@ class GenerateTab:
         seed_a, seed_b = check_int("First seed", seed_a, 0, MAX_SEED), check_int("Second seed", seed_b, 0, MAX_SEED)
         frames = check_int("Frames", frames, 2, MAX_FRAMES)
         truncation = check_range("Truncation", truncation, *TRUNCATION_RANGE)
+        style = self._style(style)
         start = self.class_names.index(class_name)
         if mode == INTERPOLATE_SEEDS:
             a, b = self._latents(seed_a, 1, truncation)[0], self._latents(seed_b, 1, truncation)[0]
             t = np.linspace(0.0, 1.0, frames)[:, None]
             latents = slerp(a, b, t)
-            weights = self._one_hot(np.full(frames, start))
+            weights = self._one_hot(np.full(frames, start), style)
         else:
             classes = len(self.class_names)
             # positions along the tour start -> start+1 -> ... -> back to start, frames per class
@@ -117,10 +134,10 @@ class GenerateTab:
             low = (start + np.floor(position).astype(int)) % classes
             high = (low + 1) % classes
             t = (position - np.floor(position))[:, None]
-            weights = (1 - t) * self._one_hot(low) + t * self._one_hot(high)
+            weights = (1 - t) * self._one_hot(low, style) + t * self._one_hot(high, style)
             latents = np.tile(self._latents(seed_a, 1, truncation), (len(weights), 1))
         images = self._generate(latents.astype(np.float32), weights.astype(np.float32))
-        return [upscale(to_uint8(image), 4) for image in images]
+        return [upscale(to_uint8(image), max(1, 112 // self.dataset.side)) for image in images]
 
 
 def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:

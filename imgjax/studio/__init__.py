@@ -79,7 +79,7 @@ def build_demo(studio: Studio | None = None) -> gr.Blocks:
             # Each tab's "Model": the shipped one, or the visitor's own from the Lab.
             garments = studio.classify_tab.dataset.title
             choices = {family: ModelChoice(studio.lab_tab, family, tabs) for family, tabs in
-                       (("gan", {garments: studio.generate_tab}), ("cnn", studio.classify_tabs),
+                       (("gan", studio.generate_tabs), ("cnn", studio.classify_tabs),
                         ("ae", {garments: studio.denoise_tab}))}
             values = generate.page(demo, choices["gan"], send_to_edit=(code, tabs))
             values += classify.page(demo, choices["cnn"])

@@ -1,5 +1,6 @@
-"""The Generate tab's page: a grid by class and seed, the truncation trade-off as measured, and a
-walk through the latent space as frames and an animation."""
+"""The Generate tab's page: a grid by class and seed (and art set, for the emoji), the truncation
+trade-off as measured, and a walk through the latent space as frames and an animation, on the
+dataset chosen."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ from ..images import upscale
 from ..service import generate as actions
 from ..service.lab import SHIPPED
 from ..user_input import MAX_SEED, InputError
+from ..gradio_guards import optional
 from .wiring import ModelChoice, action, for_page, save_gif, status
 
 STRIP_COLUMNS = 8  # the walk's frames, this many to a row
 # No truncation (the slider's top): on the curve measured on training images held out of the GAN's
 # training it is the nearest to them and the most varied (docs/gan-recipe.md, "The default truncation").
 DEFAULT_TRUNCATION = actions.TRUNCATION_RANGE[1]
+NO_STYLE = "(none)"  # the art set of a dataset without art sets (garments): ignored
 
 
 def page(demo: gr.Blocks, choice: ModelChoice, send_to_edit: tuple[gr.JSON, gr.Tabs] | None = None) -> list:
@@ -26,26 +29,46 @@ def page(demo: gr.Blocks, choice: ModelChoice, send_to_edit: tuple[gr.JSON, gr.T
     first garment there."""
     tab = choice.shipped
     classes = tab.class_names
+    # The art sets on show; a stand-in where no dataset has them, so API clients may leave it out.
+    first_styles = next((t.styles for t in choice.by_dataset.values() if t.styles), [NO_STYLE])
 
-    def generate(class_name, seed, count, truncation, model, request: gr.Request):
-        return choice.tab(request, model).generate(class_name, seed, count, truncation)
+    def generate(class_name, seed, count, truncation, model, dataset, art_set, request: gr.Request):
+        return choice.tab(request, model, dataset).generate(class_name, seed, count, truncation, art_set)
 
-    def first_code(class_name, seed, truncation, model):
-        if model != SHIPPED:
-            raise InputError("The Edit tab works on the shipped generator (its encoder was trained for it): "
-                             "choose Model: Shipped first.")
+    def first_code(class_name, seed, truncation, model, dataset):
+        if model != SHIPPED or dataset not in (None, choice.lab_dataset):
+            raise InputError(f"The Edit tab works on the shipped {choice.lab_dataset.lower()} generator (its encoder "
+                             f"was trained for it): choose Model: Shipped and Dataset: {choice.lab_dataset} first.")
         return tab.first_code(class_name, seed, truncation)
 
-    def interpolate(mode, class_name, seed_a, seed_b, frames, truncation, model, request: gr.Request):
-        pictures = choice.tab(request, model).interpolate(mode, class_name, seed_a, seed_b, frames, truncation)
+    def interpolate(mode, class_name, seed_a, seed_b, frames, truncation, model, dataset, art_set,
+                    request: gr.Request):
+        pictures = choice.tab(request, model, dataset).interpolate(mode, class_name, seed_a, seed_b, frames,
+                                                                   truncation, art_set)
         loop = pictures + pictures[-2:0:-1] if mode == actions.INTERPOLATE_SEEDS else pictures  # ping-pong
-        return wrap(pictures, STRIP_COLUMNS), save_gif([upscale(p, 2) for p in loop])  # 224 px: large enough to see
+        return wrap(pictures, STRIP_COLUMNS), save_gif([upscale(p, 2) for p in loop])  # ~224 px: large enough to see
+
+    def show_dataset(dataset):
+        """The controls of the chosen dataset: its classes (garments open on sneakers; others on all
+        classes), its art sets where it has them, and its generator's measured truncation curve."""
+        chosen = choice.by_dataset.get(dataset, tab)
+        names = chosen.class_names
+        garments = chosen is tab
+        return (gr.update(choices=[actions.ALL_CLASSES, *names], value="Sneaker" if garments else actions.ALL_CLASSES),
+                gr.update(choices=names, value="Ankle boot" if garments else names[0]),
+                gr.update(visible=bool(chosen.styles), choices=chosen.styles or first_styles,
+                          value=(chosen.styles or first_styles)[0]),
+                curve_text(chosen.card))
 
     with gr.Tab("Generate"):
         with gr.Row():
             with gr.Column(scale=1):
                 model = choice.radio.render()
+                dataset = choice.dataset_radio.render()
                 class_name = gr.Dropdown([actions.ALL_CLASSES, *classes], value="Sneaker", label="Class")
+                # The art set of a dataset with styles (the emoji); hidden for garments, which have none.
+                art_set = optional(gr.Radio(first_styles, value=first_styles[0], label="Art set",
+                                            visible=False, elem_id="gan-art-set"))
                 with gr.Row():
                     seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
                     dice = gr.Button("🎲 Random seed", size="sm")
@@ -53,7 +76,8 @@ def page(demo: gr.Blocks, choice: ModelChoice, send_to_edit: tuple[gr.JSON, gr.T
                 truncation = gr.Slider(*actions.TRUNCATION_RANGE, DEFAULT_TRUNCATION, step=0.1,
                                        label="Truncation (3: none, the measured generator; lower: more "
                                              "typical, less varied)")
-                truncation_curve(tab.card)
+                with gr.Accordion("What truncation does (measured)", open=False):
+                    curve = gr.Markdown(curve_text(tab.card) or NOT_MEASURED)
                 generate_button = gr.Button("Generate", variant="primary", elem_id="generate-button")
                 edit_button = gr.Button("✏️ Edit the first garment", elem_id="send-to-edit",
                                         visible=send_to_edit is not None)
@@ -80,20 +104,28 @@ def page(demo: gr.Blocks, choice: ModelChoice, send_to_edit: tuple[gr.JSON, gr.T
                                      alt_text="The walk as an animation")
         if send_to_edit is not None:
             code, tabs = send_to_edit
-            edit_button.click(for_page(first_code, "edit_generated", 1), [class_name, seed, truncation, model],
+            edit_button.click(for_page(first_code, "edit_generated", 1), [class_name, seed, truncation, model, dataset],
                               [code, generate_status], api_visibility="private").success(
                 lambda: gr.Tabs(selected="edit"), None, tabs, api_visibility="private")
         dice.click(lambda: random.randint(0, MAX_SEED), None, seed, api_name="random_seed")
         # The grid and the walk follow their controls: a changed class, seed or slider makes them anew.
-        grid_inputs = [class_name, seed, count, truncation, model]
-        action(demo, generate_button, generate, grid_inputs, [grid], generate_status, "generate", rerun_on=grid_inputs)
-        walk_inputs = [mode, walk_class, seed_a, seed_b, frames, truncation, model]
+        grid_inputs = [class_name, seed, count, truncation, model, dataset, art_set]
+        action(demo, generate_button, generate, grid_inputs, [grid], generate_status, "generate",
+               rerun_on=[c for c in grid_inputs if c is not dataset])
+        walk_inputs = [mode, walk_class, seed_a, seed_b, frames, truncation, model, dataset, art_set]
         action(demo, walk_button, interpolate, walk_inputs, [strip, animation], walk_status, "interpolate", limit=1,
-               rerun_on=walk_inputs)
+               rerun_on=[c for c in walk_inputs if c is not dataset])
+        # Another dataset: its classes and art sets first, then the grid and the walk in them.
+        dataset.change(show_dataset, dataset, [class_name, walk_class, art_set, curve], api_visibility="private",
+                       queue=False).then(
+            for_page(generate, "generate", 1), grid_inputs, [grid, generate_status], api_visibility="private",
+            concurrency_id="generate").then(
+            for_page(interpolate, "interpolate", 2), walk_inputs, [strip, animation, walk_status],
+            api_visibility="private", concurrency_id="interpolate")
         # Only the controls that apply: a tour across classes keeps one seed.
         mode.change(lambda m: gr.update(visible=m == actions.INTERPOLATE_SEEDS), mode, seed_b,
                     api_visibility="private", queue=False)
-    return [class_name, seed, count, truncation, mode, walk_class, seed_a, seed_b, frames, model]
+    return [class_name, seed, count, truncation, mode, walk_class, seed_a, seed_b, frames, model, dataset, art_set]
 
 
 def wrap(frames: list[np.ndarray], columns: int) -> np.ndarray:
@@ -103,22 +135,25 @@ def wrap(frames: list[np.ndarray], columns: int) -> np.ndarray:
     return np.concatenate([np.concatenate(row, axis=1) for row in rows], axis=0)
 
 
-def truncation_curve(card: dict) -> None:
+NOT_MEASURED = "No truncation curve was measured for this generator (`imgjax eval gan` on held-out images)."
+
+
+def curve_text(card: dict) -> str:
     """The trade-off ``imgjax eval gan`` measured (5 latent seeds, 10k images each, on training images
-    held out of the GAN's training), as a table under the truncation slider: distance against variety."""
+    held out of the GAN's training), as a table under the truncation slider: distance against variety;
+    "" where none was measured."""
     metrics = card.get("metrics", {})
     curve = metrics.get("truncation_curve")
     if not curve or not metrics.get("held_out_images"):  # only a curve measured on images held out
-        return
+        return ""
     lines = ["| truncation | distance to real (x floor) | variety within a class | named as its class |",
              "|---|---|---|---|"]
     for point in curve:
         low, high = point["frechet_ratio_to_floor_range"]
         lines.append(f"| {point['truncation'] or 'none'} | {point['frechet_ratio_to_floor']:.2f} ({low:.2f}-{high:.2f}) "
                      f"| {point['within_class_spread']:.0%} of real | {point['conditional_accuracy']:.1%} |")
-    with gr.Accordion("What truncation does (measured)", open=False):
-        gr.Markdown("\n".join(lines) + f"\n\nDistance: Fréchet distance of 10k samples to the "
-                    f"{metrics['held_out_images']:,} training images held out of the GAN's training, in "
-                    "the classifier's features, as a multiple of the distance to them from as many images it "
-                    "trained on (mean and range over 5 seeds). Variety: the samples' feature variance within "
-                    "each class, as a share of the real ones'. `imgjax eval gan` measures both.")
+    return ("\n".join(lines) + f"\n\nDistance: Fréchet distance of 10k samples to the "
+            f"{metrics['held_out_images']:,} training images held out of the GAN's training, in "
+            "the classifier's features, as a multiple of the distance to them from as many images it "
+            "trained on (mean and range over 5 seeds). Variety: the samples' feature variance within "
+            "each class, as a share of the real ones'. `imgjax eval gan` measures both.")
