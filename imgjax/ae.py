@@ -37,6 +37,9 @@ class AEConfig:
     # it is the hardest of the three to restore and the one the quality target is measured on
     # (docs/results.md).
     corruption_shares: tuple[float, float, float] = (0.65, 0.175, 0.175)
+    # Colour only: this share of the training images is turned gray instead of corrupted, and the
+    # model learns to colour it back (``corruptions.grayscale``). 0: none (garments, photos).
+    gray_share: float = 0.0
 
 
 # ----------------------------------------------------------------------------- model
@@ -125,13 +128,14 @@ class AETraining(nnx.Module):
         self.optimizer = nnx.Optimizer(self.model, scheduled_optimizer(optax.adam, schedule, total_steps),
                                        wrt=nnx.Param)
         self.corruption_shares = config.corruption_shares
+        self.gray_share = config.gray_share
 
 
 @nnx.jit
 def train_step(training: AETraining, images, labels, key):
     """One step on clean images (B, H, W, 1) in [0, 1]; each gets a random corruption from the mix.
     ``labels`` are unused (the loop's common signature)."""
-    corrupted = corruptions.random_corruption(key, images, training.corruption_shares)
+    corrupted = corruptions.random_corruption(key, images, training.corruption_shares, training.gray_share)
     loss, grads = nnx.value_and_grad(loss_fn)(training.model, corrupted, images)
     training.optimizer.update(training.model, grads)
     return {"loss": loss}
@@ -167,7 +171,10 @@ def _evaluate(training: AETraining, split, _train) -> dict:
     from .data import to_float
     clean = jnp.asarray(to_float(split.images[:EPOCH_EVAL_IMAGES]))
     noisy = corruptions.gaussian_noise(jax.random.key(0), clean, 0.2)
-    return {"psnr_gaussian_0.2": float(psnr(clean, restore_aligned(training.model, noisy)).mean())}
+    figures = {"psnr_gaussian_0.2": float(psnr(clean, restore_aligned(training.model, noisy)).mean())}
+    if training.gray_share:
+        figures["psnr_colourised"] = float(psnr(clean, restore_aligned(training.model, corruptions.grayscale(clean))).mean())
+    return figures
 
 
 def corrupted_examples(clean, seed: int = 0) -> dict[str, jnp.ndarray]:

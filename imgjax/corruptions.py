@@ -45,14 +45,27 @@ def apply_mask(images: jnp.ndarray, mask: jnp.ndarray, fill: float = 0.0) -> jnp
     return jnp.where(mask > 0.5, fill, images)
 
 
-def random_corruption(key: jax.Array, images: jnp.ndarray, shares=(1 / 3, 1 / 3, 1 / 3)) -> jnp.ndarray:
+def grayscale(images: jnp.ndarray) -> jnp.ndarray:
+    """(N, H, W, 3) colour -> the same shape in gray: each pixel's luminance (ITU-R 601 weights) in
+    all three channels, the input of colourisation."""
+    luminance = images @ jnp.asarray([0.299, 0.587, 0.114], images.dtype)
+    return jnp.repeat(luminance[..., None], images.shape[-1], axis=-1)
+
+
+def random_corruption(key: jax.Array, images: jnp.ndarray, shares=(1 / 3, 1 / 3, 1 / 3),
+                      gray_share: float = 0.0) -> jnp.ndarray:
     """The training mix: each image gets one of Gaussian noise (sigma ~ U[0.05, 0.4]), salt-and-pepper
     (amount ~ U[0.02, 0.3]) or box masking, drawn with probabilities ``shares``, so one model learns
-    to restore all three."""
+    to restore all three; with ``gray_share`` (colour only), that share of the images is turned gray
+    instead, so the model also learns to colour them."""
     n = images.shape[0]
     k_kind, k_sigma, k_amount, k_g, k_sp, k_mask = jax.random.split(key, 6)
     kind = jax.random.choice(k_kind, 3, (n, 1, 1, 1), p=jnp.asarray(shares))
     noisy = gaussian_noise(k_g, images, jax.random.uniform(k_sigma, (n,), minval=0.05, maxval=0.4))
     peppered = salt_and_pepper(k_sp, images, jax.random.uniform(k_amount, (n,), minval=0.02, maxval=0.3))
     masked = apply_mask(images, random_box_masks(k_mask, images.shape))
-    return jnp.select([kind == 0, kind == 1], [noisy, peppered], masked)
+    corrupted = jnp.select([kind == 0, kind == 1], [noisy, peppered], masked)
+    if not gray_share:  # a Python float: the garments' mix draws exactly as before
+        return corrupted
+    gray = jax.random.bernoulli(jax.random.fold_in(key, 1), gray_share, (n, 1, 1, 1))
+    return jnp.where(gray, grayscale(images), corrupted)

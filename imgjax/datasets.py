@@ -30,12 +30,12 @@ class Dataset:
 
     def sized(self, model_config, family: str):
         """``model_config`` with its ``side``, ``channels``, ``num_classes`` and ``num_styles`` set to this
-        dataset's; a family whose config has no side or channels takes only 28x28 gray pictures and
-        refuses others."""
+        dataset's, those it has; a family whose config has no channels (a fully convolutional one
+        needs no side) takes only 28x28 gray pictures and refuses others."""
         sizes = {"side": self.side, "channels": self.channels, "num_classes": len(self.classes),
                  "num_styles": len(self.styles)}
         fields = {field.name for field in dataclasses.fields(model_config)}
-        if not {"side", "channels"} <= fields and (self.side, self.channels) != (28, 1):
+        if "channels" not in fields and (self.side, self.channels) != (28, 1):
             raise data.DataError(f"the {family} family does not train on {self.title} ({self.side}x{self.side}, "
                                  f"{self.channels} channels) yet")
         return dataclasses.replace(model_config, **{k: v for k, v in sizes.items() if k in fields})

@@ -142,7 +142,40 @@ def _timed(fn, *args):
     return result, time.perf_counter() - start
 
 
-def eval_ae(model, test, train, out: Path, log, bm3d_images: int = 200) -> dict:
+def colour_by_luminance(train_images: np.ndarray, bins: int = 64):
+    """The gray-to-mean-colour baseline of colourisation, fitted on training pictures: each gray
+    level becomes the mean colour of the training pixels of that luminance. Returns gray (N, H, W, 3)
+    -> colour."""
+    pixels = data.to_float(train_images).reshape(-1, 3)
+    levels = np.minimum((pixels @ np.array([0.299, 0.587, 0.114], np.float32) * bins).astype(int), bins - 1)
+    counts = np.bincount(levels, minlength=bins)[:, None]
+    table = np.stack([np.bincount(levels, pixels[:, c], minlength=bins) for c in range(3)], -1) / np.maximum(counts, 1)
+    table[counts[:, 0] == 0] = (np.arange(bins)[:, None] / bins + 0.5 / bins)[counts[:, 0] == 0]  # unseen: stays gray
+    return lambda gray: table[np.minimum((np.asarray(gray)[..., 0] * bins).astype(int), bins - 1)].astype(np.float32)
+
+
+def eval_colourisation(model, clean, labels, train, classifier, log) -> dict:
+    """Test pictures turned gray and coloured back by the autoencoder, beside the gray-to-mean-colour
+    baseline: PSNR and SSIM in colour, and how often the dataset's classifier (where shipped) names
+    the pictures' classes (``labels``) in colour, in gray and coloured back."""
+    from . import corruptions
+    from .ae import restore
+    from .cnn import predict_in_batches, predict_probabilities
+    gray = np.asarray(corruptions.grayscale(clean))
+    coloured = restore(model, gray)
+    results = {"gray": _scores(clean, gray), "autoencoder": _scores(clean, coloured),
+               "gray_to_mean_colour": _scores(clean, colour_by_luminance(train.images)(gray))}
+    if classifier is not None:
+        named = lambda x: float(np.mean(predict_in_batches(predict_probabilities, classifier, np.asarray(x)).argmax(-1)
+                                        == labels))
+        results["named_by_the_classifier"] = {"colour": named(clean), "gray": named(gray), "autoencoder": named(coloured)}
+    log("colourisation: " + ", ".join(f"{k} {v['psnr']:.2f} dB" for k, v in results.items() if "psnr" in v)
+        + (", named: " + ", ".join(f"{k} {v:.1%}" for k, v in results["named_by_the_classifier"].items())
+           if classifier is not None else ""))
+    return results
+
+
+def eval_ae(model, test, train, out: Path, log, bm3d_images: int = 200, dataset: str = "fashion-mnist") -> dict:
     from . import baselines, corruptions
     from .ae import corrupted_examples, restore
     from .images import image_grid
@@ -189,6 +222,10 @@ def eval_ae(model, test, train, out: Path, log, bm3d_images: int = 200) -> dict:
         "harmonic_inpainting_given_mask": _scores(clean, baselines.harmonic_inpaint(masked, mask))}
     for name in ("salt_pepper_0.1", "mask_boxes"):
         log(f"{name}: " + ", ".join(f"{k} {v['psnr']:.2f} dB" for k, v in results[name].items()))
+
+    if clean.shape[-1] == 3:  # colour pictures: colourisation too
+        results["colourise"] = eval_colourisation(model, np.asarray(clean), test.labels, train,
+                                                  checkpoint.load_if_present("cnn", dataset), log)
 
     rows = []
     for corrupted in corrupted_examples(clean[:10]).values():
@@ -398,7 +435,7 @@ def run_eval(family_name: str, weights_path=None, data_dir=None, out=None, write
     if family_name == "cnn":
         results = eval_cnn(model, test, train(FAMILIARITY_HELDOUT), source.classes, out, log)
     elif family_name == "ae":
-        results = eval_ae(model, test, train()[0], out, log, bm3d_images)
+        results = eval_ae(model, test, train()[0], out, log, bm3d_images, dataset=dataset)
     elif family_name == "encoder":
         results = eval_encoder(model, test, out, log)
     elif family_name == "photo":

@@ -39,3 +39,17 @@ def test_random_corruption_mixes_all_kinds_deterministically():
     is_gauss = [len(np.unique(v)) > 100 for v in values]
     assert any(is_mask) and any(is_sp) and any(is_gauss)
     assert all(m + s + g == 1 for m, s, g in zip(is_mask, is_sp, is_gauss))
+
+
+def test_colour_images_turned_gray_for_colourisation_in_their_share():
+    """Gray is each pixel's luminance in all three channels; with a gray share, about that share of a
+    batch is turned gray (the rest corrupted as before), and without one the mix is drawn as it was."""
+    colour = jnp.asarray(np.random.default_rng(0).random((400, 8, 8, 3)).astype(np.float32))
+    gray = np.asarray(corruptions.grayscale(colour))
+    np.testing.assert_allclose(gray[..., 0], np.asarray(colour) @ np.array([0.299, 0.587, 0.114]), rtol=1e-5)
+    assert (gray[..., 0] == gray[..., 1]).all() and (gray[..., 1] == gray[..., 2]).all()
+    mixed = np.asarray(corruptions.random_corruption(jax.random.key(3), colour, gray_share=0.3))
+    turned_gray = np.all(np.isclose(mixed, gray, atol=1e-6), axis=(1, 2, 3))
+    assert 0.22 < turned_gray.mean() < 0.38
+    np.testing.assert_array_equal(corruptions.random_corruption(jax.random.key(3), colour),
+                                  corruptions.random_corruption(jax.random.key(3), colour, gray_share=0.0))

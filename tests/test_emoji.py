@@ -152,13 +152,13 @@ def test_the_dataset_sizes_the_classifier_and_families_not_yet_sized_refuse(smal
     """`imgjax train cnn --dataset emoji` builds a 32x32 colour classifier of the eight groups, whose
     checkpoint serves colour pictures with a saliency map per pixel; families whose config has no
     side or channels refuse the emoji with a sentence instead of failing on a shape."""
-    from imgjax import ae, cnn, datasets
+    from imgjax import cnn, datasets, encoder
     from imgjax.family import load_family
     from imgjax.train import TrainConfig, fit
     emoji_set = datasets.get("emoji")
     assert datasets.get("fashion-mnist").sized(cnn.CNNConfig(), "cnn") == cnn.CNNConfig()
-    with pytest.raises(data.DataError, match="the ae family does not train on Emoji"):
-        emoji_set.sized(ae.AEConfig(), "ae")
+    with pytest.raises(data.DataError, match="the encoder family does not train on Emoji"):
+        emoji_set.sized(encoder.EncoderConfig(), "encoder")
     config = TrainConfig(family="cnn", epochs=1, batch_size=4, learning_rate=1e-3, dataset="emoji", out=str(tmp_path))
     card = fit(load_family("cnn"), config, log=lambda *_: None)
     assert card["dataset"] == "emoji"
@@ -196,3 +196,17 @@ def test_batches_carry_the_art_set_as_a_second_label_and_the_loss_counts_both():
     assert float(cnn.loss_fn(model, images, pairs[:, 0], jax.random.key(0))[0]) == pytest.approx(
         cross_entropy(classes, pairs[:, 0]), rel=1e-5)
     assert cnn.Classifier(cnn.CNNConfig(), rngs=nnx.Rngs(0)).style_head is None
+
+
+def test_the_gray_to_mean_colour_baseline_gives_each_gray_level_its_training_colour():
+    """The colourisation baseline learns, per gray level, the mean colour of training pixels of that
+    luminance: a picture whose gray levels each had one colour in training gets those colours back."""
+    from imgjax import evaluate
+    red, blue = np.array([200, 40, 40], np.uint8), np.array([40, 40, 230], np.uint8)
+    train = np.zeros((2, 4, 4, 3), np.uint8)
+    train[0], train[1] = red, blue
+    colour = evaluate.colour_by_luminance(train)
+    gray = np.stack([np.full((4, 4, 3), float(c @ np.array([0.299, 0.587, 0.114])) / 255) for c in (red, blue)])
+    np.testing.assert_allclose(colour(gray), np.stack([np.full((4, 4, 3), red / 255), np.full((4, 4, 3), blue / 255)]),
+                               atol=1e-6)
+    assert np.allclose(colour(np.full((1, 2, 2, 3), 0.99)), 0.99, atol=0.02)  # a level never seen stays gray
