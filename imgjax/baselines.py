@@ -95,3 +95,22 @@ def bm3d_denoise(images, sigma: float) -> np.ndarray:
     if images.shape[-1] == 3:
         return np.stack([np.clip(bm3d.bm3d_rgb(image, sigma_psd=sigma), 0.0, 1.0) for image in images]).astype(np.float32)
     return np.stack([np.clip(bm3d.bm3d(image[..., 0], sigma_psd=sigma), 0.0, 1.0)[..., None] for image in images])
+
+
+def mean_colour_table(images, bins: int = 64) -> np.ndarray:
+    """The gray-to-mean-colour baseline of colourisation, fitted on (N, H, W, 3) colour images in [0, 1]:
+    (bins, 3), each gray level's mean colour over the pixels of that luminance (a level never seen
+    stays gray)."""
+    pixels = np.asarray(images, np.float32).reshape(-1, 3)
+    levels = np.minimum((pixels @ np.array([0.299, 0.587, 0.114], np.float32) * bins).astype(int), bins - 1)
+    counts = np.bincount(levels, minlength=bins)[:, None]
+    table = np.stack([np.bincount(levels, pixels[:, c], minlength=bins) for c in range(3)], -1) / np.maximum(counts, 1)
+    unseen = counts[:, 0] == 0
+    table[unseen] = ((np.arange(bins) + 0.5) / bins)[unseen, None]
+    return table.astype(np.float32)
+
+
+def colour_from_table(table: np.ndarray, gray) -> np.ndarray:
+    """Gray (..., C) images (every channel equal) -> colour (..., 3) by ``mean_colour_table``'s table."""
+    levels = np.minimum((np.asarray(gray)[..., 0] * len(table)).astype(int), len(table) - 1)
+    return np.asarray(table)[levels]

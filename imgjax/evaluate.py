@@ -142,33 +142,23 @@ def _timed(fn, *args):
     return result, time.perf_counter() - start
 
 
-def colour_by_luminance(train_images: np.ndarray, bins: int = 64):
-    """The gray-to-mean-colour baseline of colourisation, fitted on training pictures: each gray
-    level becomes the mean colour of the training pixels of that luminance. Returns gray (N, H, W, 3)
-    -> colour."""
-    pixels = data.to_float(train_images).reshape(-1, 3)
-    levels = np.minimum((pixels @ np.array([0.299, 0.587, 0.114], np.float32) * bins).astype(int), bins - 1)
-    counts = np.bincount(levels, minlength=bins)[:, None]
-    table = np.stack([np.bincount(levels, pixels[:, c], minlength=bins) for c in range(3)], -1) / np.maximum(counts, 1)
-    table[counts[:, 0] == 0] = (np.arange(bins)[:, None] / bins + 0.5 / bins)[counts[:, 0] == 0]  # unseen: stays gray
-    return lambda gray: table[np.minimum((np.asarray(gray)[..., 0] * bins).astype(int), bins - 1)].astype(np.float32)
-
-
 def eval_colourisation(model, clean, labels, train, classifier, log) -> dict:
     """Test pictures turned gray and coloured back by the autoencoder, beside the gray-to-mean-colour
     baseline: PSNR and SSIM in colour, and how often the dataset's classifier (where shipped) names
     the pictures' classes (``labels``) in colour, in gray and coloured back."""
-    from . import corruptions
+    from . import baselines, corruptions
     from .ae import restore
     from .cnn import predict_in_batches, predict_probabilities
     gray = np.asarray(corruptions.grayscale(clean))
     coloured = restore(model, gray)
+    table = baselines.mean_colour_table(data.to_float(train.images))
     results = {"gray": _scores(clean, gray), "autoencoder": _scores(clean, coloured),
-               "gray_to_mean_colour": _scores(clean, colour_by_luminance(train.images)(gray))}
+               "gray_to_mean_colour": _scores(clean, baselines.colour_from_table(table, gray))}
     if classifier is not None:
         named = lambda x: float(np.mean(predict_in_batches(predict_probabilities, classifier, np.asarray(x)).argmax(-1)
                                         == labels))
         results["named_by_the_classifier"] = {"colour": named(clean), "gray": named(gray), "autoencoder": named(coloured)}
+    results["colour_table"] = table.round(4).tolist()  # the page's baseline (serving reads no data)
     log("colourisation: " + ", ".join(f"{k} {v['psnr']:.2f} dB" for k, v in results.items() if "psnr" in v)
         + (", named: " + ", ".join(f"{k} {v:.1%}" for k, v in results["named_by_the_classifier"].items())
            if classifier is not None else ""))
@@ -182,15 +172,21 @@ def eval_ae(model, test, train, out: Path, log, bm3d_images: int = 200, dataset:
 
     clean = jnp.asarray(data.to_float(test.images))
     tune_clean = jnp.asarray(data.to_float(train.images[:100]))
+    # The classical baselines work on one channel: colour pictures go through them channel by channel.
+    each_channel = lambda fn: lambda x, *args: baselines.per_channel(fn, np.asarray(x), *args)
+    tv, median, inpaint = (each_channel(fn) for fn in (baselines.tv_denoise, baselines.median_filter_3x3,
+                                                        baselines.harmonic_inpaint))
+    channel_images = lambda x: jnp.asarray(baselines.channels_as_images(np.asarray(x)))
     keys = jax.random.split(jax.random.key(SEED), 6)
     results: dict = {"images": len(clean), "bm3d_images": bm3d_images}
 
     for i, sigma in enumerate((0.1, 0.2, 0.3)):
         noisy = corruptions.gaussian_noise(keys[i], clean, sigma)
-        weight = baselines.tune_tv_weight(tune_clean, corruptions.gaussian_noise(keys[5], tune_clean, sigma))
+        weight = baselines.tune_tv_weight(channel_images(tune_clean),
+                                          channel_images(corruptions.gaussian_noise(keys[5], tune_clean, sigma)))
         restored, ae_seconds = _timed(restore, model, noisy)
         row = {"noisy": _scores(clean, noisy), "autoencoder": _scores(clean, restored),
-               "tv": {**_scores(clean, baselines.tv_denoise(noisy, weight)), "weight": weight}}
+               "tv": {**_scores(clean, tv(noisy, weight)), "weight": weight}}
         subset = slice(0, bm3d_images)
         started = time.perf_counter()
         bm3d_out = baselines.bm3d_denoise(noisy[subset], sigma)
@@ -199,7 +195,7 @@ def eval_ae(model, test, train, out: Path, log, bm3d_images: int = 200, dataset:
             "noisy": _scores(clean[subset], noisy[subset]),
             "autoencoder": _scores(clean[subset], restored[subset]),
             "bm3d": _scores(clean[subset], bm3d_out),
-            "tv": _scores(clean[subset], baselines.tv_denoise(noisy[subset], weight)),
+            "tv": _scores(clean[subset], tv(noisy[subset], weight)),
             "bm3d_ms_per_image": 1e3 * bm3d_seconds / bm3d_images,
             "autoencoder_ms_per_image": 1e3 * ae_seconds / len(clean),
         }
@@ -209,17 +205,19 @@ def eval_ae(model, test, train, out: Path, log, bm3d_images: int = 200, dataset:
             f"autoencoder {row['autoencoder']['psnr']:.2f}")
 
     peppered = corruptions.salt_and_pepper(keys[3], clean, 0.1)
-    weight = baselines.tune_tv_weight(tune_clean, corruptions.salt_and_pepper(keys[5], tune_clean, 0.1))
+    weight = baselines.tune_tv_weight(channel_images(tune_clean),
+                                      channel_images(corruptions.salt_and_pepper(keys[5], tune_clean, 0.1)))
     results["salt_pepper_0.1"] = {
         "noisy": _scores(clean, peppered), "autoencoder": _scores(clean, restore(model, peppered)),
-        "median_3x3": _scores(clean, baselines.median_filter_3x3(peppered)),
-        "tv": {**_scores(clean, baselines.tv_denoise(peppered, weight)), "weight": weight}}
+        "median_3x3": _scores(clean, median(peppered)),
+        "tv": {**_scores(clean, tv(peppered, weight)), "weight": weight}}
 
     mask = corruptions.random_box_masks(keys[4], clean.shape)
     masked = corruptions.apply_mask(clean, mask)
     results["mask_boxes"] = {
         "noisy": _scores(clean, masked), "autoencoder": _scores(clean, restore(model, masked)),
-        "harmonic_inpainting_given_mask": _scores(clean, baselines.harmonic_inpaint(masked, mask))}
+        "harmonic_inpainting_given_mask": _scores(clean, inpaint(masked, channel_images(
+            np.repeat(np.asarray(mask), clean.shape[-1], axis=-1))))}
     for name in ("salt_pepper_0.1", "mask_boxes"):
         log(f"{name}: " + ", ".join(f"{k} {v['psnr']:.2f} dB" for k, v in results[name].items()))
 

@@ -201,11 +201,11 @@ def test_batches_carry_the_art_set_as_a_second_label_and_the_loss_counts_both():
 def test_the_gray_to_mean_colour_baseline_gives_each_gray_level_its_training_colour():
     """The colourisation baseline learns, per gray level, the mean colour of training pixels of that
     luminance: a picture whose gray levels each had one colour in training gets those colours back."""
-    from imgjax import evaluate
+    from imgjax import baselines
     red, blue = np.array([200, 40, 40], np.uint8), np.array([40, 40, 230], np.uint8)
     train = np.zeros((2, 4, 4, 3), np.uint8)
     train[0], train[1] = red, blue
-    colour = evaluate.colour_by_luminance(train)
+    colour = lambda gray: baselines.colour_from_table(baselines.mean_colour_table(train / 255.0), gray)
     gray = np.stack([np.full((4, 4, 3), float(c @ np.array([0.299, 0.587, 0.114])) / 255) for c in (red, blue)])
     np.testing.assert_allclose(colour(gray), np.stack([np.full((4, 4, 3), red / 255), np.full((4, 4, 3), blue / 255)]),
                                atol=1e-6)

@@ -175,6 +175,28 @@ def test_denoise_any_size_and_colour(studio, sneaker_u8):
     assert big.restored.shape == (512, 256) and "downscaled" in big.note
 
 
+def test_the_emoji_model_restores_colour_jointly_and_colours_gray_emoji(studio):
+    """The emoji tab's autoencoder restores a test emoji's channels together, above its noisy input
+    and beside total variation tuned on emoji; it colours the gray picture back, beside the
+    gray-to-mean-colour baseline (from its card); the garment model refuses to colour."""
+    tab = studio.denoise_tabs["Emoji"]
+    turtle = user_input.read_image(ASSET_SNEAKER.parent / "emoji_3_animals_turtle-twemoji.png")
+    result = tab.denoise(turtle, denoise.GAUSSIAN, 0.2, 0)
+    assert result.restored.shape == (64, 64, 3) and "colour, restored jointly; restored by the emoji model" in result.note
+    psnr = {row[0]: row[1] for row in result.figures}
+    assert psnr["emoji model"] > psnr["corrupted"] + 3
+    coloured = tab.denoise(turtle, denoise.GRAY, 0.0, 0)
+    assert (coloured.corrupted[..., 0] == coloured.corrupted[..., 1]).all()  # the model was given gray
+    assert coloured.restored.shape == (64, 64, 3) and np.ptp(coloured.restored.astype(int), axis=-1).mean() > 10
+    # Over the eight examples (64 px: coloured at 32 px, the colour laid over the full-size gray), the
+    # model's colours are nearer the originals than gray is.
+    figures = [{row[0]: row[1] for row in tab.denoise(user_input.read_image(path), denoise.GRAY, 0.0, 0).figures}
+               for path in sorted(ASSET_SNEAKER.parent.glob("emoji_*.png"))]
+    assert np.mean([f["emoji model"] for f in figures]) > np.mean([f["corrupted"] for f in figures])
+    with pytest.raises(InputError, match="garment model does not colour pictures"):
+        studio.denoise_tab.denoise(turtle, denoise.GRAY, 0.0, 0)
+
+
 def test_already_noisy_images_are_restored_without_scores(studio, sneaker_u8):
     noisy = np.clip(sneaker_u8 / 255.0 + np.random.default_rng(0).normal(0, 0.2, (28, 28)), 0, 1)
     result = studio.denoise_tab.denoise(np.repeat(noisy[..., None], 3, -1).astype(np.float32), denoise.GAUSSIAN, 0.2, 0,

@@ -86,4 +86,4 @@ def test_the_built_wheel_carries_the_studio_example_pictures_and_script(tmp_path
     packed = {name for name in names if name.startswith("imgjax/assets/")}
     assets = [path for pattern in ("*.png", "*.js") for path in (ROOT / "imgjax" / "assets").glob(pattern)]
     assert packed == {f"imgjax/assets/{path.name}" for path in assets}
-    assert len(packed) == 11  # one example per class, and the page's script
+    assert len(packed) == 10 + 8 + 1  # an example per garment class and per emoji group, and the page's script

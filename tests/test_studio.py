@@ -856,6 +856,17 @@ def test_browser_generate_classify_denoise(server, browser, tmp_path, colour_pho
     for row in ("photo model", "tuned on photos"):
         assert row in page.locator("#scores").inner_text()
     page.screenshot(path=str(tmp_path / "denoise_photo.png"), full_page=True)
+    # Emoji: their examples, and the emoji model colouring a gray emoji beside its baseline.
+    page.locator("#ae-dataset").get_by_label("Emoji").check()
+    page.get_by_label("Gray (colourise)").check()
+    page.locator("#denoise-examples-1 button").nth(4).click()  # emoji_4_food_pizza-noto.png
+    page.wait_for_function("""() => document.querySelector(
+        "#denoise-input [data-testid=status-tracker], #denoise-input .wrap")?.classList.contains("hidden")""",
+                           timeout=30_000)
+    page.get_by_role("button", name="Corrupt and restore").click()
+    page.locator("#scores", has_text="gray to mean colour").wait_for(timeout=60_000)
+    assert "emoji model" in page.locator("#scores").inner_text()
+    page.screenshot(path=str(tmp_path / "denoise_emoji.png"), full_page=True)
     page.close()
 
 

@@ -41,6 +41,7 @@ class Studio:
         # The photo denoiser is optional: without its checkpoint every image goes to the garment model.
         photo = load("photo") if (directory / "photo.safetensors").exists() else (None, None)
         self.denoise_tab = DenoiseTab(*load("ae"), *photo)
+        self.denoise_tabs = _by_dataset(self.denoise_tab, directory, "ae", lambda model, card, _: DenoiseTab(model, card))
         self.edit_tab = EditTab(generator, classifier, load("encoder")[0], familiarity=self.classify_tab.familiarity)
         self.lab_tab = LabTab(max_runs=lab_runs, max_budget_s=lab_max_seconds)
         self.cards = {"gan": generator_card, "cnn": classifier_card, "ae": self.denoise_tab.card}
@@ -51,7 +52,7 @@ class Studio:
         With ``edit_in_background``, the Edit tab compiles in a thread while the server starts, and
         its actions wait for it. Returns the seconds the blocking part took."""
         start = time.perf_counter()
-        for tab in (*self.generate_tabs.values(), *self.classify_tabs.values(), self.denoise_tab):
+        for tab in (*self.generate_tabs.values(), *self.classify_tabs.values(), *self.denoise_tabs.values()):
             tab.warm_up()
         if edit_in_background:
             self.edit_tab.warm_up_in_background(log=lambda line: print(line, flush=True))

@@ -5,7 +5,8 @@ both against the clean image; on request, BM3D beside them.
 Two models: the garment model (``imgjax.ae``: 28x28 grayscale garments, trained on all three
 corruptions, restoring colour channel by channel) and the photo model (``imgjax.photo``: colour photos
 restored jointly, trained on Gaussian noise). "Automatic" sends Fashion-MNIST-sized images to the
-first and Gaussian noise on anything else to the second.
+first and Gaussian noise on anything else to the second. Another dataset's tab (the emoji) has one
+colour model, restoring the channels jointly, which also colours gray pictures ("Gray (colourise)").
 
 Shapes are bucketed so that XLA compiles a bounded set of programs: 28x28 images go straight
 through; larger ones are padded to a square of side 64, 128, 256 or 512 (``DENOISE_SIDES``), one or
@@ -23,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from .. import baselines, checkpoint, corruptions
+from .. import baselines, checkpoint, corruptions, datasets
 from ..ae import restore_aligned
 from ..images import example_garment, to_gray, to_uint8
 from ..metrics import ssim_map
@@ -35,8 +36,8 @@ DENOISE_MAX_SIDE = 512  # larger images are downscaled to this long side before 
 DENOISE_SIDES = (64, 128, 256, DENOISE_MAX_SIDE)
 GAUSSIAN_RANGE = (0.0, 0.5)
 SALT_PEPPER_RANGE = (0.0, 0.5)
-GAUSSIAN, SALT_PEPPER, MASK = "Gaussian noise", "Salt and pepper", "Brush mask"
-CORRUPTIONS = (GAUSSIAN, SALT_PEPPER, MASK)
+GAUSSIAN, SALT_PEPPER, MASK, GRAY = "Gaussian noise", "Salt and pepper", "Brush mask", "Gray (colourise)"
+CORRUPTIONS = (GAUSSIAN, SALT_PEPPER, MASK, GRAY)
 AUTOMATIC, GARMENT_MODEL, PHOTO_MODEL = "Automatic", "Garment model", "Photo model"
 DENOISERS = (AUTOMATIC, GARMENT_MODEL, PHOTO_MODEL)
 GARMENT_SIZE = (28, 28)  # Fashion-MNIST's: what "Automatic" gives the garment model
@@ -55,16 +56,28 @@ class Restoration:
 
 class DenoiseTab:
     """The shipped denoising models, the baselines' tuned settings from their cards, and the tab's
-    actions. Without a photo model (``photo_model`` None), every image goes to the garment model."""
+    actions, on the dataset the autoencoder's card names. Without a photo model (``photo_model``
+    None), every image goes to the autoencoder, which restores colour jointly where it was trained
+    in colour (and then may colour gray pictures, with a gray-to-mean-colour baseline beside it)."""
 
     def __init__(self, autoencoder, card: dict, photo_model=None, photo_card: dict | None = None):
         self.card = card
+        self.dataset = datasets.get(card.get("dataset", "fashion-mnist"))
+        self.joint = card["config"].get("channels", 1) == 3  # the model takes colour jointly
+        colourise = card.get("metrics", {}).get("colourise", {})
+        self.colour_table = np.asarray(colourise["colour_table"], np.float32) if "colour_table" in colourise else None
+        self.colourises = self.joint and card["config"].get("gray_share", 0.0) > 0 and self.colour_table is not None
         self.tv_weights = tv_weights_from_card(card)
         self.photo_tv_weights = tv_weights_from_card(photo_card, "photo") if photo_model is not None else None
         self._restore_fn = frozen(restore_aligned, autoencoder)
         self._photo_fn = frozen(restore_aligned, photo_model) if photo_model is not None else None
         self.photos_to_photo_model = True  # what AUTOMATIC does with photos
-        self.garment_model_name = "the garment model"  # how notes (and, without "the", figures) name it
+        # how notes (and, without "the", figures) name the autoencoder: "the garment model"
+        self.garment_model_name = f"the {self.dataset.noun.removesuffix('s')} model"
+
+    @property
+    def has_photo_model(self) -> bool:
+        return self._photo_fn is not None
 
     def with_model(self, autoencoder, card: dict) -> DenoiseTab:
         """The same actions with another garment model (a Lab run's), beside the same photo model;
@@ -76,18 +89,21 @@ class DenoiseTab:
         return tab
 
     def warm_up(self) -> None:
-        """Compile every corruption at 28x28 (larger sizes compile on first use, one program per bucket)."""
-        mask = np.zeros((28, 28), np.float32)
+        """Compile every corruption at the dataset's side (larger sizes compile on first use, one program
+        per bucket)."""
+        side = self.dataset.side
+        mask = np.zeros((side, side), np.float32)
         mask[10:16, 10:16] = 1
-        for kind in CORRUPTIONS:
-            self.denoise(example_garment(), kind, 0.2, 0, mask=mask)
+        example = np.asarray(Image.fromarray(to_uint8(example_garment())).resize((side, side)), np.float32) / 255
+        for kind in CORRUPTIONS if self.colourises else CORRUPTIONS[:-1]:
+            self.denoise(example, kind, 0.2, 0, mask=mask)
 
     def denoiser_for(self, rgb: np.ndarray, kind: str, choice: str) -> str:
         """The model ``choice`` names; for AUTOMATIC, the photo model for Gaussian noise on anything but
         a 28x28 image (it is trained on Gaussian noise only), else the garment model (or the Lab's)."""
         choice = check_choice("Denoiser", choice, DENOISERS)
         if choice == PHOTO_MODEL and self._photo_fn is None:
-            raise InputError("This server has no photo model (checkpoints/photo.safetensors); choose the garment model.")
+            raise InputError(f"There is no photo model for {self.dataset.noun} here; choose Automatic.")
         if choice != AUTOMATIC:
             return choice
         photo_like = rgb.shape[:2] != GARMENT_SIZE and kind == GAUSSIAN and self.photos_to_photo_model
@@ -108,8 +124,14 @@ class DenoiseTab:
         if already_noisy:
             corrupted = clean
         photo = prepared.denoiser == PHOTO_MODEL
-        restored = self.restore_photo(corrupted) if photo else self._restore(corrupted)
-        if kind == GAUSSIAN:
+        if kind == GRAY:
+            restored = prepared.padded(self._colourise(prepared.image(corrupted)))
+        else:
+            restored = self.restore_photo(corrupted) if photo else self._restore(corrupted)
+        if kind == GRAY:
+            baseline_name = f"gray to mean colour (each gray level the mean colour of training {self.dataset.noun} at it)"
+            baseline = baselines.colour_from_table(self.colour_table, corrupted)
+        elif kind == GAUSSIAN:
             # The weights tuned at each noise level, interpolated (and held beyond them).
             weight = float(np.interp(prepared.level, *(self.photo_tv_weights if photo else self.tv_weights)))
             baseline_name = f"total variation (weight {weight:.2f}, tuned on {'photos' if photo else 'garments'})"
@@ -127,7 +149,7 @@ class DenoiseTab:
         if not already_noisy:
             figures = self._figures(clean, [("corrupted", corrupted), (baseline_name, baseline),
                                             (model_name.removeprefix("the "), restored)], h, w)
-        colour_note = ("colour, restored jointly" if photo else "colour: each channel restored separately") \
+        colour_note = ("colour, restored jointly" if photo or self.joint else "colour: each channel restored separately") \
             if prepared.colour else "grayscale"
         note = (", ".join([*prepared.notes, colour_note]) + f"; restored by {model_name}, fully convolutionally "
                 "at this resolution.")
@@ -155,6 +177,9 @@ class DenoiseTab:
         """Check the inputs, downscale, pad to the bucket and corrupt: what ``denoise`` and ``bm3d``
         share. The garment model's images are (channels, S, S, 1); the photo model's (1, S, S, C)."""
         check_choice("Corruption", kind, CORRUPTIONS)
+        if kind == GRAY and not self.colourises:
+            raise InputError(f"The {self.dataset.noun.removesuffix('s')} model does not colour pictures: choose "
+                             "another corruption (the emoji model colours gray pictures).")
         limits = GAUSSIAN_RANGE if kind == GAUSSIAN else SALT_PEPPER_RANGE
         level = check_range("Noise level" if kind == GAUSSIAN else "Amount", level, *limits)
         seed = check_int("Seed", seed, 0, MAX_SEED)
@@ -168,10 +193,13 @@ class DenoiseTab:
         notes = [f"{original_size[0]}x{original_size[1]}"]
         if (w, h) != tuple(original_size):
             notes.append(f"downscaled to {w}x{h} (the long side is capped at {DENOISE_MAX_SIDE} pixels)")
-        colour = bool(np.abs(rgb - rgb.mean(-1, keepdims=True)).max() > 2 / 255)
+        # Colourisation answers in colour whatever it is given; scores need a colour original.
+        colour = bool(np.abs(rgb - rgb.mean(-1, keepdims=True)).max() > 2 / 255) or kind == GRAY
         channels = rgb if colour else to_gray(rgb)[..., None]
-        # The photo model takes the channels together; the garment model as a batch of grayscale images.
-        clean = channels[None] if denoiser == PHOTO_MODEL else np.moveaxis(channels, -1, 0)[..., None]
+        # The photo model (and a colour autoencoder) take the channels together; the garment model as
+        # a batch of grayscale images.
+        joint = denoiser == PHOTO_MODEL or self.joint
+        clean = channels[None] if joint else np.moveaxis(channels, -1, 0)[..., None]
         clean = pad_to_bucket(np.clip(clean, 0.0, 1.0).astype(np.float32))
 
         if kind == MASK:
@@ -182,12 +210,27 @@ class DenoiseTab:
         else:
             mask = np.zeros_like(clean)
         corrupted = np.asarray(_corrupt(kind, jax.random.key(seed), clean, level, mask))
-        return Prepared(clean, corrupted, mask, h, w, colour, level, denoiser, notes)
+        return Prepared(clean, corrupted, mask, h, w, colour, level, denoiser, notes, joint)
 
     def _restore(self, padded: np.ndarray) -> np.ndarray:
-        """(N, S, S, 1) -> restored, one channel at a time: a 512x512 channel's activations take
-        ~110 MB, and three at once would triple a request's memory."""
+        """A colour autoencoder: (1, S, S, C) restored jointly (grayscale through colour). Else (N, S, S, 1)
+        restored one channel at a time: a 512x512 channel's activations take ~110 MB, and three at
+        once would triple a request's memory."""
+        if self.joint:
+            return through_colour(self._restore_fn, padded)
         return np.concatenate([np.asarray(self._restore_fn(channel[None])) for channel in padded])
+
+    def _colourise(self, gray: np.ndarray) -> np.ndarray:
+        """(H, W, 3) gray (equal channels) -> colour: the model colours the picture at the dataset's
+        side (it learnt colour from whole emoji of that size), and its colour, less its luminance, is
+        laid over the picture's own gray at full size."""
+        side = self.dataset.side
+        resized = lambda image, size: np.stack([np.asarray(Image.fromarray(image[..., c], mode="F").resize(
+            size, Image.BILINEAR)) for c in range(image.shape[-1])], -1)
+        small = resized(gray.astype(np.float32), (side, side))
+        coloured = through_colour(self._restore_fn, small[None])[0]
+        chroma = coloured - (coloured @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
+        return np.clip(gray + resized(chroma.astype(np.float32), (gray.shape[1], gray.shape[0])), 0.0, 1.0)
 
     def restore_photo(self, padded: np.ndarray) -> np.ndarray:
         """(1, S, S, C), sides a multiple of 4 -> restored by the photo model (grayscale through colour)."""
@@ -215,17 +258,18 @@ class Prepared:
     level: float
     denoiser: str
     notes: list[str]
+    joint: bool  # the channels in one image (1, S, S, C), else a batch of gray ones (C, S, S, 1)
 
     def image(self, batch: np.ndarray) -> np.ndarray:
         """The padded batch back to the image's own size: (H, W, C) floats."""
-        if self.denoiser == PHOTO_MODEL:
+        if self.joint:
             return batch[0, :self.height, :self.width]
         return np.moveaxis(batch[:, :self.height, :self.width, 0], 0, -1)
 
     def padded(self, image: np.ndarray) -> np.ndarray:
         """The inverse of ``image``: (H, W, C) into the model's batch layout, padded with zeros."""
         batch = np.zeros_like(self.clean)
-        if self.denoiser == PHOTO_MODEL:
+        if self.joint:
             batch[0, :self.height, :self.width] = image
         else:
             batch[:, :self.height, :self.width, 0] = np.moveaxis(image, -1, 0)
@@ -243,6 +287,8 @@ def _corrupt(kind: str, key, clean, level, mask):
         return corruptions.gaussian_noise(key, clean, level)
     if kind == SALT_PEPPER:
         return corruptions.salt_and_pepper(key, clean, level)
+    if kind == GRAY:
+        return corruptions.grayscale(clean)
     return corruptions.apply_mask(clean, mask)
 
 
@@ -269,9 +315,10 @@ def _quality(clean, estimates, height, width):
 
 def pad_to_bucket(images: np.ndarray) -> np.ndarray:
     """Pad (N, H, W, C) by reflection to the smallest square of ``DENOISE_SIDES`` that holds it (28x28
-    stays as it is), so that uploads of any size share a few compiled programs."""
+    and 32x32, the datasets' own sides, stay as they are), so that uploads of any size share a few
+    compiled programs."""
     h, w = images.shape[1:3]
-    if (h, w) == (28, 28):
+    if (h, w) in ((28, 28), (32, 32)):
         return images
     side = next(s for s in DENOISE_SIDES if s >= max(h, w))
     return np.pad(images, ((0, 0), (0, side - h), (0, side - w), (0, 0)), mode="symmetric")

@@ -77,10 +77,9 @@ def build_demo(studio: Studio | None = None) -> gr.Blocks:
             # A garment's code: made by the Edit tab's projection or sent by the Generate tab's "Edit".
             code = gr.JSON(label="Code", render=False, elem_id="garment-code")
             # Each tab's "Model": the shipped one, or the visitor's own from the Lab.
-            garments = studio.classify_tab.dataset.title
             choices = {family: ModelChoice(studio.lab_tab, family, tabs) for family, tabs in
                        (("gan", studio.generate_tabs), ("cnn", studio.classify_tabs),
-                        ("ae", {garments: studio.denoise_tab}))}
+                        ("ae", studio.denoise_tabs))}
             values = generate.page(demo, choices["gan"], send_to_edit=(code, tabs))
             values += classify.page(demo, choices["cnn"])
             values += denoise.page(demo, choices["ae"])
