@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .images import to_gray
+
 
 def _gradient(u):
     """Forward differences along H and W, zero past the last row/column: (N,H,W,1) -> (N,H,W,2)."""
@@ -102,7 +104,7 @@ def mean_colour_table(images, bins: int = 64) -> np.ndarray:
     (bins, 3), each gray level's mean colour over the pixels of that luminance (a level never seen
     stays gray)."""
     pixels = np.asarray(images, np.float32).reshape(-1, 3)
-    levels = np.minimum((pixels @ np.array([0.299, 0.587, 0.114], np.float32) * bins).astype(int), bins - 1)
+    levels = np.minimum((to_gray(pixels) * bins).astype(int), bins - 1)
     counts = np.bincount(levels, minlength=bins)[:, None]
     table = np.stack([np.bincount(levels, pixels[:, c], minlength=bins) for c in range(3)], -1) / np.maximum(counts, 1)
     unseen = counts[:, 0] == 0

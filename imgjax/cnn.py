@@ -18,7 +18,7 @@ import optax
 from flax import nnx
 
 from .family import Family, scheduled_optimizer
-from .layers import compute_dtype, max_pool_2x2
+from .layers import compute_dtype, max_pool_2x2, random_shift
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,14 +88,9 @@ class Classifier(nnx.Module):
 def augment(key, images, max_shift: int = 2):
     """Random horizontal flip and a random translation of up to ``max_shift`` pixels (zero fill).
     Garments and emoji mean the same mirrored, so flips are label-preserving."""
-    n, h, w, c = images.shape
     k_flip, k_shift = jax.random.split(key)
-    flip = jax.random.bernoulli(k_flip, 0.5, (n, 1, 1, 1))
-    images = jnp.where(flip, images[:, :, ::-1], images)
-    padded = jnp.pad(images, ((0, 0), (max_shift, max_shift), (max_shift, max_shift), (0, 0)))
-    offsets = jax.random.randint(k_shift, (n, 2), 0, 2 * max_shift + 1)
-    crop = lambda image, offset: jax.lax.dynamic_slice(image, (offset[0], offset[1], 0), (h, w, c))
-    return jax.vmap(crop)(padded, offsets)
+    flip = jax.random.bernoulli(k_flip, 0.5, (images.shape[0], 1, 1, 1))
+    return random_shift(k_shift, jnp.where(flip, images[:, :, ::-1], images), max_shift)
 
 
 def loss_fn(model: Classifier, images, labels, dropout_key):

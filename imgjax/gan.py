@@ -27,6 +27,7 @@ from .layers import (
     conv_by_patches,
     depth_to_space,
     full_float32,
+    random_shift,
     space_to_depth,
 )
 from .metrics import frechet_distance
@@ -262,12 +263,7 @@ def _colour(key, images):
 
 def _translation(key, images, fraction: float = 0.125):
     """Per image: shifted by up to ``fraction`` of the side each way, the uncovered border zero."""
-    n, height, width, channels = images.shape
-    shift = max(1, round(height * fraction))
-    padded = jnp.pad(images, ((0, 0), (shift, shift), (shift, shift), (0, 0)))
-    offsets = jax.random.randint(key, (n, 2), 0, 2 * shift + 1)
-    crop = lambda image, offset: jax.lax.dynamic_slice(image, (offset[0], offset[1], 0), (height, width, channels))
-    return jax.vmap(crop)(padded, offsets)
+    return random_shift(key, images, max(1, round(images.shape[1] * fraction)))
 
 
 def _cutout(key, images, fraction: float = 0.5):

@@ -189,3 +189,13 @@ max_pool_2x2.defvjp(_max_pool_2x2_forward, _max_pool_2x2_backward)
 def avg_pool_2x2(x: jnp.ndarray) -> jnp.ndarray:
     """2x2 average pooling with stride 2 (H and W even): the same values as ``nnx.avg_pool(x, (2, 2), (2, 2))``."""
     return _tiles_2x2(x).mean(axis=(2, 4))
+
+
+def random_shift(key, images, shift: int):
+    """(N, H, W, C) images each moved by a random whole number of pixels, up to ``shift`` each way along
+    both axes, the uncovered border zero (the classifier's augmentation and the GAN's DiffAugment)."""
+    n, height, width, channels = images.shape
+    padded = jnp.pad(images, ((0, 0), (shift, shift), (shift, shift), (0, 0)))
+    offsets = jax.random.randint(key, (n, 2), 0, 2 * shift + 1)
+    crop = lambda image, offset: lax.dynamic_slice(image, (offset[0], offset[1], 0), (height, width, channels))
+    return jax.vmap(crop)(padded, offsets)

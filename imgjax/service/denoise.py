@@ -229,7 +229,7 @@ class DenoiseTab:
             size, Image.BILINEAR)) for c in range(image.shape[-1])], -1)
         small = resized(gray.astype(np.float32), (side, side))
         coloured = through_colour(self._restore_fn, small[None])[0]
-        chroma = coloured - (coloured @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
+        chroma = coloured - to_gray(coloured)[..., None]
         return np.clip(gray + resized(chroma.astype(np.float32), (gray.shape[1], gray.shape[0])), 0.0, 1.0)
 
     def restore_photo(self, padded: np.ndarray) -> np.ndarray:

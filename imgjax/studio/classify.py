@@ -10,7 +10,7 @@ from .. import user_input
 from ..gradio_guards import raw_editor, raw_image
 from ..service import classify as actions
 from ..user_input import InputError
-from .wiring import ASSETS, ModelChoice, action, for_page, status
+from .wiring import ASSETS, ModelChoice, action, examples_by_dataset, for_page, shown_for, status
 
 ARRIVAL_IMAGE = ASSETS / "example_9_ankle-boot.png"  # classified when the page loads
 
@@ -61,7 +61,7 @@ def page(demo: gr.Blocks, choice: ModelChoice) -> list:
     def show_dataset(dataset):
         """The examples and the note of the chosen dataset (an unknown title: the first's)."""
         chosen = dataset if dataset in tabs else next(iter(tabs))
-        return [gr.update(visible=title == chosen) for title in tabs] + [how_seen(tabs[chosen].dataset)]
+        return shown_for(tabs, chosen) + [how_seen(tabs[chosen].dataset)]
 
     with gr.Tab("Classify"):
         with gr.Row():
@@ -73,13 +73,7 @@ def page(demo: gr.Blocks, choice: ModelChoice) -> list:
                                                type="filepath", image_mode=None, sources=["upload", "clipboard"],
                                                height=280, elem_id="classify-input"))
                     photo_button = gr.Button("Classify", variant="primary")
-                    example_sets = []  # each dataset's test-set examples, shown with its choice
-                    for index, (title, tab) in enumerate(tabs.items()):
-                        with gr.Column(visible=index == 0) as examples:
-                            gr.Examples(sorted(str(p) for p in ASSETS.glob(tab.dataset.examples)), inputs=photo,
-                                        label="Test-set examples",
-                                        elem_id="classify-examples" if index == 0 else f"classify-examples-{index}")
-                        example_sets.append(examples)
+                    example_sets = examples_by_dataset(tabs, photo, "classify-examples")
                 with gr.Tab("Draw") as draw_tab:
                     sketch = raw_editor(gr.ImageEditor(
                         label="Draw (black on white)", type="pil", image_mode="RGBA", sources=(),

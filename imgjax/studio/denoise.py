@@ -11,7 +11,7 @@ from .. import user_input
 from ..gradio_guards import optional, raw_editor
 from ..service import denoise as actions
 from ..user_input import MAX_SEED, InputError
-from .wiring import ASSETS, ModelChoice, action, for_page, status
+from .wiring import ASSETS, ModelChoice, action, examples_by_dataset, for_page, shown_for, status
 
 ARRIVAL_IMAGE = ASSETS / "example_0_t-shirt-top.png"  # corrupted and restored when the page loads
 
@@ -47,7 +47,7 @@ def page(demo: gr.Blocks, choice: ModelChoice) -> list:
         the Denoiser choice only where there is a photo model beside the dataset's."""
         chosen = tabs.get(dataset, choice.shipped)
         kinds = list(actions.CORRUPTIONS if chosen.colourises else actions.CORRUPTIONS[:-1])
-        return [gr.update(visible=title == dataset) for title in tabs] + [
+        return shown_for(tabs, dataset) + [
             gr.update(choices=kinds, value=actions.GAUSSIAN),
             gr.update(visible=chosen.has_photo_model, value=actions.AUTOMATIC)]
 
@@ -71,13 +71,7 @@ def page(demo: gr.Blocks, choice: ModelChoice) -> list:
                     type="pil", image_mode=None,
                     sources=["upload", "clipboard"], brush=gr.Brush(colors=["#ff0000"], color_mode="fixed", default_size=4),
                     transforms=(), layers=False, height=360, elem_id="denoise-input"))
-                example_sets = []  # each dataset's test-set examples, shown with its choice
-                for index, tab in enumerate(tabs.values()):
-                    with gr.Column(visible=index == 0) as examples:
-                        gr.Examples(sorted(str(p) for p in ASSETS.glob(tab.dataset.examples)), inputs=editor,
-                                    label="Test-set examples",
-                                    elem_id="denoise-examples" if index == 0 else f"denoise-examples-{index}")
-                    example_sets.append(examples)
+                example_sets = examples_by_dataset(tabs, editor, "denoise-examples")
             with gr.Column():
                 model = choice.radio.render()
                 dataset = choice.dataset_radio.render()

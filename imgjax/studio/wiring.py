@@ -74,6 +74,23 @@ class ModelChoice:
         return self.lab.tab_for(request.session_hash, self.family, choice, self.by_dataset[dataset])
 
 
+def examples_by_dataset(tabs: dict, inputs, elem_id: str) -> list:
+    """Each dataset's test-set examples (its ``Dataset.examples`` in the assets) for ``inputs``, in a
+    column of its own, the first dataset's shown; ``shown_for`` says which to show after a choice."""
+    columns = []
+    for index, tab in enumerate(tabs.values()):
+        with gr.Column(visible=index == 0) as column:
+            gr.Examples(sorted(str(p) for p in ASSETS.glob(tab.dataset.examples)), inputs=inputs,
+                        label="Test-set examples", elem_id=elem_id if index == 0 else f"{elem_id}-{index}")
+        columns.append(column)
+    return columns
+
+
+def shown_for(tabs: dict, title: str) -> list:
+    """Updates showing only the column of the dataset ``title`` (``examples_by_dataset``)."""
+    return [gr.update(visible=name == title) for name in tabs]
+
+
 def status(elem_id: str) -> gr.Markdown:
     """The line above a tab's results where a refused input's message shows."""
     return gr.Markdown(elem_id=elem_id, elem_classes="status")
