@@ -12,9 +12,9 @@
   compilation cache and again with the cache it filled; then the round trip of a click on that
   running app, over HTTP as the page makes it (queue, event stream, output files fetched), and in
   headless chromium from the click to the new picture drawn.
-* The Lab (``--only lab``; ~25 minutes): each family's recipe at its default budget over 3 seeds, its
-  test figure and images per second beside `imgjax train`'s loop, and a click on another tab while a
-  GAN trains in the Lab.
+* The Lab (``--only lab``; ~80 minutes, ~40 a dataset with ``--lab-dataset``): each family's recipe on
+  each dataset at its default budget over 5 seeds, its test figure and images per second beside
+  `imgjax train`'s loop, and a click on another tab while a GAN trains in the Lab.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ class Workload:
     lab_budget_s: float | None  # None: each family's recipe budget
 
 
-WORKLOADS = {"full": Workload(7, STEPS_PER_WINDOW, 200, 20, 50, 3, None),
+WORKLOADS = {"full": Workload(7, STEPS_PER_WINDOW, 200, 20, 50, 5, None),
              "quick": Workload(1, STEPS_PER_WINDOW, 20, 5, 10, 1, 10),
              "smoke": Workload(1, 2, 2, 1, 2, 1, 5)}
 
@@ -617,27 +617,35 @@ def bench_cold_start(workload: Workload, log) -> dict:
 
 # The Lab's targets on 2 cores (the issue that asked for the Lab): each family's test figure after its
 # default budget, its throughput against `imgjax train`'s loop, and a click on another tab while it trains.
-LAB_TARGETS = {"cnn": ("test_accuracy", 0.90), "ae": ("psnr_gaussian_0.2", 22.0), "gan": ("conditional_accuracy", 0.70)}
+# Emoji (issue 40): the CNN's balanced accuracy on unseen emoji, the GAN's samples named as their group;
+# the autoencoder has none there (None: reported only).
+LAB_TARGETS = {
+    "fashion-mnist": {"cnn": ("test_accuracy", 0.90), "ae": ("psnr_gaussian_0.2", 22.0),
+                      "gan": ("conditional_accuracy", 0.70)},
+    "emoji": {"cnn": ("test_balanced_accuracy", 0.50), "ae": ("psnr_gaussian_0.2", None),
+              "gan": ("conditional_accuracy", 0.40)},
+}
 LAB_THROUGHPUT_TARGET = 0.90
 LAB_CLICK_TARGET = 2.0  # a click while a run trains, as a multiple of the idle p50
 
 
-def _loop_rate(family: str, seconds: float, connection) -> None:
+def _loop_rate(family: str, dataset: str, seconds: float, connection) -> None:
     """In a process of its own: `imgjax train`'s loop (``train.Steps`` and ``train.Progress``, no
-    live view) on the Lab's recipe for ``family``, for ``seconds`` after compiling; sends images/s."""
+    live view) on the Lab's recipe for ``family`` on ``dataset``, for ``seconds`` after compiling;
+    sends images/s."""
     from .parallel import configure_cpu_for_training
     configure_cpu_for_training(family=family)
     import jax
 
-    from . import data
+    from . import data, datasets
     from .family import load_family
     from .lab import LabConfig, model_config, resolved
     from .parallel import DataParallel, default_device_count
     from .train import Progress, Steps, TrainConfig
-    config = resolved(LabConfig(family))
+    config = resolved(LabConfig(family, dataset=dataset))
     train_config = TrainConfig(family=family, epochs=1, batch_size=config.batch_size,
-                               learning_rate=config.learning_rate)
-    split, _ = data.hold_out(data.load_split("train"), data.HELD_OUT_IMAGES)
+                               learning_rate=config.learning_rate, dataset=dataset)
+    split, _ = datasets.get(dataset).train_and_held_out(None, data.HELD_OUT_IMAGES)
     parallel = DataParallel(default_device_count(config.batch_size))
     training = load_family(family).create(model_config(config), train_config, data.steps_per_epoch(split, config.batch_size))
     parallel.place(training)
@@ -651,12 +659,13 @@ def _loop_rate(family: str, seconds: float, connection) -> None:
     connection.send(progress.images / progress.seconds)
 
 
-def bench_lab(workload: Workload, log) -> dict:
-    """Each family's Lab recipe at its default budget, in the process a Lab run gets (``lab.worker``),
-    over ``workload.lab_seeds`` seeds: the test figure (mean and range) and the images per second with
-    the live view streaming, beside `imgjax train`'s loop on the same recipe and batch. Then a click on
-    the Classify tab of a running studio, idle and while a GAN trains in its Lab. With a shorter
-    budget than the recipe's (``workload.lab_budget_s``) the targets are not judged."""
+def bench_lab(workload: Workload, log, datasets=None) -> dict:
+    """Each family's Lab recipe on each dataset (or ``datasets``) at its default budget, in the process
+    a Lab run gets (``lab.worker``), over ``workload.lab_seeds`` seeds: the test figure (mean and
+    range) and the images per second with the live view streaming, beside `imgjax train`'s loop on the
+    same recipe and batch. Then a click on the Classify tab of a running studio, idle and while a GAN
+    trains in its Lab. With a shorter budget than the recipe's (``workload.lab_budget_s``) the
+    targets are not judged."""
     import multiprocessing
 
     from .lab import LabConfig, resolved, run_in_process
@@ -664,11 +673,12 @@ def bench_lab(workload: Workload, log) -> dict:
     results = {}
     out = Path(tempfile.mkdtemp(prefix="imgjax-bench-lab-"))
     try:
-        for family, (key, target) in LAB_TARGETS.items():
+        for dataset, family, (key, target) in [(dataset, family, goal) for dataset, goals in LAB_TARGETS.items()
+                                               if not datasets or dataset in datasets for family, goal in goals.items()]:
             runs = []
             for seed in range(workload.lab_seeds):
-                config = LabConfig(family, seed=seed, budget_s=workload.lab_budget_s)
-                final = run_in_process(config, out / f"{family}-{seed}")
+                config = LabConfig(family, dataset=dataset, seed=seed, budget_s=workload.lab_budget_s)
+                final = run_in_process(config, out / f"{dataset}-{family}-{seed}")
                 if final.card is None:
                     raise RuntimeError(f"the {family} Lab run failed: {final.message}")
                 card = final.card
@@ -676,21 +686,21 @@ def bench_lab(workload: Workload, log) -> dict:
                              "compile_s": card["compile_seconds"], "steps": card["steps"]})
             parent, child = context.Pipe()
             # As long as a Lab run trains: both rates average over the same stretch of time.
-            budget = resolved(LabConfig(family, budget_s=workload.lab_budget_s)).budget_s
-            worker = context.Process(target=_loop_rate, args=(family, budget, child))
+            budget = resolved(LabConfig(family, dataset=dataset, budget_s=workload.lab_budget_s)).budget_s
+            worker = context.Process(target=_loop_rate, args=(family, dataset, budget, child))
             worker.start()
             loop = parent.recv()
             worker.join()
             figures = [run["figure"] for run in runs]
             lab_rate = float(np.mean([run["images_per_second"] for run in runs]))
-            row = results[family] = {
+            row = results.setdefault(dataset, {})[family] = {
                 "budget_s": budget, "metric": key,
                 "mean": float(np.mean(figures)), "range": [min(figures), max(figures)], "runs": runs,
                 "lab_images_per_second": lab_rate, "loop_images_per_second": loop,
                 "throughput_ratio": lab_rate / loop}
-            if workload.lab_budget_s is None:  # the recipe's budget: the one the target is set at
+            if workload.lab_budget_s is None and target is not None:  # the budget the target is set at
                 row["target"], row["target_met"] = target, bool(np.mean(figures) >= target)
-            log(f"lab {family}: {key} {row['mean']:.4g} (range {min(figures):.4g}-{max(figures):.4g}, "
+            log(f"lab {dataset} {family}: {key} {row['mean']:.4g} (range {min(figures):.4g}-{max(figures):.4g}, "
                 f"{len(runs)} seeds, {row['budget_s']:.0f} s); {lab_rate:.0f} images/s in the Lab, {loop:.0f} in "
                 f"imgjax train's loop ({lab_rate / loop:.0%})")
         results["click_while_training"] = _click_while_training(workload, log)
@@ -773,13 +783,14 @@ def machine() -> dict:
     return {"cpu": peak_flops()[1], "processor": processor(), "devices": [str(d) for d in jax.devices()], **versions}
 
 
-def run_bench(workload: str = "full", sections=None, log=print) -> dict:
-    """Every section (or ``sections``) on the named ``WORKLOADS`` entry."""
+def run_bench(workload: str = "full", sections=None, log=print, lab_datasets=None) -> dict:
+    """Every section (or ``sections``) on the named ``WORKLOADS`` entry; the Lab's on every dataset
+    (or ``lab_datasets``)."""
     results = {"machine": machine(), "workload": workload}
     log(f"machine: {json.dumps(results['machine'])}")
     size = WORKLOADS[workload]
     every_section = {"training": lambda: bench_training(size, log), "inference": lambda: bench_inference(size, log),
-                     "cold_start": lambda: bench_cold_start(size, log), "lab": lambda: bench_lab(size, log)}
+                     "cold_start": lambda: bench_cold_start(size, log), "lab": lambda: bench_lab(size, log, lab_datasets)}
     for name, section in {k: v for k, v in every_section.items() if not sections or k in sections}.items():
         try:
             results[name] = section()

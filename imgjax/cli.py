@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--workload", choices=("full", "quick", "smoke"), default="full",
                        help="full (default): the figures the docs quote; quick: fewer repetitions; smoke: every "
                        "figure once on the smallest workload, for the tests (the values mean nothing)")
+    bench.add_argument("--lab-dataset", action="append", choices=DATASET_NAMES,
+                       help="the Lab section on this dataset (repeatable; default: every dataset)")
     bench.add_argument("--only", action="append", choices=("training", "inference", "cold_start", "lab"),
                        help="run only this section (repeatable; default: all four)")
     fetch = subcommand("data", "download a dataset into the user cache, checksums verified, and build its images")
@@ -111,7 +113,7 @@ def main(argv=None) -> int:
         return 0
     if args.command == "bench":
         from .bench import run_bench
-        results = run_bench(args.workload, sections=args.only, log=(lambda *a: print(*a, file=sys.stderr)) if args.json else print)
+        results = run_bench(args.workload, sections=args.only, lab_datasets=args.lab_dataset, log=(lambda *a: print(*a, file=sys.stderr)) if args.json else print)
         if args.json:
             print(json.dumps(results))
         return 0

@@ -376,8 +376,39 @@ def eval_gan(generator, test, train, out: Path, log, trained_and_held_out=None, 
     grid = samples.reshape(10, conditions, *samples.shape[1:]).transpose(1, 0, 2, 3, 4)
     save_png(image_grid(grid.reshape(samples.shape), rows=conditions), picture, scale=2)
     log(f"samples: {picture}")
+    source = datasets.get(dataset)
+    if generator.num_styles and set(SHOWCASE) <= set(source.classes):
+        save_png(art_set_picture(generator, source.classes, source.styles), out / "gan_art_sets.png")
+        log(f"art sets: {out / 'gan_art_sets.png'}")
     return {"samples": MEASURE_SAMPLES, "seeds": list(seeds), **results,
             "held_out_images": 0 if to_held_out is None else len(to_held_out["labels"]), "truncation_curve": curve}
+
+
+SHOWCASE = ("Faces", "Animals", "Buildings & places")  # the groups the README's picture shows
+
+
+def art_set_picture(generator, classes, styles, groups=SHOWCASE, per_style: int = 6, seed: int = 0,
+                    scale: int = 3) -> np.ndarray:
+    """A uint8 picture: one row per group of ``groups``, named on its left, and in it ``per_style``
+    samples in each style, the styles side by side under their names; the same latents in every
+    block, so each column is one latent drawn in each group."""
+    from PIL import Image, ImageDraw
+
+    from .gan import generate_images, sample_latents
+    from .images import font, image_grid, label_rows, upscale
+    count = len(styles)
+    latents = np.tile(np.asarray(sample_latents(seed, per_style, generator.project.in_features
+                                                - generator.embed.features)), (count, 1))
+    rows = [generate_images(generator, latents, np.repeat(classes.index(group) * count + np.arange(count), per_style))
+            for group in groups]
+    grid = upscale(image_grid(np.concatenate([np.asarray(row) for row in rows]), rows=len(groups)), scale)
+    labelled = label_rows(grid, groups)
+    header = Image.new("RGB", (labelled.shape[1], 40), (64, 64, 64))
+    draw, block = ImageDraw.Draw(header), (grid.shape[1] - 2 * scale) / count
+    for i, name in enumerate(styles):
+        draw.text((labelled.shape[1] - grid.shape[1] + (i + 0.5) * block, 22), name, fill="white", font=font(22),
+                  anchor="mm")
+    return np.concatenate([np.asarray(header), labelled])
 
 
 EDIT_IMAGES = 1000  # test images projected and edited

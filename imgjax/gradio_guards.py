@@ -8,6 +8,7 @@ and answers a bad request with one plain sentence.
 * ``raw_image`` / ``raw_editor``: image inputs hand the service the uploaded bytes or file, never
   an image Gradio decoded (the service decodes within its limits).
 * ``prune_cache``: keeps Gradio's upload and output cache under an age and a size.
+* ``patient_start_check``: Gradio's check that its own server answers waits for a busy host.
 """
 
 from __future__ import annotations
@@ -377,3 +378,27 @@ def keep_pruning(files, max_age: float, max_bytes: int, every: float) -> threadi
     thread = threading.Thread(target=loop, name="imgjax-prune", daemon=True)
     thread.start()
     return thread
+
+
+START_CHECK_S = 60.0  # how long launch waits for the server it started to answer a first request
+
+
+def patient_start_check() -> None:
+    """Gradio's ``launch`` asks its new server for its page (``networking.url_ok``) with a 3 s timeout
+    and, on the first timeout, gives up with "localhost is not accessible": on a host whose cores are
+    busy (a shared Space, a training run beside it) the first answer can take longer. This check asks
+    again until ``START_CHECK_S`` have passed."""
+    import httpx
+    from gradio import networking
+
+    def url_ok(url: str) -> bool:
+        deadline = time.monotonic() + START_CHECK_S
+        while time.monotonic() < deadline:
+            try:
+                if httpx.head(url, timeout=10, verify=False).status_code in (200, 401, 301, 302, 303, 307, 308):
+                    return True
+            except (ConnectionError, httpx.ConnectError, httpx.TimeoutException):
+                pass
+            time.sleep(0.5)
+        return False
+    networking.url_ok = url_ok

@@ -30,7 +30,7 @@ def make_pictures(out: Path = ROOT / "docs", url: str | None = None, lab_seconds
     recipe's). Returns the files written."""
     from playwright.sync_api import sync_playwright
 
-    from .lab import RECIPES
+    from .lab import recipe
     chromium = shutil.which("chromium")
     if chromium is None:
         raise RuntimeError("imgjax pictures needs Debian's chromium (apt install chromium)")
@@ -58,7 +58,7 @@ def make_pictures(out: Path = ROOT / "docs", url: str | None = None, lab_seconds
         page.get_by_role("tab", name="Lab").click()
         page.get_by_label("GAN (generator)").check()
         page.wait_for_timeout(300)  # the family's recipe fills the knobs
-        seconds = lab_seconds or RECIPES["gan"].budget_s
+        seconds = lab_seconds or recipe("gan").budget_s
         budget = page.locator("#lab-budget input[type=number]")
         budget.fill(f"{seconds:g}")
         budget.press("Tab")

@@ -148,7 +148,7 @@ def test_the_art_sets_give_every_group_60_emoji_and_unseen_test_emoji(emoji_pict
     assert set(every.tones[people]) == set(range(len(emoji.SKIN_TONES)))  # every tone, mixed pairs too
 
 
-def test_the_dataset_sizes_the_classifier_and_families_not_yet_sized_refuse(small_art_sets, tmp_path):
+def test_the_dataset_sizes_the_classifier_and_families_not_sized_refuse(small_art_sets, tmp_path):
     """`imgjax train cnn --dataset emoji` builds a 32x32 colour classifier of the eight groups, whose
     checkpoint serves colour pictures with a saliency map per pixel; families whose config has no
     side or channels refuse the emoji with a sentence instead of failing on a shape."""
@@ -157,8 +157,14 @@ def test_the_dataset_sizes_the_classifier_and_families_not_yet_sized_refuse(smal
     from imgjax.train import TrainConfig, fit
     emoji_set = datasets.get("emoji")
     assert datasets.get("fashion-mnist").sized(cnn.CNNConfig(), "cnn") == cnn.CNNConfig()
-    with pytest.raises(data.DataError, match="the encoder family does not train on Emoji"):
-        emoji_set.sized(encoder.EncoderConfig(), "encoder")
+    sized = emoji_set.sized(encoder.EncoderConfig(), "encoder")  # one latent per (group, art set)
+    assert (sized.side, sized.channels, sized.conditions) == (32, 3, 24)
+
+    @dataclasses.dataclass(frozen=True)
+    class GrayOnly:  # a family whose config has no channels: 28x28 gray pictures only
+        num_classes: int = 10
+    with pytest.raises(data.DataError, match="the gray family does not train on Emoji"):
+        emoji_set.sized(GrayOnly(), "gray")
     config = TrainConfig(family="cnn", epochs=1, batch_size=4, learning_rate=1e-3, dataset="emoji", out=str(tmp_path))
     card = fit(load_family("cnn"), config, log=lambda *_: None)
     assert card["dataset"] == "emoji"

@@ -14,18 +14,29 @@ from imgjax.train import TrainConfig
 
 def test_knobs_reach_the_model_config():
     cnn = model_config(resolved(LabConfig("cnn", width=1.5, augment=True)))
-    recipe = lab.RECIPES["cnn"].model_config
+    recipe = lab.recipe("cnn").model_config
     assert cnn.widths == tuple(round(w * 1.5 / 4) * 4 for w in recipe.widths) and cnn.augment
     gan = model_config(resolved(LabConfig("gan", gan_loss="hinge", r1=False, ema=False, width=0.5)))
     assert (gan.loss, gan.r1_gamma, gan.ema_decay) == ("hinge", 0.0, 0.0)
-    assert gan.generator_widths == tuple(round(w * 0.5 / 4) * 4 for w in lab.RECIPES["gan"].model_config.generator_widths)
+    assert gan.generator_widths == tuple(round(w * 0.5 / 4) * 4 for w in lab.recipe("gan").model_config.generator_widths)
     ae = model_config(resolved(LabConfig("ae", corruption_shares=(1, 1, 0))))
     assert ae.corruption_shares == (0.5, 0.5, 0.0)
     defaults = resolved(LabConfig("gan"))
-    assert (defaults.budget_s, defaults.batch_size) == (lab.RECIPES["gan"].budget_s, lab.RECIPES["gan"].batch_size)
+    assert (defaults.budget_s, defaults.batch_size) == (lab.recipe("gan").budget_s, lab.recipe("gan").batch_size)
+
+
+def test_each_dataset_has_a_recipe_per_family_sized_to_its_pictures():
+    for family in lab.FAMILIES:
+        config = model_config(resolved(LabConfig(family, dataset="emoji")))
+        assert config.channels == 3
+    cnn, gan = (model_config(resolved(LabConfig(family, dataset="emoji"))) for family in ("cnn", "gan"))
+    assert (cnn.side, cnn.num_classes, cnn.num_styles) == (32, 8, 3)  # the group and art-set heads
+    assert (gan.side, gan.conditions) == (32, 24) and gan.diff_augment
+    assert model_config(resolved(LabConfig("gan"))).channels == 1
 
 
 @pytest.mark.parametrize("knobs, named", [({"family": "rnn"}, "family"), ({"width": 3.0}, "width"),
+                                          ({"dataset": "cats"}, "dataset"),
                                           ({"family": "gan", "gan_loss": "wasserstein"}, "GAN loss"),
                                           ({"family": "ae", "corruption_shares": (0, 0, 0)}, "corruption mix")])
 def test_bad_knobs_are_refused_by_name(knobs, named):
@@ -119,3 +130,24 @@ def test_widths_scale_and_keep_whole_groups_of_four():
     for width in lab.WIDTHS:
         config = model_config(resolved(LabConfig("ae", width=width)))
         assert all(w % 4 == 0 and w >= 4 for w in config.widths)
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("family", ["cnn", pytest.param("gan", marks=pytest.mark.slow)])
+def test_a_run_on_emoji_trains_and_shows_it_in_colour(family, emoji_pictures, tmp_path):
+    """The Lab on the training emoji: the live view in colour with the eight groups named, and the
+    figures on the whole test set (the CNN's balanced accuracy; the GAN named by the emoji classifier)."""
+    from imgjax import datasets
+    updates = []
+    config = LabConfig(family, dataset="emoji", budget_s=1.5, batch_size=32, r1=False)
+    final = LabRun(config, tmp_path / family, report=updates.append).run()
+    assert final.state == "finished", final.message
+    assert final.view.ndim == 3 and final.view.shape[-1] == 3 and final.dataset == "emoji"
+    test = datasets.get("emoji").test(None)
+    _, card = checkpoint.load_model(family, final.checkpoint)
+    assert card["dataset"] == "emoji" and card["config"]["channels"] == 3 and card["test_pictures"] == len(test)
+    if family == "cnn":
+        assert 0 <= card["metrics"]["test_balanced_accuracy"] <= 1 and final.mistakes.shape[-1] == 3
+        assert any("balanced" in name for name in final.figures)
+    else:
+        assert 0 <= card["metrics"]["conditional_accuracy"] <= 1

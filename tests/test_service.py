@@ -379,6 +379,9 @@ def test_lab_runs_one_at_a_time_stops_abandoned_runs_and_serves_models_per_sessi
     assert set(mine.classify(garment).probabilities) <= set(data.FASHION_CLASSES)
     with pytest.raises(InputError, match="train one in the Lab tab first"):
         lab.tab_for("second", "cnn", YOURS, studio.classify_tab)
+    if "Emoji" in studio.classify_tabs:  # a garment model is not offered on emoji
+        with pytest.raises(InputError, match="trained on garments: choose Garments, or train one on emoji"):
+            lab.tab_for("first", "cnn", YOURS, studio.classify_tabs["Emoji"])
     # The second visitor stops asking (their page closed): their run is stopped long before its budget.
     run = lab._find("second")
     assert run.finished.wait(120) and run.latest.state == "stopped", run.latest

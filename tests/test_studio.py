@@ -305,6 +305,32 @@ def test_lab_api_drives_a_run_whose_model_serves_its_session_only(server, tmp_pa
 
 
 @pytest.mark.slow
+@pytest.mark.realdata
+def test_lab_api_trains_on_emoji_and_that_model_serves_emoji_only(server, emoji_pictures):
+    """The dataset as the last value of /lab_start: a run on the training emoji, measured on the test
+    emoji beside the shipped emoji classifier, then offered on Emoji and refused on Garments."""
+    import json
+
+    from gradio_client import Client, handle_file
+
+    from imgjax import datasets, emoji
+    client = Client(server, verbose=False)
+    learning_rate, batch = LAB_KNOBS["CNN (classifier)"]
+    client.predict("CNN (classifier)", float(learning_rate), batch, "1", 0, 6, "Non-saturating", True, True, False,
+                   0.65, 0.175, 0.175, "Emoji", api_name="/lab_start")
+    progress, curves, view, mistakes, result, files = _lab_wait(client, lambda news: bool(news[4]))
+    shipped = json.loads((ROOT / "checkpoints" / "emoji" / "cnn.json").read_text())["metrics"]
+    assert "balanced test accuracy" in result and f"{shipped['test_balanced_accuracy']:.2%}" in result
+    assert f"the {len(datasets.get('emoji').test(None)):,} test pictures" in result
+    card = json.loads(Path(sorted(files, key=lambda f: f.endswith(".json"))[1]).read_text())
+    assert card["dataset"] == "emoji" and card["config"]["channels"] == 3
+    example = handle_file(sorted(str(p) for p in ASSETS.glob("emoji_*.png"))[0])
+    assert client.predict(example, "Yours (Lab)", "Emoji", api_name="/classify")[0]["label"] in emoji.GROUPS
+    with pytest.raises(Exception, match="trained on emoji: choose Emoji, or train one on garments"):
+        client.predict(example, "Yours (Lab)", "Garments", api_name="/classify")
+
+
+@pytest.mark.slow
 def test_33_visitors_start_at_once_and_the_line_holds_eight(server):
     """33 visitors (each a session from an address of its own) press Start together: one trains, eight
     wait, the rest are told the line is full. A second session from a waiting visitor's address is
@@ -697,7 +723,7 @@ def test_bad_values_get_messages_that_name_them(server, tmp_path):
          "layers a list of files"),
         (json.dumps({"data": [sneaker, "Shipped", "Garments", 1]}), "classify", "takes 3 values"),
         (json.dumps({"data": [sneaker, "Shipped", "Cats"]}), "classify", "Dataset must be one of 'Garments', 'Emoji'"),
-        (json.dumps({"data": [sneaker, "Yours (Lab)", "Emoji"]}), "classify", "trained on garments"),
+        (json.dumps({"data": [sneaker, "Yours (Lab)", "Emoji"]}), "classify", "You have no CNN of your own yet"),
         (json.dumps({"data": [{"background": sneaker, "layers": [], "composite": None}, "Gaussian noise", 0.2, 0,
                               "yes"]}), "denoise", "must be true or false"),
         # Huge numbers, booleans as numbers, long strings and lists: one short sentence each.
@@ -710,6 +736,8 @@ def test_bad_values_get_messages_that_name_them(server, tmp_path):
          "latent values lie between -10 and 10"),
         (json.dumps({"data": ["CNN (classifier)", float("1" + "0" * 300), "128", "1", 0, 60, "Non-saturating", True,
                               True, False, 0.65, 0.175, 0.175]}), "lab_start", "Learning rate must be between"),
+        (json.dumps({"data": ["CNN (classifier)", 0.004, "128", "1", 0, 60, "Non-saturating", True, True, False, 0.65,
+                              0.175, 0.175, "Cats"]}), "lab_start", "Dataset must be one of 'Garments', 'Emoji'"),
         (json.dumps({"data": ["x" * 100_000]}), "lab_control", "Command must be at most 1,000 characters long"),
         (json.dumps({"data": [{"class": "Coat", "latent": [0.0] * 5000}]}), "edit_classes", "at most 1,000 values"),
     ]

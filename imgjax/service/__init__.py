@@ -44,7 +44,11 @@ class Studio:
         self.denoise_tabs = _by_dataset(self.denoise_tab, directory, "ae", lambda model, card, _: DenoiseTab(model, card))
         self.edit_tab = EditTab(generator, classifier, load("encoder")[0], familiarity=self.classify_tab.familiarity)
         self.lab_tab = LabTab(max_runs=lab_runs, max_budget_s=lab_max_seconds)
-        self.cards = {"gan": generator_card, "cnn": classifier_card, "ae": self.denoise_tab.card}
+
+    def shipped_card(self, family: str, dataset: str) -> dict:
+        """The card of the shipped model of ``family`` ("gan", "cnn", "ae") on ``dataset`` (a name), or {}."""
+        tabs = {"gan": self.generate_tabs, "cnn": self.classify_tabs, "ae": self.denoise_tabs}[family]
+        return next((tab.card for tab in tabs.values() if tab.dataset.name == dataset), {})
 
     def warm_up(self, edit_in_background: bool = False) -> float:
         """Run every action once per compiled shape the page uses, so the first click is as fast as

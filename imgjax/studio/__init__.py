@@ -22,6 +22,7 @@ from ..gradio_guards import (
     files_under,
     guard_api,
     keep_pruning,
+    patient_start_check,
     prune_cache,
     raw_values,
     temporary_files,
@@ -84,7 +85,7 @@ def build_demo(studio: Studio | None = None) -> gr.Blocks:
             values += classify.page(demo, choices["cnn"])
             values += denoise.page(demo, choices["ae"])
             values += edit.page(demo, studio.edit_tab, code)
-            values += lab.page(demo, studio.lab_tab, studio.cards,
+            values += lab.page(demo, studio.lab_tab, studio.shipped_card,
                                {family: choice.radio for family, choice in choices.items()})
         raw_values(*values)
     guard_api(demo)
@@ -123,6 +124,7 @@ def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, mcp: 
     demo = build_demo(studio)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=2)
     keep_pruning(lambda: temporary_files(demo, GIF_DIR), CACHE_MAX_AGE_S, CACHE_MAX_BYTES, every=PRUNE_EVERY_S)
+    patient_start_check()
     demo.launch(server_name=host, server_port=port, share=share, mcp_server=mcp,
                 max_file_size=MAX_UPLOAD, show_error=False, allowed_paths=[str(ASSETS)], css=CSS, theme=THEME,
                 head=HEAD,

@@ -57,20 +57,17 @@ class ModelChoice:
 
     def __init__(self, lab, family: str, by_dataset: dict):
         """``by_dataset``: the tab's actions on each dataset's shipped model, by the dataset's title; the
-        first (``shipped``) is on the dataset the Lab trains on."""
+        first (``shipped``) is the one a client that names no dataset gets."""
         self.lab, self.family, self.by_dataset = lab, family, by_dataset
-        self.lab_dataset = next(iter(by_dataset))
-        self.shipped = by_dataset[self.lab_dataset]
+        self.first_dataset = next(iter(by_dataset))
+        self.shipped = by_dataset[self.first_dataset]
         self.radio = optional(gr.Radio([SHIPPED, YOURS], value=SHIPPED, label="Model (yours: trained in the Lab tab)",
                                        visible=False, render=False, elem_id=f"{family}-model"))
-        self.dataset_radio = optional(gr.Radio(list(by_dataset), value=self.lab_dataset, label="Dataset",
+        self.dataset_radio = optional(gr.Radio(list(by_dataset), value=self.first_dataset, label="Dataset",
                                                visible=len(by_dataset) > 1, render=False, elem_id=f"{family}-dataset"))
 
     def tab(self, request: gr.Request, choice: str, dataset: str | None = None):
-        dataset = check_choice("Dataset", self.lab_dataset if dataset is None else dataset, tuple(self.by_dataset))
-        if dataset != self.lab_dataset and choice == YOURS:
-            raise InputError(f"Your model from the Lab was trained on {self.lab_dataset.lower()}: choose the "
-                             f"shipped model for {dataset.lower()}.")
+        dataset = check_choice("Dataset", self.first_dataset if dataset is None else dataset, tuple(self.by_dataset))
         return self.lab.tab_for(request.session_hash, self.family, choice, self.by_dataset[dataset])
 
 
