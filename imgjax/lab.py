@@ -231,7 +231,7 @@ class LiveView:
         styles, k = max(generator.num_styles, 1), len(self.classes)
         figures = {}
         if self.classifier is not None:  # each condition (class, or class and style) in turn
-            images, conditions = generate_for_classes(generator, 10 * k * styles, seed=1)
+            images, conditions = generate_for_classes(generator, 20 * k * styles, seed=1)
             figures[f"named as their class, {len(images)} samples"] = float(np.mean(
                 np.asarray(predict_probabilities(self.classifier, images)).argmax(-1) == conditions // styles))
         # The same ten latents all along (one column each), in every class (one row each); with

@@ -216,3 +216,33 @@ def test_the_gray_to_mean_colour_baseline_gives_each_gray_level_its_training_col
     np.testing.assert_allclose(colour(gray), np.stack([np.full((4, 4, 3), red / 255), np.full((4, 4, 3), blue / 255)]),
                                atol=1e-6)
     assert np.allclose(colour(np.full((1, 2, 2, 3), 0.99)), 0.99, atol=0.02)  # a level never seen stays gray
+
+
+def test_the_encoder_answers_each_group_and_art_set_of_the_emoji_gan(tmp_path, monkeypatch):
+    """Sized by the dataset, the encoder gives one latent per (group, art set) condition and trains
+    against that dataset's generator and classifier (here a small untrained generator beside the
+    shipped emoji classifier): on the same generator samples again, its error on their latents falls."""
+    import shutil
+
+    from imgjax import datasets, encoder, gan
+    from imgjax.train import TrainConfig
+    emoji_set = datasets.get("emoji")
+    shipped = checkpoint.CHECKPOINT_DIR / "emoji" / "cnn.safetensors"
+    if not shipped.exists():
+        pytest.skip("no shipped emoji classifier")
+    (tmp_path / "emoji").mkdir()
+    for path in (shipped, checkpoint.card_path(shipped)):
+        shutil.copy(path, tmp_path / "emoji" / path.name)
+    config = emoji_set.sized(gan.GANConfig(generator_widths=(16, 8, 8), discriminator_widths=(8, 16)), "gan")
+    checkpoint.save_serving(tmp_path / "emoji" / "gan.safetensors", gan.Generator(config, rngs=nnx.Rngs(0)),
+                            {"family": "gan", "config": dataclasses.asdict(config), "dataset": "emoji"})
+    monkeypatch.setattr(checkpoint, "CHECKPOINT_DIR", tmp_path)
+    sized = emoji_set.sized(encoder.EncoderConfig(widths=(8, 8, 8), hidden=32), "encoder")
+    training = encoder.EncoderTraining(sized, TrainConfig(family="encoder", epochs=1, batch_size=8,
+                                                          learning_rate=3e-3, dataset="emoji"), 20)
+    rng = np.random.default_rng(0)
+    images = rng.random((8, 32, 32, 3)).astype(np.float32)
+    labels = np.stack([rng.integers(0, 8, 8), rng.integers(0, 3, 8)], axis=-1).astype(np.int32)
+    assert encoder.encode(training.encoder, images).shape == (8, 24, 64)
+    losses = [float(encoder.train_step(training, images, labels, jax.random.key(0))["latent"]) for _ in range(8)]
+    assert np.isfinite(losses).all() and losses[-1] < losses[0]
