@@ -8,6 +8,7 @@ from pathlib import Path
 import gradio as gr
 
 from ..checkpoint import card_path
+from ..gradio_guards import optional
 from ..lab import recipe
 from ..service import lab as actions
 from ..service.lab import DATASET_LABELS, FAMILY_LABELS
@@ -65,7 +66,8 @@ def page(demo: gr.Blocks, lab: actions.LabTab, shipped_card, model_choices: dict
         with gr.Row():
             with gr.Column(scale=1):
                 family = gr.Radio(list(FAMILY_LABELS), value="CNN (classifier)", label="Model to train")
-                dataset = gr.Radio(list(DATASET_LABELS), value="Garments", label="Dataset", elem_id="lab-dataset")
+                dataset = optional(gr.Radio(list(DATASET_LABELS), value="Garments", label="Dataset",
+                                            elem_id="lab-dataset"))  # API clients may leave it out
                 note = gr.Markdown(KNOB_NOTES["cnn"])
                 first = recipe("cnn")
                 with gr.Row():
