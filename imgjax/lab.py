@@ -190,6 +190,9 @@ class LiveView:
         self.images = to_float(test.images[chosen])
         self.labels = np.asarray(test.labels[chosen])
         self.classifier = classifier  # the dataset's shipped CNN, which names the GAN's samples
+        if family == "gan":  # the same ten latents all along, drawn once
+            from .gan import GANConfig, sample_latents
+            self.latents = np.tile(np.asarray(sample_latents(0, 10, GANConfig().latent_dim)), (len(self.classes), 1))
 
     def __call__(self, model) -> tuple[dict, np.ndarray, np.ndarray | None]:
         """The serving model (``on_one_device``) -> (figures, view picture, mistakes picture or None)."""
@@ -227,7 +230,7 @@ class LiveView:
 
     def _gan(self, generator):
         from .cnn import predict_probabilities
-        from .gan import generate_for_classes, generate_images, sample_latents
+        from .gan import generate_for_classes, generate_images
         styles, k = max(generator.num_styles, 1), len(self.classes)
         figures = {}
         if self.classifier is not None:  # each condition (class, or class and style) in turn
@@ -236,10 +239,8 @@ class LiveView:
                 np.asarray(predict_probabilities(self.classifier, images)).argmax(-1) == conditions // styles))
         # The same ten latents all along (one column each), in every class (one row each); with
         # styles, the columns take the styles in turn.
-        latents = np.tile(np.asarray(sample_latents(0, 10, generator.project.in_features - generator.embed.features)),
-                          (k, 1))
         conditions = np.repeat(np.arange(k), 10) * styles + np.tile(np.arange(10) % styles, k)
-        grid = generate_images(generator, latents, conditions)
+        grid = generate_images(generator, self.latents, conditions)
         return figures, labelled_grid(np.split(np.asarray(grid), k), self.classes), None
 
 
