@@ -36,9 +36,9 @@ def page(demo: gr.Blocks, choice: ModelChoice, send_to_edit: tuple[gr.JSON, gr.T
         return choice.tab(request, model, dataset).generate(class_name, seed, count, truncation, art_set)
 
     def first_code(class_name, seed, truncation, model, dataset):
-        if model != SHIPPED or dataset not in (None, choice.lab_dataset):
-            raise InputError(f"The Edit tab works on the shipped {choice.lab_dataset.lower()} generator (its encoder "
-                             f"was trained for it): choose Model: Shipped and Dataset: {choice.lab_dataset} first.")
+        if model != SHIPPED or dataset not in (None, choice.first_dataset):
+            raise InputError(f"The Edit tab works on the shipped {choice.first_dataset.lower()} generator (its encoder "
+                             f"was trained for it): choose Model: Shipped and Dataset: {choice.first_dataset} first.")
         return tab.first_code(class_name, seed, truncation)
 
     def interpolate(mode, class_name, seed_a, seed_b, frames, truncation, model, dataset, art_set,
