@@ -164,6 +164,15 @@ def extract_features(model: Classifier, images):
 
 
 @nnx.jit
+def features_and_names(model: Classifier, images):
+    """(N, side, side, channels) float32 in [0, 1] -> penultimate features (N, hidden), the class
+    named (N,) and the style named (N,; -1 without a style head), from one pass."""
+    h = model.features(images)
+    styles = model.style_head(h).argmax(-1) if model.style_head is not None else jnp.full(h.shape[0], -1)
+    return h, model.head(h).argmax(-1), styles
+
+
+@nnx.jit
 def classify_with_saliency(model: Classifier, images):
     """Probabilities (N, C), a saliency map (N, H, W) in [0, 1], the channel means used by
     ``Familiarity``, and the style probabilities (N, S) (None without a style head). Saliency: the magnitude of the gradient of the top class's logit with respect to
@@ -225,15 +234,16 @@ class Familiarity:
         return cls(arrays["means"], arrays["precision"], float(arrays["threshold"][0]))
 
 
-def predict_in_batches(fn, model, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+def predict_in_batches(fn, model, images: np.ndarray, batch_size: int = 1000):
     """Apply a jitted ``fn(model, batch)`` over (N, H, W, C) images in fixed-size batches
-    (the last one padded) so only one shape is ever compiled."""
+    (the last one padded) so only one shape is ever compiled; its output for all N (an array, or a
+    tuple of arrays where ``fn`` returns one)."""
     outputs = []
     for start in range(0, len(images), batch_size):
         chunk = images[start:start + batch_size]
         padded = np.concatenate([chunk, np.zeros((batch_size - len(chunk),) + chunk.shape[1:], chunk.dtype)])
-        outputs.append(np.asarray(fn(model, padded))[:len(chunk)])
-    return np.concatenate(outputs)
+        outputs.append(jax.tree.map(lambda output: np.asarray(output)[:len(chunk)], fn(model, padded)))
+    return jax.tree.map(lambda *parts: np.concatenate(parts), *outputs)
 
 
 # ----------------------------------------------------------------------------- plugging into the loop

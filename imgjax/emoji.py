@@ -277,6 +277,60 @@ def hold_out(split: EmojiSplit) -> tuple[EmojiSplit, EmojiSplit]:
 
 # The studio's examples: a test emoji per group, each art set in turn, picked by name before any
 # model saw them (``write_examples`` draws them into ``imgjax/assets``).
+# ----------------------------------------------------------------------------- skin tones
+
+def colour_histogram(images: np.ndarray) -> np.ndarray:
+    """(N, side, side, 3) uint8 -> (N, 512): the square root of each colour's share of the picture's
+    non-white pixels, 8 levels a channel: where a skin tone shows, whatever the drawing."""
+    levels = images.astype(np.int32) * 8 // 256
+    bins = (levels[..., 0] * 64 + levels[..., 1] * 8 + levels[..., 2]).reshape(len(images), -1)
+    counts = np.stack([np.bincount(b[b != 511], minlength=512) for b in bins]).astype(np.float32)
+    return np.sqrt(counts / np.maximum(counts.sum(1, keepdims=True), 1))
+
+
+def single_toned_people(split: EmojiSplit) -> tuple[np.ndarray, np.ndarray]:
+    """The pictures of people (``TONED_GROUP``) in one skin tone or the default (not mixed), and their tones."""
+    keep = (split.labels == GROUPS.index(TONED_GROUP)) & (split.tones != SKIN_TONES.index("mixed"))
+    return split.images[keep], split.tones[keep]
+
+
+@dataclasses.dataclass(frozen=True)
+class ToneReader:
+    """Names the skin tone of a picture of people (``SKIN_TONES`` but mixed): softmax regression on
+    its ``colour_histogram``, fitted on training pictures; what the GAN's people are measured by."""
+
+    weights: np.ndarray  # (512, tones)
+    bias: np.ndarray
+    mean: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, split: EmojiSplit, steps: int = 1500, rate: float = 0.5, decay: float = 1e-3) -> "ToneReader":
+        """Full-batch gradient descent on the cross-entropy of the split's ``single_toned_people``."""
+        images, tones = single_toned_people(split)
+        features = colour_histogram(images)
+        mean, scale = features.mean(0), features.std(0) + 1e-6
+        features = (features - mean) / scale
+        count = SKIN_TONES.index("mixed")
+        weights, bias, targets = np.zeros((features.shape[1], count)), np.zeros(count), np.eye(count)[tones]
+        for _ in range(steps):
+            logits = features @ weights + bias
+            probabilities = np.exp(logits - logits.max(1, keepdims=True))
+            error = (probabilities / probabilities.sum(1, keepdims=True) - targets) / len(features)
+            weights -= rate * (features.T @ error + decay * weights)
+            bias -= rate * error.sum(0)
+        return cls(weights, bias, mean, scale)
+
+    def read(self, images: np.ndarray) -> np.ndarray:
+        """(N, side, side, 3) uint8 -> (N,) tone indices into ``SKIN_TONES``."""
+        return (((colour_histogram(images) - self.mean) / self.scale) @ self.weights + self.bias).argmax(1)
+
+    def accuracy(self, split: EmojiSplit) -> float:
+        """The share of the split's ``single_toned_people`` read as their tone."""
+        images, tones = single_toned_people(split)
+        return float(np.mean(self.read(images) == tones))
+
+
 EXAMPLES = (("sweat_smile", "Twemoji"), ("female-technologist", "Noto"), ("+1", "OpenMoji"), ("turtle", "Twemoji"),
             ("pizza", "Noto"), ("volcano", "OpenMoji"), ("taxi", "Twemoji"), ("floppy_disk", "Noto"))
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from . import checkpoint, data, datasets
 from .cnn import balanced_accuracy
-from .images import save_png
+from .images import save_png, to_uint8
 
 SEED = 0
 
@@ -354,12 +354,13 @@ def eval_gan(generator, test, train, out: Path, log, trained_and_held_out=None, 
     on_test, curve = [], []
     for truncation in truncations:
         on_held_out = []
-        for seed in seeds:
-            sampled = sample_features(generator, classifier, seed, truncation)
+        for seed in seeds:  # the samples in the mix of the real pictures they are compared with
             if truncation is None:
-                on_test.append(compare_to_real(*sampled, to_test))
+                on_test.append(compare_to_real(*sample_features(generator, classifier, seed, truncation, to_test),
+                                               to_test))
             if to_held_out is not None:
-                on_held_out.append(compare_to_real(*sampled, to_held_out))
+                on_held_out.append(compare_to_real(*sample_features(generator, classifier, seed, truncation,
+                                                                    to_held_out), to_held_out))
         if on_held_out:
             figures = over_seeds(on_held_out)
             curve.append({"truncation": truncation, **{k: v for k, v in figures.items() if not isinstance(v, dict)}})
@@ -369,6 +370,11 @@ def eval_gan(generator, test, train, out: Path, log, trained_and_held_out=None, 
     results = over_seeds(on_test)
     log(f"test set: {results['frechet_ratio_to_floor']:.2f}x the floor ({results['frechet_ratio_to_floor_range'][0]:.2f}"
         f"-{results['frechet_ratio_to_floor_range'][1]:.2f}), accuracy {results['conditional_accuracy']:.1%}")
+
+    if getattr(train, "tones", None) is not None and trained_and_held_out is not None:
+        results["people_per_tone"] = people_per_tone(generator, *trained_and_held_out, seeds)
+        log(f"people per skin tone: the largest gap to the training pictures' shares is "
+            f"{results['people_per_tone']['largest_gap_points']:.1f} points")
 
     picture = out / "gan_samples.png"  # a row per condition, ten columns
     conditions = generator.embed.num_embeddings
@@ -382,6 +388,29 @@ def eval_gan(generator, test, train, out: Path, log, trained_and_held_out=None, 
         log(f"art sets: {out / 'gan_art_sets.png'}")
     return {"samples": MEASURE_SAMPLES, "seeds": list(seeds), **results,
             "held_out_images": 0 if to_held_out is None else len(to_held_out["labels"]), "truncation_curve": curve}
+
+
+def people_per_tone(generator, trained_on, held_out, seeds, count: int = 1000) -> dict:
+    """The GAN's people by skin tone: the share of each tone among ``count`` samples of people per
+    latent seed (the art sets in turn), read by an ``emoji.ToneReader`` fitted on the trained-on
+    pictures (its accuracy on the held-out ones beside it), against the tones' shares among the
+    trained-on pictures of people; the largest gap, in points, is the generator's bias."""
+    from .emoji import SKIN_TONES, TONED_GROUP, ToneReader, single_toned_people
+    from .gan import generate_images, sample_latents
+    reader = ToneReader.fit(trained_on)
+    tones = SKIN_TONES[:SKIN_TONES.index("mixed")]
+    share = lambda read: np.bincount(read, minlength=len(tones)) / len(read)
+    styles = max(generator.num_styles, 1)
+    conditions = jnp.asarray(trained_on.classes.index(TONED_GROUP) * styles + np.arange(count) % styles)
+    latent_dim = generator.project.in_features - generator.embed.features
+    generated = np.array([share(reader.read(to_uint8(generate_images(generator, sample_latents(seed, count, latent_dim),
+                                                                      conditions)))) for seed in seeds])
+    real, mean = share(single_toned_people(trained_on)[1]), generated.mean(0)
+    return {"tone_reader_held_out_accuracy": reader.accuracy(held_out),
+            "real_share": dict(zip(tones, real.tolist())), "generated_share": dict(zip(tones, mean.tolist())),
+            "generated_share_range": {tone: [float(low), float(high)]
+                                      for tone, low, high in zip(tones, generated.min(0), generated.max(0))},
+            "largest_gap_points": float(100 * np.abs(mean - real).max())}
 
 
 SHOWCASE = ("Faces", "Animals", "Buildings & places")  # the groups the README's picture shows

@@ -30,7 +30,7 @@ from .layers import (
     random_shift,
     space_to_depth,
 )
-from .metrics import frechet_distance
+from .metrics import frechet_distance, kernel_distance
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +73,10 @@ class GANConfig:
     # the same operations, and its samples carry none of them. "": off; else a comma-separated list
     # of ``AUGMENTATIONS``.
     diff_augment: str = ""
+    # Auxiliary classification (AC-GAN, Odena et al. 2017, beside the projection): D also names
+    # each real image's condition, weighted by this, and G is pushed to have its fakes named as
+    # theirs, so samples carry what tells their condition apart. 0: off (no head).
+    class_loss_weight: float = 0.0
 
     def __post_init__(self):  # `imgjax train --set` takes any string
         if self.decay_shape not in ("linear", "cosine"):
@@ -162,8 +166,11 @@ class Discriminator(nnx.Module):
         features = (config.side // 4) ** 2 * c7
         self.score = nnx.Linear(features, 1, dtype=dtype, rngs=rngs)
         self.class_projection = nnx.Embed(config.conditions, features, rngs=rngs)
+        self.class_head = (nnx.Linear(features, config.conditions, dtype=dtype, rngs=rngs)
+                           if config.class_loss_weight else None)
 
-    def __call__(self, images, labels):
+    def __call__(self, images, labels, with_classes: bool = False):
+        """The real/fake logits; with ``with_classes``, also the head's condition logits (N, conditions)."""
         h = nnx.leaky_relu(self.conv14(space_to_depth(images)), 0.2)   # 14x14
         h = nnx.leaky_relu(self.conv7(space_to_depth(h)), 0.2)         # 7x7
         if self.std_group and self.std_by_class:
@@ -172,7 +179,10 @@ class Discriminator(nnx.Module):
             h = append_minibatch_std(h, self.std_group)
         h = nnx.leaky_relu(self.refine7(h), 0.2)
         h = h.reshape(h.shape[0], -1).astype(jnp.float32)
-        return self.score(h)[:, 0].astype(jnp.float32) + jnp.sum(self.class_projection(labels) * h, axis=-1)
+        scores = self.score(h)[:, 0].astype(jnp.float32) + jnp.sum(self.class_projection(labels) * h, axis=-1)
+        if not with_classes:
+            return scores
+        return scores, self.class_head(h).astype(jnp.float32)
 
 
 def append_minibatch_std(h, group: int):
@@ -220,31 +230,46 @@ LOSSES = {
 }
 
 
-def discriminator_loss(discriminator, real, fake, labels, r1_gamma: float = 0.0, loss: str = "non-saturating"):
-    """D's ``loss`` (``LOSSES``) on a batch of real and fake images, plus the R1 penalty on real images."""
+def naming_loss(class_logits, labels):
+    """The auxiliary head's cross-entropy against the conditions asked (``class_loss_weight``)."""
+    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(class_logits, labels))
+
+
+def discriminator_loss(discriminator, real, fake, labels, r1_gamma: float = 0.0, loss: str = "non-saturating",
+                       class_weight: float = 0.0):
+    """D's ``loss`` (``LOSSES``) on a batch of real and fake images, plus the R1 penalty on real images
+    and, with ``class_weight``, its head's naming of the real images' conditions."""
     real_term, fake_term, _ = LOSSES[loss]
     fake_term = fake_term(discriminator(fake, labels))
-    if not r1_gamma:  # a Python float: without the penalty, no second backward pass is traced
-        return jnp.mean(real_term(discriminator(real, labels)) + fake_term)
 
-    def total_and_scores(images):
-        scores = discriminator(images, labels)
-        return jnp.sum(scores), scores
+    def total_and_outputs(images):  # the scores' sum (for R1's gradient), and D's outputs as aux
+        outputs = discriminator(images, labels, with_classes=bool(class_weight))
+        return jnp.sum(outputs[0] if class_weight else outputs), outputs
 
-    # Without the minibatch feature D scores each image on its own (no batch norm), so the gradient
-    # of the summed scores with respect to the batch holds every image's own gradient; with it, each
-    # also carries the small pull of its group's scores through their spread (as in StyleGAN2's R1).
-    # The scores come back as the aux output.
-    (_, real_scores), score_gradients = jax.value_and_grad(total_and_scores, has_aux=True)(real)
-    penalty = jnp.mean(jnp.sum(score_gradients ** 2, axis=(1, 2, 3)))
-    return jnp.mean(real_term(real_scores) + fake_term) + 0.5 * r1_gamma * penalty
+    if r1_gamma:  # a Python float: without the penalty, no second backward pass is traced
+        # Without the minibatch feature D scores each image on its own (no batch norm), so the
+        # gradient of the summed scores with respect to the batch holds every image's own gradient;
+        # with it, each also carries the small pull of its group's scores through their spread (as
+        # in StyleGAN2's R1).
+        (_, outputs), score_gradients = jax.value_and_grad(total_and_outputs, has_aux=True)(real)
+        penalty = jnp.mean(jnp.sum(score_gradients ** 2, axis=(1, 2, 3)))
+    else:
+        outputs, penalty = total_and_outputs(real)[1], 0.0
+    real_scores, naming = (outputs[0], class_weight * naming_loss(outputs[1], labels)) if class_weight else (outputs, 0.0)
+    return jnp.mean(real_term(real_scores) + fake_term) + 0.5 * r1_gamma * penalty + naming
 
 
-def generator_loss(generator, discriminator, latents, labels, loss: str = "non-saturating", augment=None):
+def generator_loss(generator, discriminator, latents, labels, loss: str = "non-saturating", augment=None,
+                   class_weight: float = 0.0):
     """G's ``loss`` (``LOSSES``) on fakes drawn from ``latents`` (D judging them through ``augment``
-    where given); also returns the fakes, so D's step reuses them."""
+    where given), plus, with ``class_weight``, D's head naming them wrongly; also returns the fakes,
+    so D's step reuses them."""
     fake = generator(latents, labels, train=True)
-    return jnp.mean(LOSSES[loss][2](discriminator(augment(fake) if augment else fake, labels))), fake
+    judged = augment(fake) if augment else fake
+    if not class_weight:
+        return jnp.mean(LOSSES[loss][2](discriminator(judged, labels))), fake
+    scores, class_logits = discriminator(judged, labels, with_classes=True)
+    return jnp.mean(LOSSES[loss][2](scores)) + class_weight * naming_loss(class_logits, labels), fake
 
 
 # ----------------------------------------------------------------------------- differentiable augmentation
@@ -324,6 +349,7 @@ class GANTraining(nnx.Module):
         self.latent_dim = config.latent_dim
         self.num_styles = config.num_styles
         self.augmentations = tuple(filter(None, config.diff_augment.split(",")))
+        self.class_loss_weight = config.class_loss_weight
 
 
 # graph=False (NNX's tree mode) flattens the training state as a plain pytree on each call instead
@@ -349,13 +375,13 @@ def train_step(training: GANTraining, images, labels, key, with_r1: bool = False
         # updates): one generator forward pass per step instead of two, a quarter less work.
         g_grad_fn = nnx.value_and_grad(generator_loss, has_aux=True)
         (g_loss, fake), g_grads = g_grad_fn(training.generator, training.discriminator, latents, labels, training.loss,
-                                            augment(k_fake) if augment else None)
+                                            augment(k_fake) if augment else None, training.class_loss_weight)
         fake = jax.lax.stop_gradient(fake)
         if augment:
             real, fake = augment(k_real)(real), augment(k_fake_for_d)(fake)
         r1_gamma = training.r1_gamma * training.r1_interval if with_r1 else 0.0
         d_loss, d_grads = nnx.value_and_grad(discriminator_loss)(training.discriminator, real, fake, labels, r1_gamma,
-                                                                 training.loss)
+                                                                 training.loss, training.class_loss_weight)
         training.g_optimizer.update(training.generator, g_grads)
         training.d_optimizer.update(training.discriminator, d_grads)
 
@@ -401,15 +427,28 @@ def generate_blended(generator: Generator, latents, class_weights):
 
 # ----------------------------------------------------------------------------- measuring
 
-# How a generator is judged: 10k images, classes 0..9 in turn, in the shipped classifier's
-# penultimate features, against real images of a reference set (docs/gan-recipe.md).
+# How a generator is judged: 10k images, its conditions in the proportions of a reference set's
+# real images (garments: classes 0..9 in turn), in the shipped classifier's penultimate features,
+# against those real images (docs/gan-recipe.md).
 MEASURE_SAMPLES = 10_000
 
 
-def generate_for_classes(generator: Generator, count: int, seed: int = 0, truncation=None):
-    """``count`` images, conditions cycling 0, 1, ..., in batches of 1000: ((count, side, side,
-    channels) in [0, 1], (count,) conditions)."""
-    labels = np.arange(count) % generator.embed.num_embeddings
+def conditions_like(reference_conditions: np.ndarray, count: int, num_conditions: int) -> np.ndarray:
+    """``count`` conditions in the proportions of ``reference_conditions``, each the one furthest
+    behind its share so far: where every condition is as common, 0, 1, ... in turn. A distance to
+    real pictures compares like with like only in their mix (emoji: people are 63% of them)."""
+    share = np.bincount(reference_conditions, minlength=num_conditions) / len(reference_conditions)
+    taken, conditions = np.zeros(num_conditions), np.empty(count, np.int32)
+    for i in range(count):
+        conditions[i] = np.argmax(share * (i + 1) - taken)
+        taken[conditions[i]] += 1
+    return conditions
+
+
+def generate_for_classes(generator: Generator, count: int, seed: int = 0, truncation=None, conditions=None):
+    """``count`` images, of ``conditions`` (default: cycling 0, 1, ...), in batches of 1000:
+    ((count, side, side, channels) in [0, 1], (count,) conditions)."""
+    labels = np.arange(count) % generator.embed.num_embeddings if conditions is None else np.asarray(conditions)
     latents = sample_latents(seed, count, generator.project.in_features - generator.embed.features, truncation)
     images = [np.asarray(generate_images(generator, latents[i:i + 1000], labels[i:i + 1000]))
               for i in range(0, count, 1000)]
@@ -417,17 +456,19 @@ def generate_for_classes(generator: Generator, count: int, seed: int = 0, trunca
 
 
 def real_features(classifier, reference, train) -> dict:
-    """The classifier's features of the ``reference`` images (with their labels), and the Fréchet
-    distance to them from as many ``train`` images: the floor a perfect generator would reach.
+    """The classifier's features of the ``reference`` images (with their labels), and the Fréchet and
+    kernel distances to them from as many ``train`` images: the floors a perfect generator would reach.
     In full float32: a GPU's TF32 rounding is not negligible on a floor of about 1.5."""
     from .cnn import extract_features, predict_in_batches
     from .data import to_float
     with full_float32():
         features = predict_in_batches(extract_features, classifier, to_float(reference.images))
         subset = np.random.default_rng(0).permutation(len(train))[:len(reference)]
-        floor = frechet_distance(predict_in_batches(extract_features, classifier, to_float(train.images[subset])),
-                                 features)
-    return {"features": features, "labels": np.asarray(reference.labels), "floor": floor, "classes": reference.classes}
+        train_features = predict_in_batches(extract_features, classifier, to_float(train.images[subset]))
+    return {"features": features, "labels": np.asarray(reference.labels), "classes": reference.classes,
+            "styles": None if reference.styles is None else np.asarray(reference.styles),
+            "floor": frechet_distance(train_features, features),
+            "kernel_floor": kernel_distance(train_features, features)}
 
 
 def within_class_spread(features, labels, reference: dict) -> float:
@@ -438,32 +479,40 @@ def within_class_spread(features, labels, reference: dict) -> float:
                           for c in np.unique(reference["labels"])]))
 
 
-def sample_features(generator: Generator, classifier, seed: int = 0, truncation=None):
-    """``MEASURE_SAMPLES`` images from latent ``seed``: their features, the classes asked and seen, and
-    with styles, the styles asked and seen (else None, None)."""
-    from .cnn import extract_features, predict_in_batches, predict_probabilities, predict_style_probabilities
-    with full_float32():
-        images, conditions = generate_for_classes(generator, MEASURE_SAMPLES, seed, truncation)
-        predicted = predict_in_batches(predict_probabilities, classifier, images).argmax(-1)
-        features = predict_in_batches(extract_features, classifier, images)
+def sample_features(generator: Generator, classifier, seed: int = 0, truncation=None, reference: dict | None = None):
+    """``MEASURE_SAMPLES`` images from latent ``seed``, in the mix of ``reference``'s conditions
+    (``real_features``; None: every condition equally): their features, the classes asked and seen,
+    and with styles, the styles asked and seen (else None, None)."""
+    from .cnn import features_and_names, predict_in_batches
+    conditions = None
+    if reference is not None:
         styles = generator.num_styles
-        if not styles:
-            return features, conditions, predicted, None, None
-        seen_styles = predict_in_batches(predict_style_probabilities, classifier, images).argmax(-1)
+        real = reference["labels"] * styles + reference["styles"] if styles else reference["labels"]
+        conditions = conditions_like(real, MEASURE_SAMPLES, generator.embed.num_embeddings)
+    with full_float32():
+        images, conditions = generate_for_classes(generator, MEASURE_SAMPLES, seed, truncation, conditions)
+        features, predicted, seen_styles = predict_in_batches(features_and_names, classifier, images)
+    styles = generator.num_styles
+    if not styles:
+        return features, conditions, predicted, None, None
     return features, conditions // styles, predicted, conditions % styles, seen_styles
 
 
 def compare_to_real(features, labels, predicted, styles, seen_styles, reference: dict) -> dict:
     """Conditional accuracy (overall and per class; with styles, the style's too), Fréchet distance to
-    the reference images, as a multiple of its floor, and within-class spread of sampled features."""
+    the reference images, as a multiple of its floor, the kernel distance (KID) beside its floor, and
+    within-class spread of sampled features."""
     distance = frechet_distance(features, reference["features"])
     figures = {
         "conditional_accuracy": float(np.mean(predicted == labels)),
+        "balanced_conditional_accuracy": float(np.mean([np.mean(predicted[labels == c] == c) for c in np.unique(labels)])),
         "per_class_conditional_accuracy": {name: float(np.mean(predicted[labels == c] == c))
                                            for c, name in enumerate(reference["classes"])},
         "frechet_distance": distance,
         "frechet_distance_floor": reference["floor"],
         "frechet_ratio_to_floor": distance / reference["floor"],
+        "kernel_distance": kernel_distance(features, reference["features"]),
+        "kernel_distance_floor": reference["kernel_floor"],
         "within_class_spread": within_class_spread(features, labels, reference),
     }
     if styles is not None:
@@ -472,7 +521,7 @@ def compare_to_real(features, labels, predicted, styles, seen_styles, reference:
 
 
 def measure_generator(generator: Generator, classifier, reference: dict, seed: int = 0, truncation=None) -> dict:
-    return compare_to_real(*sample_features(generator, classifier, seed, truncation), reference)
+    return compare_to_real(*sample_features(generator, classifier, seed, truncation, reference), reference)
 
 
 # ----------------------------------------------------------------------------- plugging into the loop

@@ -59,6 +59,6 @@ def test_every_picture_the_readme_shows_names_the_command_that_remakes_it():
             shown.append(picture)
             under = "\n".join(lines[number:number + 2])
             studio = picture.startswith("docs/")
-            assert ("`imgjax pictures`" in under) if studio else re.search(r"`imgjax eval \w+ --write-card`", under), \
+            assert ("`imgjax pictures`" in under) if studio else re.search(r"`imgjax eval \w+ (--checkpoint \S+ )?--write-card`", under), \
                 f"README: no command under {picture}"
     assert {Path(p).name for p in shown if p.startswith("docs/")} == set(PICTURES)

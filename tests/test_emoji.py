@@ -12,7 +12,7 @@ import pytest
 from flax import nnx
 from PIL import Image
 
-from imgjax import checkpoint, data, emoji
+from imgjax import checkpoint, data, datasets, emoji, evaluate, gan
 
 
 def _png(colour, alpha=255) -> bytes:
@@ -146,6 +146,29 @@ def test_the_art_sets_give_every_group_60_emoji_and_unseen_test_emoji(emoji_pict
     assert set(test.labels) == set(range(len(emoji.GROUPS)))
     people = every.labels == emoji.GROUPS.index("People")
     assert set(every.tones[people]) == set(range(len(emoji.SKIN_TONES)))  # every tone, mixed pairs too
+
+
+def test_the_tone_reader_reads_held_out_peoples_skin_tones_by_their_colours(emoji_pictures):
+    """Fitted on the training people, it names the tone of people it never saw nine times in ten or
+    more in every tone; the histogram counts no white pixel, and the same colours read the same."""
+    trained, held = emoji.hold_out(emoji.load_split("train"))
+    reader = emoji.ToneReader.fit(trained)
+    images, tones = emoji.single_toned_people(held)
+    read = reader.read(images)
+    assert len(set(tones)) == emoji.SKIN_TONES.index("mixed")  # five tones and the default
+    assert all(np.mean(read[tones == tone] == tone) > 0.9 for tone in set(tones))
+    white = np.full((1, emoji.SIDE, emoji.SIDE, 3), 255, np.uint8)
+    assert not emoji.colour_histogram(white).any()
+    shuffled = images[:, np.random.default_rng(0).permutation(emoji.SIDE)]  # rows moved: the same colours
+    np.testing.assert_array_equal(reader.read(shuffled), read)
+    # A generator's people, read the same way, beside the training pictures' shares of each tone.
+    config = datasets.get("emoji").sized(gan.GANConfig(generator_widths=(16, 8, 8)), "gan")
+    figures = evaluate.people_per_tone(gan.Generator(config, rngs=nnx.Rngs(0)), trained, held, seeds=(1, 2), count=60)
+    real, generated = (np.array(list(figures[key].values())) for key in ("real_share", "generated_share"))
+    trained_tones = emoji.single_toned_people(trained)[1]
+    np.testing.assert_allclose(real, np.bincount(trained_tones) / len(trained_tones))
+    assert generated.sum() == pytest.approx(1.0) and figures["tone_reader_held_out_accuracy"] > 0.9
+    assert figures["largest_gap_points"] == pytest.approx(100 * np.abs(generated - real).max())
 
 
 def test_the_dataset_sizes_the_classifier_and_families_not_sized_refuse(small_art_sets, tmp_path):

@@ -122,7 +122,7 @@ def test_gan_measurement_computes_in_full_float32_on_every_device(monkeypatch):
         called.__name__ = function.__name__
         return called
 
-    for module, name in ((gan, "generate_images"), (cnn, "extract_features"), (cnn, "predict_probabilities")):
+    for module, name in ((gan, "generate_images"), (cnn, "extract_features"), (cnn, "features_and_names")):
         monkeypatch.setattr(module, name, spy(getattr(module, name)))
     monkeypatch.setattr(gan, "MEASURE_SAMPLES", 20)
     generator = gan.Generator(gan.GANConfig(), rngs=nnx.Rngs(0))
@@ -130,7 +130,7 @@ def test_gan_measurement_computes_in_full_float32_on_every_device(monkeypatch):
     split = lambda n: data.Split(np.random.default_rng(n).integers(0, 256, (n, 28, 28), np.uint8), np.arange(n) % 10)
     figures = gan.measure_generator(generator, classifier, gan.real_features(classifier, split(30), split(40)))
     assert figures["frechet_distance"] > 0
-    assert {name for name, _ in seen} == {"generate_images", "extract_features", "predict_probabilities"}
+    assert {name for name, _ in seen} == {"generate_images", "extract_features", "features_and_names"}
     assert all(precision == "highest" for _, precision in seen), seen
 
 

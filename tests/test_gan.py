@@ -1,3 +1,5 @@
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -193,3 +195,39 @@ def test_r1_penalty_runs_every_interval_th_step_weighted_by_the_interval(tiny_da
     regularised = float(gan.train_step(twin, images, labels, jax.random.key(0), with_r1=True)["d_loss"])
     assert np.mean(squared) > 0
     assert regularised - plain == pytest.approx(0.5 * config.r1_gamma * k * np.mean(squared), rel=1e-3)
+
+
+def test_the_naming_head_adds_its_cross_entropy_to_both_players_losses():
+    """With class_loss_weight w, D's loss adds w x its head's cross-entropy on the real images' conditions
+    (with and without R1), and G's adds it on its fakes; the head leaves D's scores as they were."""
+    assert gan.Discriminator(PER_IMAGE_D, rngs=nnx.Rngs(0)).class_head is None  # off: no head, no new weights
+    config = dataclasses.replace(PER_IMAGE_D, class_loss_weight=0.5)
+    discriminator = gan.Discriminator(config, rngs=nnx.Rngs(0))
+    rng = np.random.default_rng(0)
+    real, fake = (jnp.asarray(rng.uniform(-1, 1, (6, 28, 28, 1)).astype(np.float32)) for _ in range(2))
+    labels = jnp.arange(6) % 10
+    cross_entropy = lambda images: float(np.mean(-jax.nn.log_softmax(
+        discriminator(images, labels, with_classes=True)[1])[np.arange(6), labels]))
+    scores, class_logits = discriminator(real, labels, with_classes=True)
+    assert class_logits.shape == (6, 10)
+    np.testing.assert_allclose(scores, discriminator(real, labels))
+    for r1_gamma in (0.0, 4.0):
+        named = float(gan.discriminator_loss(discriminator, real, fake, labels, r1_gamma, class_weight=0.5))
+        plain = float(gan.discriminator_loss(discriminator, real, fake, labels, r1_gamma))
+        assert named - plain == pytest.approx(0.5 * cross_entropy(real), rel=1e-4)
+    generator = gan.Generator(config, rngs=nnx.Rngs(1))
+    latents = gan.sample_latents(0, 6, config.latent_dim)
+    named, fakes = gan.generator_loss(generator, discriminator, latents, labels, class_weight=0.5)
+    plain, _ = gan.generator_loss(generator, discriminator, latents, labels)
+    assert float(named - plain) == pytest.approx(0.5 * cross_entropy(fakes), rel=1e-4)
+
+
+def test_samples_are_measured_in_the_mix_of_the_real_pictures_they_are_compared_with():
+    """Conditions in a reference's proportions: a balanced one gives the cycle 0, 1, ...; an
+    unbalanced one its shares in every prefix, to within one sample a condition."""
+    np.testing.assert_array_equal(gan.conditions_like(np.repeat(np.arange(10), 1000), 25, 10), np.arange(25) % 10)
+    reference = np.repeat([0, 1, 2], [630, 270, 100])
+    drawn = gan.conditions_like(reference, 500, 4)
+    for end in (10, 77, 500):
+        counts = np.bincount(drawn[:end], minlength=4)
+        assert np.all(np.abs(counts - end * np.array([0.63, 0.27, 0.1, 0.0])) <= 1)

@@ -3,12 +3,14 @@ a headless browser (Debian's chromium, driven by Playwright)."""
 
 import base64
 import contextlib
+import io
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -831,6 +833,16 @@ def test_browser_generate_classify_denoise(server, browser, tmp_path, colour_pho
     page.get_by_label("Across classes (same style)").check()  # a tour keeps one seed: no second seed
     page.get_by_label("Second seed", exact=True).wait_for(state="hidden", timeout=10_000)
     page.screenshot(path=str(tmp_path / "generate.png"), full_page=True)
+    # Emoji: the grid follows the dataset, and then its art set, in colour.
+    arrival = generated.get_attribute("src")
+    page.locator("#gan-dataset").get_by_label("Emoji").check()
+    page.wait_for_function(NEW_PICTURE, arg=["#generated img", arrival], timeout=30_000)
+    arrival = generated.get_attribute("src")
+    page.locator("#gan-art-set").get_by_label("OpenMoji").check()
+    page.wait_for_function(NEW_PICTURE, arg=["#generated img", arrival], timeout=30_000)
+    served = urllib.request.urlopen(urllib.parse.urljoin(server, generated.get_attribute("src")), timeout=10).read()
+    assert np.asarray(Image.open(io.BytesIO(served)).convert("RGB"), np.float32).std(axis=-1).mean() > 5  # colour
+    page.screenshot(path=str(tmp_path / "generate_emoji.png"), full_page=True)
 
     page.get_by_role("tab", name="Classify").click()
     page.locator("#verdict", has_text="Ankle boot (").wait_for(timeout=30_000)  # the arrival example
