@@ -487,7 +487,8 @@ def sample_features(generator: Generator, classifier, seed: int = 0, truncation=
     conditions = None
     if reference is not None:
         styles = generator.num_styles
-        real = reference["labels"] * styles + reference["styles"] if styles else reference["labels"]
+        real = conditions_of(np.stack([reference["labels"], reference["styles"]], -1) if styles else reference["labels"],
+                             styles)
         conditions = conditions_like(real, MEASURE_SAMPLES, generator.embed.num_embeddings)
     with full_float32():
         images, conditions = generate_for_classes(generator, MEASURE_SAMPLES, seed, truncation, conditions)
