@@ -94,12 +94,18 @@ class Split:
         """(N,) a second label, the picture's style (emoji: the art set), or None where there is none."""
         return None
 
+    @property
+    def tone_labels(self) -> np.ndarray | None:
+        """(N,) a third label, the picture's skin tone (emoji), or None where there is none."""
+        return None
+
     def labels_at(self, index: np.ndarray) -> np.ndarray:
         """The labels of the pictures at ``index`` as the training steps take them: (B,) classes, or
-        (B, 2) classes and styles where the split has a second label."""
+        (B, 2) classes and styles where the split has a second label, (B, 3) with tones a third."""
         if self.styles is None:
             return self.labels[index]
-        return np.stack([self.labels[index], self.styles[index]], axis=-1)
+        columns = [self.labels, self.styles] + ([] if self.tone_labels is None else [self.tone_labels])
+        return np.stack([column[index] for column in columns], axis=-1)
 
 
 # ----------------------------------------------------------------------------- IDX format

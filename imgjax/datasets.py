@@ -27,13 +27,15 @@ class Dataset:
     light_on_dark: bool  # drawn light on black (Fashion-MNIST), or in colour on white (emoji)
     examples: str  # the file names of its example pictures in ``imgjax/assets`` (a glob pattern)
     styles: tuple[str, ...] = ()  # the names of the second label (emoji: the art sets); () none
+    tones: tuple[str, ...] = ()  # the names of the third label (emoji: the skin tones); () none
+    toned_classes: tuple[str, ...] = ()  # the classes whose pictures come in those tones
 
     def sized(self, model_config, family: str):
-        """``model_config`` with its ``side``, ``channels``, ``num_classes`` and ``num_styles`` set to this
-        dataset's, those it has; a family whose config has no channels (a fully convolutional one
+        """``model_config`` with its ``side``, ``channels``, ``num_classes``, ``num_styles`` and ``num_tones``
+        set to this dataset's, those it has; a family whose config has no channels (a fully convolutional one
         needs no side) takes only 28x28 gray pictures and refuses others."""
         sizes = {"side": self.side, "channels": self.channels, "num_classes": len(self.classes),
-                 "num_styles": len(self.styles)}
+                 "num_styles": len(self.styles), "num_tones": len(self.tones)}
         fields = {field.name for field in dataclasses.fields(model_config)}
         if "channels" not in fields and (self.side, self.channels) != (28, 1):
             raise data.DataError(f"the {family} family does not train on {self.title} ({self.side}x{self.side}, "
@@ -59,7 +61,8 @@ DATASETS = {dataset.name: dataset for dataset in (
     _idx(data.MNIST, "Digits", "MNIST by Yann LeCun, Corinna Cortes and Christopher J.C. Burges", "digits", ""),
     Dataset("emoji", "Emoji", emoji.GROUPS, emoji.SIDE, 3, _emoji_train_and_held_out,
             lambda folder: emoji.load_split("test"), "; ".join(a.credit for a in emoji.ART_SETS), "emoji", False,
-            "emoji_*.png", styles=tuple(a.name for a in emoji.ART_SETS)),
+            "emoji_*.png", styles=tuple(a.name for a in emoji.ART_SETS), tones=emoji.SKIN_TONES,
+            toned_classes=emoji.TONED_GROUPS),
 )}
 NAMES = tuple(DATASETS)
 

@@ -96,8 +96,9 @@ def _in_group(category: str, subcategory: str) -> str | None:
     return None
 
 
-TONED_GROUP = "People"  # the group whose pictures come in skin tones (hands too, but fewer)
+TONED_GROUP = "People"  # the group whose skin tones are measured (most of the toned pictures)
 GROUPS = ("Faces", "People", "Hands & body", "Animals", "Food & plants", "Buildings & places", "Vehicles", "Objects")
+TONED_GROUPS = ("People", "Hands & body")  # the groups whose pictures come in skin tones
 # Unicode's skin-tone modifiers U+1F3FB..U+1F3FF (Fitzpatrick types 1-2 to 6); "default" is the
 # unmodified yellow or grey figure, "mixed" a picture of people of different tones.
 SKIN_TONES = ("default", "light", "medium-light", "medium", "medium-dark", "dark", "mixed")
@@ -123,6 +124,11 @@ class EmojiSplit(Split):
     def styles(self) -> np.ndarray:
         """The art set is the emoji's second label: models name it and draw in it."""
         return self.art_sets
+
+    @property
+    def tone_labels(self) -> np.ndarray:
+        """The skin tone is the third label: the GAN draws people in the tone asked."""
+        return self.tones
 
     def epoch_order(self, rng: np.random.Generator) -> np.ndarray:
         """As many pictures as the split holds, drawn with each group equally likely: people with their

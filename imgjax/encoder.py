@@ -76,8 +76,11 @@ def latents_for(encoder: Encoder, images, labels):
 # ----------------------------------------------------------------------------- loss
 
 def loss_fn(encoder: Encoder, generator, classifier, images, labels, key, feature_weight, latent_weight):
-    """Pixel + feature distance of the rendered prediction to real images, + latent regression on samples."""
-    rendered = (generator(latents_for(encoder, images, labels), labels) + 1.0) / 2.0
+    """Pixel + feature distance of the rendered prediction to real images, + latent regression on
+    samples. ``labels``: the generator's conditions; with skin tones, the encoder answers per
+    (class, style) pair and the rendering takes the image's tone."""
+    pairs = labels % generator.untoned_conditions
+    rendered = (generator(latents_for(encoder, images, pairs), labels) + 1.0) / 2.0
     pixel = jnp.mean((rendered - images) ** 2)
     feature = jnp.mean((classifier.features(rendered) - jax.lax.stop_gradient(classifier.features(images))) ** 2)
     latent_key, label_key = jax.random.split(key)
@@ -113,10 +116,10 @@ class EncoderTraining(nnx.Module):
 
 @nnx.jit
 def train_step(training: EncoderTraining, images, labels, key):
-    """One step on real images (B, side, side, channels) in [0, 1] with their labels (B,) or (B, 2)
-    (``gan.conditions_of``)."""
+    """One step on real images (B, side, side, channels) in [0, 1] with their labels (B,), (B, 2) or
+    (B, 3) (``gan.conditions_of``)."""
     grad_fn = nnx.value_and_grad(loss_fn, has_aux=True)
-    conditions = conditions_of(labels, training.num_styles)
+    conditions = conditions_of(labels, training.num_styles, training.generator.tone_stride)
     (loss, parts), grads = grad_fn(training.encoder, training.generator, training.classifier, images, conditions,
                                    key, training.feature_weight, training.latent_weight)
     training.optimizer.update(training.encoder, grads)
@@ -138,7 +141,7 @@ EPOCH_EVAL_IMAGES = 1000
 
 @nnx.jit
 def _render_predictions(encoder: Encoder, generator, images, labels):
-    return (generator(latents_for(encoder, images, labels), labels) + 1.0) / 2.0
+    return (generator(latents_for(encoder, images, labels % generator.untoned_conditions), labels) + 1.0) / 2.0
 
 
 def _rendered(training: EncoderTraining, held_out, count: int):
@@ -147,7 +150,8 @@ def _rendered(training: EncoderTraining, held_out, count: int):
     from .data import to_float
     index = np.arange(min(count, len(held_out)))
     images = jnp.asarray(to_float(held_out.images[index]))
-    conditions = jnp.asarray(conditions_of(held_out.labels_at(index), training.num_styles))
+    conditions = jnp.asarray(conditions_of(held_out.labels_at(index), training.num_styles,
+                                           training.generator.tone_stride))
     return images, _render_predictions(training.encoder, training.generator, images, conditions)
 
 

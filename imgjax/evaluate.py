@@ -372,55 +372,84 @@ def eval_gan(generator, test, train, out: Path, log, trained_and_held_out=None, 
         f"-{results['frechet_ratio_to_floor_range'][1]:.2f}), accuracy {results['conditional_accuracy']:.1%}")
 
     if getattr(train, "tones", None) is not None and trained_and_held_out is not None:
-        results["people_per_tone"] = people_per_tone(generator, *trained_and_held_out, seeds)
+        results["people_per_tone"] = people_per_tone(generator, *trained_and_held_out, seeds, classifier=classifier)
         log(f"people per skin tone: the largest gap to the training pictures' shares is "
             f"{results['people_per_tone']['largest_gap_points']:.1f} points")
 
-    picture = out / "gan_samples.png"  # a row per condition, ten columns
-    conditions = generator.embed.num_embeddings
+    picture = out / "gan_samples.png"  # a row per condition (in the default tone), ten columns
+    conditions = generator.untoned_conditions
     samples = generate_for_classes(generator, 10 * conditions)[0]
     grid = samples.reshape(10, conditions, *samples.shape[1:]).transpose(1, 0, 2, 3, 4)
     save_png(image_grid(grid.reshape(samples.shape), rows=conditions), picture, scale=2)
     log(f"samples: {picture}")
     source = datasets.get(dataset)
+    styles = len(source.styles)
     if generator.num_styles and set(SHOWCASE) <= set(source.classes):
-        save_png(art_set_picture(generator, source.classes, source.styles), out / "gan_art_sets.png")
+        showcase = {group: source.classes.index(group) * styles for group in SHOWCASE}
+        save_png(art_set_picture(generator, showcase, source.styles), out / "gan_art_sets.png")
         log(f"art sets: {out / 'gan_art_sets.png'}")
+    if generator.tone_stride:  # the first toned group (people) in every tone
+        people = source.classes.index(source.toned_classes[0]) * styles
+        by_tone = {tone: people + t * generator.tone_stride for t, tone in enumerate(source.tones)}
+        save_png(art_set_picture(generator, by_tone, source.styles, per_style=4), out / "gan_skin_tones.png")
+        log(f"skin tones: {out / 'gan_skin_tones.png'}")
     return {"samples": MEASURE_SAMPLES, "seeds": list(seeds), **results,
             "held_out_images": 0 if to_held_out is None else len(to_held_out["labels"]), "truncation_curve": curve}
 
 
-def people_per_tone(generator, trained_on, held_out, seeds, count: int = 1000) -> dict:
-    """The GAN's people by skin tone: the share of each tone among ``count`` samples of people per
-    latent seed (the art sets in turn), read by an ``emoji.ToneReader`` fitted on the trained-on
-    pictures (its accuracy on the held-out ones beside it), against the tones' shares among the
-    trained-on pictures of people; the largest gap, in points, is the generator's bias."""
+def people_per_tone(generator, trained_on, held_out, seeds, count: int = 1000, classifier=None) -> dict:
+    """The GAN's people by skin tone: ``count`` samples of people per latent seed (the art sets in
+    turn; a generator with tones asked for them in the trained-on people's mix), each tone read by an
+    ``emoji.ToneReader`` fitted on the trained-on pictures (its accuracy on the held-out ones beside
+    it). The share of each tone read against its share among the trained-on people: the largest gap,
+    in points, is the generator's bias. With tones, also the share read as the tone asked, and with
+    a ``classifier`` the share named as people, per tone asked."""
+    from .cnn import predict_probabilities
     from .emoji import SKIN_TONES, TONED_GROUP, ToneReader, single_toned_people
-    from .gan import generate_images, sample_latents
+    from .gan import conditions_like, generate_images, sample_latents
     reader = ToneReader.fit(trained_on)
     tones = SKIN_TONES[:SKIN_TONES.index("mixed")]
     share = lambda read: np.bincount(read, minlength=len(tones)) / len(read)
-    styles = max(generator.num_styles, 1)
-    conditions = jnp.asarray(trained_on.classes.index(TONED_GROUP) * styles + np.arange(count) % styles)
+    real_tones = single_toned_people(trained_on)[1]
+    people, styles = trained_on.classes.index(TONED_GROUP), max(generator.num_styles, 1)
+    # The tones asked in the people's mix, shuffled so that none goes with one art set more than another.
+    asked = (np.random.default_rng(0).permutation(conditions_like(real_tones, count, len(tones)))
+             if generator.tone_stride else np.zeros(count, int))
+    conditions = jnp.asarray(people * styles + np.arange(count) % styles + asked * generator.tone_stride)
     latent_dim = generator.project.in_features - generator.embed.features
-    generated = np.array([share(reader.read(to_uint8(generate_images(generator, sample_latents(seed, count, latent_dim),
-                                                                      conditions)))) for seed in seeds])
-    real, mean = share(single_toned_people(trained_on)[1]), generated.mean(0)
-    return {"tone_reader_held_out_accuracy": reader.accuracy(held_out),
-            "real_share": dict(zip(tones, real.tolist())), "generated_share": dict(zip(tones, mean.tolist())),
-            "generated_share_range": {tone: [float(low), float(high)]
-                                      for tone, low, high in zip(tones, generated.min(0), generated.max(0))},
-            "largest_gap_points": float(100 * np.abs(mean - real).max())}
+    shares, as_asked, named = [], [], []
+    for seed in seeds:
+        images = to_uint8(generate_images(generator, sample_latents(seed, count, latent_dim), conditions))
+        read = reader.read(images)
+        shares.append(share(read))
+        as_asked.append([np.mean(read[asked == t] == t) for t in range(len(tones))])
+        if classifier is not None:
+            groups = np.asarray(predict_probabilities(classifier, images.astype(np.float32) / 255)).argmax(-1)
+            named.append([np.mean(groups[asked == t] == people) for t in range(len(tones))])
+    generated, real = np.array(shares), share(real_tones)
+    per_tone = lambda rows: dict(zip(tones, np.mean(rows, 0).tolist()))
+    figures = {"tone_reader_held_out_accuracy": reader.accuracy(held_out),
+               "real_share": dict(zip(tones, real.tolist())), "generated_share": per_tone(generated),
+               "generated_share_range": {tone: [float(low), float(high)]
+                                         for tone, low, high in zip(tones, generated.min(0), generated.max(0))},
+               "largest_gap_points": float(100 * np.abs(generated.mean(0) - real).max())}
+    if generator.tone_stride:
+        figures["read_as_asked"] = per_tone(as_asked)
+    if named and generator.tone_stride:
+        figures["named_people"] = per_tone(named)
+        figures["named_people_gap_points"] = float(100 * np.ptp(np.mean(named, 0)))
+    return figures
 
 
 SHOWCASE = ("Faces", "Animals", "Buildings & places")  # the groups the README's picture shows
 
 
-def art_set_picture(generator, classes, styles, groups=SHOWCASE, per_style: int = 6, seed: int = 0,
+def art_set_picture(generator, rows: dict[str, int], styles, per_style: int = 6, seed: int = 0,
                     scale: int = 3) -> np.ndarray:
-    """A uint8 picture: one row per group of ``groups``, named on its left, and in it ``per_style``
-    samples in each style, the styles side by side under their names; the same latents in every
-    block, so each column is one latent drawn in each group."""
+    """A uint8 picture: one row per entry of ``rows`` (name: its condition in the first style, such as
+    group x styles), named on its left, and in it ``per_style`` samples in each style, the styles side
+    by side under their names; the same latents in every block, so each column is one latent drawn
+    in each row's condition."""
     from PIL import Image, ImageDraw
 
     from .gan import generate_images, sample_latents
@@ -428,10 +457,10 @@ def art_set_picture(generator, classes, styles, groups=SHOWCASE, per_style: int 
     count = len(styles)
     latents = np.tile(np.asarray(sample_latents(seed, per_style, generator.project.in_features
                                                 - generator.embed.features)), (count, 1))
-    rows = [generate_images(generator, latents, np.repeat(classes.index(group) * count + np.arange(count), per_style))
-            for group in groups]
-    grid = upscale(image_grid(np.concatenate([np.asarray(row) for row in rows]), rows=len(groups)), scale)
-    labelled = label_rows(grid, groups)
+    pictures = [generate_images(generator, latents, np.repeat(first + np.arange(count), per_style))
+                for first in rows.values()]
+    grid = upscale(image_grid(np.concatenate([np.asarray(row) for row in pictures]), rows=len(rows)), scale)
+    labelled = label_rows(grid, list(rows))
     header = Image.new("RGB", (labelled.shape[1], 40), (64, 64, 64))
     draw, block = ImageDraw.Draw(header), (grid.shape[1] - 2 * scale) / count
     for i, name in enumerate(styles):

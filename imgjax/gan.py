@@ -42,6 +42,10 @@ class GANConfig:
     # With styles (emoji: the art sets) the GAN is conditioned on each (class, style) pair, as one
     # of num_classes x num_styles conditions (``conditions``): "an animal in OpenMoji's style".
     num_styles: int = 0
+    # With tones (emoji: skin tones) a third label: every (class, style) pair in each tone, tone t's
+    # pairs after t blocks of them (``conditions_of``), so the default tone 0 keeps a pair's index.
+    # A pair never seen in a tone (a building in a dark tone) is never asked for.
+    num_tones: int = 0
     side: int = 28  # the pictures' side (a multiple of 4) and channels (``datasets.Dataset.sized``)
     channels: int = 1
     class_embedding: int = 32
@@ -91,14 +95,23 @@ class GANConfig:
 
     @property
     def conditions(self) -> int:
-        """How many conditions the networks embed: a class, or a (class, style) pair."""
-        return self.num_classes * max(self.num_styles, 1)
+        """How many conditions the networks embed: a class, a (class, style) pair, or one in a tone."""
+        return self.num_classes * max(self.num_styles, 1) * max(self.num_tones, 1)
+
+    @property
+    def tone_stride(self) -> int:
+        """The step from one tone's conditions to the next's (the (class, style) pairs); 0 without tones."""
+        return self.num_classes * max(self.num_styles, 1) if self.num_tones else 0
 
 
-def conditions_of(labels, num_styles: int):
+def conditions_of(labels, num_styles: int, tone_stride: int = 0):
     """Batch labels (``data.Split.labels_at``) as condition indices: (B,) classes as they are; (B, 2)
-    classes and styles as class x num_styles + style."""
-    return labels[:, 0] * num_styles + labels[:, 1] if labels.ndim == 2 else labels
+    classes and styles as class x num_styles + style; (B, 3) plus tone x ``tone_stride`` (0: the
+    model has no tones, and the third label is left out)."""
+    if labels.ndim == 1:
+        return labels
+    pair = labels[:, 0] * num_styles + labels[:, 1]
+    return pair + labels[:, 2] * tone_stride if labels.shape[1] == 3 else pair
 
 
 # ----------------------------------------------------------------------------- generator
@@ -126,6 +139,12 @@ class Generator(nnx.Module):
         self.to_image = nnx.Conv(c28, config.channels, (3, 3), dtype=dtype, rngs=rngs)
         self.c7 = c7
         self.num_styles = config.num_styles  # condition c is class c // num_styles, style c % num_styles
+        self.tone_stride = config.tone_stride  # and with tones, in tone c // tone_stride
+
+    @property
+    def untoned_conditions(self) -> int:
+        """The conditions in the default tone 0 (every class, or (class, style) pair, once)."""
+        return self.tone_stride or self.embed.num_embeddings
 
     def __call__(self, latents, labels, train: bool = False):
         return self.synthesize(latents, self.embed(labels), train)
@@ -146,7 +165,8 @@ class Generator(nnx.Module):
 # ----------------------------------------------------------------------------- discriminator
 
 class Discriminator(nnx.Module):
-    """(images (N, side, side, channels) in [-1, 1], conditions (N,)) -> real/fake logits (N,).
+    """(images (N, side, side, channels) in [-1, 1], conditions (N,)) -> (real/fake logits (N,), the
+    naming head's condition logits (N, conditions), or None without a head).
 
     Class conditioning by projection (Miyato & Koyama 2018): the logit is an unconditional score
     plus the inner product of a class embedding with the image features."""
@@ -169,8 +189,7 @@ class Discriminator(nnx.Module):
         self.class_head = (nnx.Linear(features, config.conditions, dtype=dtype, rngs=rngs)
                            if config.class_loss_weight else None)
 
-    def __call__(self, images, labels, with_classes: bool = False):
-        """The real/fake logits; with ``with_classes``, also the head's condition logits (N, conditions)."""
+    def __call__(self, images, labels):
         h = nnx.leaky_relu(self.conv14(space_to_depth(images)), 0.2)   # 14x14
         h = nnx.leaky_relu(self.conv7(space_to_depth(h)), 0.2)         # 7x7
         if self.std_group and self.std_by_class:
@@ -180,9 +199,7 @@ class Discriminator(nnx.Module):
         h = nnx.leaky_relu(self.refine7(h), 0.2)
         h = h.reshape(h.shape[0], -1).astype(jnp.float32)
         scores = self.score(h)[:, 0].astype(jnp.float32) + jnp.sum(self.class_projection(labels) * h, axis=-1)
-        if not with_classes:
-            return scores
-        return scores, self.class_head(h).astype(jnp.float32)
+        return scores, None if self.class_head is None else self.class_head(h).astype(jnp.float32)
 
 
 def append_minibatch_std(h, group: int):
@@ -231,7 +248,10 @@ LOSSES = {
 
 
 def naming_loss(class_logits, labels):
-    """The auxiliary head's cross-entropy against the conditions asked (``class_loss_weight``)."""
+    """The auxiliary head's cross-entropy against the conditions asked (``class_loss_weight``); 0
+    for a discriminator without a head (``class_logits`` None)."""
+    if class_logits is None:
+        return 0.0
     return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(class_logits, labels))
 
 
@@ -240,11 +260,11 @@ def discriminator_loss(discriminator, real, fake, labels, r1_gamma: float = 0.0,
     """D's ``loss`` (``LOSSES``) on a batch of real and fake images, plus the R1 penalty on real images
     and, with ``class_weight``, its head's naming of the real images' conditions."""
     real_term, fake_term, _ = LOSSES[loss]
-    fake_term = fake_term(discriminator(fake, labels))
+    fake_term = fake_term(discriminator(fake, labels)[0])
 
     def total_and_outputs(images):  # the scores' sum (for R1's gradient), and D's outputs as aux
-        outputs = discriminator(images, labels, with_classes=bool(class_weight))
-        return jnp.sum(outputs[0] if class_weight else outputs), outputs
+        outputs = discriminator(images, labels)
+        return jnp.sum(outputs[0]), outputs
 
     if r1_gamma:  # a Python float: without the penalty, no second backward pass is traced
         # Without the minibatch feature D scores each image on its own (no batch norm), so the
@@ -255,8 +275,9 @@ def discriminator_loss(discriminator, real, fake, labels, r1_gamma: float = 0.0,
         penalty = jnp.mean(jnp.sum(score_gradients ** 2, axis=(1, 2, 3)))
     else:
         outputs, penalty = total_and_outputs(real)[1], 0.0
-    real_scores, naming = (outputs[0], class_weight * naming_loss(outputs[1], labels)) if class_weight else (outputs, 0.0)
-    return jnp.mean(real_term(real_scores) + fake_term) + 0.5 * r1_gamma * penalty + naming
+    real_scores, class_logits = outputs
+    return (jnp.mean(real_term(real_scores) + fake_term) + 0.5 * r1_gamma * penalty
+            + class_weight * naming_loss(class_logits, labels))
 
 
 def generator_loss(generator, discriminator, latents, labels, loss: str = "non-saturating", augment=None,
@@ -265,10 +286,7 @@ def generator_loss(generator, discriminator, latents, labels, loss: str = "non-s
     where given), plus, with ``class_weight``, D's head naming them wrongly; also returns the fakes,
     so D's step reuses them."""
     fake = generator(latents, labels, train=True)
-    judged = augment(fake) if augment else fake
-    if not class_weight:
-        return jnp.mean(LOSSES[loss][2](discriminator(judged, labels))), fake
-    scores, class_logits = discriminator(judged, labels, with_classes=True)
+    scores, class_logits = discriminator(augment(fake) if augment else fake, labels)
     return jnp.mean(LOSSES[loss][2](scores)) + class_weight * naming_loss(class_logits, labels), fake
 
 
@@ -348,6 +366,7 @@ class GANTraining(nnx.Module):
         self.r1_interval = config.r1_interval
         self.latent_dim = config.latent_dim
         self.num_styles = config.num_styles
+        self.tone_stride = config.tone_stride
         self.augmentations = tuple(filter(None, config.diff_augment.split(",")))
         self.class_loss_weight = config.class_loss_weight
 
@@ -365,7 +384,7 @@ def train_step(training: GANTraining, images, labels, key, with_r1: bool = False
     # is sensitive to a GPU's default TF32 rounding (docs/gan-recipe.md). --precision bfloat16 stays so.
     with full_float32():
         real = images * 2.0 - 1.0
-        labels = conditions_of(labels, training.num_styles)
+        labels = conditions_of(labels, training.num_styles, training.tone_stride)
         latents = jax.random.normal(key, (images.shape[0], training.latent_dim))
         augment = None
         if training.augmentations:  # each pass through D its own draw (DiffAugment)
@@ -446,9 +465,9 @@ def conditions_like(reference_conditions: np.ndarray, count: int, num_conditions
 
 
 def generate_for_classes(generator: Generator, count: int, seed: int = 0, truncation=None, conditions=None):
-    """``count`` images, of ``conditions`` (default: cycling 0, 1, ...), in batches of 1000:
-    ((count, side, side, channels) in [0, 1], (count,) conditions)."""
-    labels = np.arange(count) % generator.embed.num_embeddings if conditions is None else np.asarray(conditions)
+    """``count`` images, of ``conditions`` (default: cycling 0, 1, ... through the default tone's),
+    in batches of 1000: ((count, side, side, channels) in [0, 1], (count,) conditions)."""
+    labels = np.arange(count) % generator.untoned_conditions if conditions is None else np.asarray(conditions)
     latents = sample_latents(seed, count, generator.project.in_features - generator.embed.features, truncation)
     images = [np.asarray(generate_images(generator, latents[i:i + 1000], labels[i:i + 1000]))
               for i in range(0, count, 1000)]
@@ -467,6 +486,7 @@ def real_features(classifier, reference, train) -> dict:
         train_features = predict_in_batches(extract_features, classifier, to_float(train.images[subset]))
     return {"features": features, "labels": np.asarray(reference.labels), "classes": reference.classes,
             "styles": None if reference.styles is None else np.asarray(reference.styles),
+            "tones": None if reference.tone_labels is None else np.asarray(reference.tone_labels),
             "floor": frechet_distance(train_features, features),
             "kernel_floor": kernel_distance(train_features, features)}
 
@@ -484,19 +504,18 @@ def sample_features(generator: Generator, classifier, seed: int = 0, truncation=
     (``real_features``; None: every condition equally): their features, the classes asked and seen,
     and with styles, the styles asked and seen (else None, None)."""
     from .cnn import features_and_names, predict_in_batches
-    conditions = None
+    styles, conditions = generator.num_styles, None
     if reference is not None:
-        styles = generator.num_styles
-        real = conditions_of(np.stack([reference["labels"], reference["styles"]], -1) if styles else reference["labels"],
-                             styles)
+        columns = [reference[name] for name in ("labels", "styles", "tones") if reference.get(name) is not None]
+        real = conditions_of(np.stack(columns, -1) if styles else reference["labels"], styles, generator.tone_stride)
         conditions = conditions_like(real, MEASURE_SAMPLES, generator.embed.num_embeddings)
     with full_float32():
         images, conditions = generate_for_classes(generator, MEASURE_SAMPLES, seed, truncation, conditions)
         features, predicted, seen_styles = predict_in_batches(features_and_names, classifier, images)
-    styles = generator.num_styles
     if not styles:
         return features, conditions, predicted, None, None
-    return features, conditions // styles, predicted, conditions % styles, seen_styles
+    pairs = conditions % generator.untoned_conditions  # the (class, style) pair, whatever the tone
+    return features, pairs // styles, predicted, pairs % styles, seen_styles
 
 
 def compare_to_real(features, labels, predicted, styles, seen_styles, reference: dict) -> dict:
@@ -528,9 +547,9 @@ def measure_generator(generator: Generator, classifier, reference: dict, seed: i
 # ----------------------------------------------------------------------------- plugging into the loop
 
 def _epoch_picture(training: GANTraining, _held_out):
-    """A grid from fixed latents: one row per condition, ten columns, one per latent."""
+    """A grid from fixed latents: one row per condition (in the default tone), ten columns, one per latent."""
     from .images import image_grid
-    config_classes = training.generator.embed.num_embeddings
+    config_classes = training.generator.untoned_conditions
     latents = jnp.tile(sample_latents(0, 10, training.latent_dim), (config_classes, 1))
     labels = jnp.repeat(jnp.arange(config_classes), 10)
     return image_grid(generate_images(training.ema_generator, latents, labels), rows=config_classes)

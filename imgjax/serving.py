@@ -9,6 +9,8 @@ jits a function of the weights: each trace merges modules of its own, and nothin
 from __future__ import annotations
 
 import functools
+import threading
+import time
 
 import jax
 from flax import nnx
@@ -25,3 +27,43 @@ def frozen(function, *modules, static_argnames: tuple[str, ...] = ()):
 
     call.__name__ = call.__qualname__ = getattr(function, "__name__", "served")
     return functools.partial(jax.jit(call, static_argnames=static_argnames), weights)
+
+
+def compiling() -> threading.RLock:
+    """A tab's ``compiling`` lock: held while ``warm_up_in_background`` compiles the tab, by the thread
+    doing so (which may call the tab's actions); ``wait_until_compiled`` waits for it."""
+    return threading.RLock()
+
+
+def wait_until_compiled(tab) -> None:
+    """Return once no thread compiles ``tab`` (at once where none ever did)."""
+    with tab.compiling:
+        pass
+
+
+def warm_up_in_background(named_tabs: dict, log=print) -> None:
+    """Compile each of ``named_tabs`` (``warm_up``) in turn, in a thread of their own, while the server
+    starts answering; returns once that thread holds every tab's ``compiling`` lock, and requests for
+    a tab wait on it rather than compile the same programs a second time."""
+    holding = threading.Event()
+
+    def run():
+        for tab in named_tabs.values():
+            tab.compiling.acquire()
+        holding.set()
+        for name, tab in named_tabs.items():
+            start = time.perf_counter()
+            try:
+                tab.warm_up()
+                log(f"imgjax studio: {name} compiled in {time.perf_counter() - start:.1f} s")
+            except Exception as error:  # noqa: BLE001 - the tab compiles on first use; the others go on
+                log(f"imgjax studio: {name} failed to compile ({error}); it compiles on first use")
+            finally:
+                tab.compiling.release()
+        log(f"imgjax studio: {ALL_READY}")
+
+    threading.Thread(target=run, name="warm-up", daemon=True).start()
+    holding.wait()
+
+
+ALL_READY = "every tab compiled"  # the line the server prints once the background compiles are done

@@ -42,7 +42,8 @@ def test_bench_smoke_json_reports_every_field():
         assert math.isclose(row["jax_over_torch"], row["jax_images_per_s"] / row["torch_images_per_s"])
         assert math.isclose(row["jax_over_torch_tuned_malloc"],
                             row["jax_images_per_s"] / row["torch_tuned_malloc_images_per_s"])
-    for action in ("generate_1", "generate_16", "generate_64", "interpolate_10", "classify_28x28", "classify_emoji_64x64",
+    for action in ("generate_1", "generate_16", "generate_16_emoji", "generate_64", "interpolate_10", "classify_28x28",
+                   "classify_emoji_64x64",
                    "classify_256x256_photo", "denoise_gaussian_28x28", "denoise_salt_pepper_28x28",
                    "denoise_mask_28x28", "denoise_gaussian_256x256_colour", "photo_model_512x512_colour",
                    "denoise_gaussian_512x512_colour", "bm3d_256x256_colour", "edit_project", "edit_render",
@@ -50,7 +51,8 @@ def test_bench_smoke_json_reports_every_field():
         latency = figures["inference"][action]
         assert _positive(latency["p50_ms"]) and latency["p99_ms"] >= latency["p50_ms"]
         assert latency["compile_s"] >= 0
-    for start in ("first_start_s", "second_start_s", "first_edit_ready_s", "second_edit_ready_s"):
+    for start in ("first_start_s", "second_start_s", "first_edit_ready_s", "second_edit_ready_s", "first_all_ready_s",
+                  "second_all_ready_s"):
         assert _positive(figures["cold_start"][start])
     for click in ("click_generate_16", "click_classify", "click_denoise", "click_edit_render", "click_edit_classes",
                   "browser_new_seed_generate_16"):

@@ -7,6 +7,7 @@ import json
 import tarfile
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
@@ -169,6 +170,9 @@ def test_the_tone_reader_reads_held_out_peoples_skin_tones_by_their_colours(emoj
     np.testing.assert_allclose(real, np.bincount(trained_tones) / len(trained_tones))
     assert generated.sum() == pytest.approx(1.0) and figures["tone_reader_held_out_accuracy"] > 0.9
     assert figures["largest_gap_points"] == pytest.approx(100 * np.abs(generated - real).max())
+    # Conditioned on tones, each sample is asked for one: how often it reads as that tone, per tone.
+    assert list(figures["read_as_asked"]) == list(emoji.SKIN_TONES[:-1])
+    assert all(0 <= share <= 1 for share in figures["read_as_asked"].values())
 
 
 def test_the_dataset_sizes_the_classifier_and_families_not_sized_refuse(small_art_sets, tmp_path):
@@ -202,16 +206,17 @@ def test_the_dataset_sizes_the_classifier_and_families_not_sized_refuse(small_ar
     assert np.allclose(np.asarray(styles).sum(1), 1, atol=1e-5)
 
 
-def test_batches_carry_the_art_set_as_a_second_label_and_the_loss_counts_both():
-    """An emoji batch's labels are (group, art set) pairs; the classifier's loss is the cross-entropy
-    of both heads; garments keep one label and a classifier without a style head."""
+def test_batches_carry_the_art_set_and_tone_as_more_labels_and_the_loss_counts_both_heads():
+    """An emoji batch's labels are (group, art set, skin tone) triples; the classifier's loss is the
+    cross-entropy of both its heads (the tone is the GAN's); garments keep one label and a classifier
+    without a style head."""
     from imgjax import cnn
     split = _pictures([0] * 8 + [5] * 8, pictures_per_emoji=1)
     split = dataclasses.replace(split, art_sets=np.arange(16, dtype=np.int32) % 3)
     x, labels = next(data.batches(split, 4, seed=0, epoch=0))
-    assert x.shape == (4, 2, 2, 3) and labels.shape == (4, 2)
-    assert [tuple(pair) for pair in labels] == [(split.labels[i], split.art_sets[i]) for i in
-                                                split.epoch_order(np.random.default_rng([0, 0]))[:4]]
+    assert x.shape == (4, 2, 2, 3) and labels.shape == (4, 3)
+    assert [tuple(triple) for triple in labels] == [(split.labels[i], split.art_sets[i], split.tones[i]) for i in
+                                                    split.epoch_order(np.random.default_rng([0, 0]))[:4]]
     garments = data.Split(np.zeros((8, 28, 28), np.uint8), np.arange(8, dtype=np.int32))
     assert next(data.batches(garments, 4, 0, 0))[1].shape == (4,)
     config = cnn.CNNConfig(side=8, channels=3, num_classes=8, num_styles=3, dropout=0.0)
@@ -219,6 +224,8 @@ def test_batches_carry_the_art_set_as_a_second_label_and_the_loss_counts_both():
     images = np.random.default_rng(0).random((4, 8, 8, 3)).astype(np.float32)
     pairs = np.array([[0, 2], [5, 0], [7, 1], [1, 1]], np.int32)
     both, _ = cnn.loss_fn(model, images, pairs, jax.random.key(0))
+    with_tones = np.concatenate([pairs, np.array([[0], [3], [0], [6]], np.int32)], -1)
+    assert float(cnn.loss_fn(model, images, with_tones, jax.random.key(0))[0]) == pytest.approx(float(both), rel=1e-6)
     classes, styles = model.both_logits(images, train=True)
     cross_entropy = lambda logits, y: float(-np.mean(np.take_along_axis(jax.nn.log_softmax(logits), y[:, None], 1)))
     assert float(both) == pytest.approx(cross_entropy(classes, pairs[:, 0]) + cross_entropy(styles, pairs[:, 1]), rel=1e-5)
@@ -244,7 +251,8 @@ def test_the_gray_to_mean_colour_baseline_gives_each_gray_level_its_training_col
 def test_the_encoder_answers_each_group_and_art_set_of_the_emoji_gan(tmp_path, monkeypatch):
     """Sized by the dataset, the encoder gives one latent per (group, art set) condition and trains
     against that dataset's generator and classifier (here a small untrained generator beside the
-    shipped emoji classifier): on the same generator samples again, its error on their latents falls."""
+    shipped emoji classifier): on the same generator samples again, its error on their latents falls;
+    the generator renders that latent in the picture's skin tone."""
     import shutil
 
     from imgjax import datasets, encoder, gan
@@ -265,7 +273,12 @@ def test_the_encoder_answers_each_group_and_art_set_of_the_emoji_gan(tmp_path, m
                                                           learning_rate=3e-3, dataset="emoji"), 20)
     rng = np.random.default_rng(0)
     images = rng.random((8, 32, 32, 3)).astype(np.float32)
-    labels = np.stack([rng.integers(0, 8, 8), rng.integers(0, 3, 8)], axis=-1).astype(np.int32)
-    assert encoder.encode(training.encoder, images).shape == (8, 24, 64)
+    labels = np.stack([rng.integers(0, 8, 8), rng.integers(0, 3, 8), rng.integers(0, 7, 8)], axis=-1).astype(np.int32)
+    assert encoder.encode(training.encoder, images).shape == (8, 24, 64)  # a latent per (group, art set) pair
     losses = [float(encoder.train_step(training, images, labels, jax.random.key(0))["latent"]) for _ in range(8)]
     assert np.isfinite(losses).all() and losses[-1] < losses[0]
+    # One latent for a picture of people, drawn in the picture's tone: the default's and the dark one's differ.
+    people = 1 * 3 + 0
+    default, dark = (encoder._render_predictions(training.encoder, training.generator, images[:1], jnp.array([c]))
+                     for c in (people, people + 5 * 24))
+    assert float(jnp.abs(default - dark).max()) > 1e-3

@@ -18,29 +18,38 @@ def test_shapes_ranges_and_determinism():
     images = gan.generate_images(generator, latents, jnp.array([0, 1, 2, 3]))
     assert images.shape == (4, 28, 28, 1) and 0.0 <= float(images.min()) and float(images.max()) <= 1.0
     discriminator = gan.Discriminator(config, rngs=nnx.Rngs(1))
-    assert discriminator(images * 2 - 1, jnp.array([0, 1, 2, 3])).shape == (4,)
+    assert discriminator(images * 2 - 1, jnp.array([0, 1, 2, 3]))[0].shape == (4,)
     # Labels change the picture: class conditioning reaches the output.
     other = gan.generate_images(generator, latents, jnp.array([5, 5, 5, 5]))
     assert float(jnp.abs(other - images).max()) > 1e-3
 
 
-def test_a_colour_gan_is_conditioned_on_each_class_and_style_pair():
-    """Sized for emoji (32x32 colour, eight groups, three art sets), the networks embed 24 conditions;
-    a batch's (group, art set) labels become condition group x 3 + art set, and a step trains on them
-    with differentiable augmentation."""
+def test_a_colour_gan_is_conditioned_on_each_class_style_and_tone():
+    """Sized for emoji (32x32 colour, eight groups, three art sets, seven skin tones), the networks
+    embed 24 (group, art set) pairs in each tone; a batch's (group, art set, tone) labels become
+    condition tone x 24 + group x 3 + art set (the default tone 0 keeps the pair's index), and a step
+    trains on them with differentiable augmentation."""
     from imgjax import datasets
     config = datasets.get("emoji").sized(gan.GANConfig(diff_augment="colour,translation,cutout"), "gan")
-    assert (config.side, config.channels, config.num_classes, config.num_styles, config.conditions) == (32, 3, 8, 3, 24)
+    assert (config.side, config.channels, config.num_classes, config.num_styles, config.num_tones) == (32, 3, 8, 3, 7)
+    assert (config.conditions, config.tone_stride) == (168, 24)
     np.testing.assert_array_equal(gan.conditions_of(np.array([[0, 0], [2, 1], [7, 2]]), 3), [0, 7, 23])
+    np.testing.assert_array_equal(gan.conditions_of(np.array([[0, 0, 0], [1, 1, 5], [7, 2, 6]]), 3, 24), [0, 124, 167])
+    np.testing.assert_array_equal(gan.conditions_of(np.array([[1, 1, 5]]), 3), [4])  # a model without tones
     np.testing.assert_array_equal(gan.conditions_of(np.array([4, 9]), 0), [4, 9])
     generator = gan.Generator(config, rngs=nnx.Rngs(0))
-    images = gan.generate_images(generator, gan.sample_latents(0, 4, config.latent_dim), jnp.array([0, 7, 23, 3]))
+    assert generator.untoned_conditions == 24
+    latents = gan.sample_latents(0, 4, config.latent_dim)
+    images = gan.generate_images(generator, latents, jnp.array([0, 7, 23, 3]))
     assert images.shape == (4, 32, 32, 3)
-    assert gan.Discriminator(config, rngs=nnx.Rngs(1))(images * 2 - 1, jnp.array([0, 7, 23, 3])).shape == (4,)
+    # The tone reaches the picture: the same person in another tone differs.
+    darker = gan.generate_images(generator, latents, jnp.array([0, 7, 23, 3]) + 5 * 24)
+    assert float(jnp.abs(darker - images).max()) > 1e-3
+    assert gan.Discriminator(config, rngs=nnx.Rngs(1))(images * 2 - 1, jnp.array([0, 7, 23, 3]))[0].shape == (4,)
     training = gan.GANTraining(config, TrainConfig("gan", epochs=1, batch_size=8, learning_rate=2e-4), 4)
     real = np.random.default_rng(0).random((8, 32, 32, 3)).astype(np.float32)
-    pairs = np.stack([np.arange(8) % 8, np.arange(8) % 3], -1).astype(np.int32)
-    metrics = gan.train_step(training, real, pairs, jax.random.key(0))
+    labels = np.stack([np.arange(8) % 8, np.arange(8) % 3, np.arange(8) % 7], -1).astype(np.int32)
+    metrics = gan.train_step(training, real, labels, jax.random.key(0))
     assert np.isfinite(float(metrics["d_loss"])) and np.isfinite(float(metrics["g_loss"]))
     with pytest.raises(ValueError, match="diff_augment=blur"):
         gan.GANConfig(diff_augment="blur")
@@ -101,8 +110,8 @@ def test_minibatch_std_channel_measures_each_group_of_consecutive_images():
                                       rngs=nnx.Rngs(0))
     images = jnp.asarray(rng.uniform(-1, 1, (8, 28, 28, 1)).astype(np.float32))
     labels = jnp.arange(8) % 10
-    scores = np.asarray(discriminator(images, labels))
-    changed = np.asarray(discriminator(images.at[1].set(-images[1]), labels))
+    scores = np.asarray(discriminator(images, labels)[0])
+    changed = np.asarray(discriminator(images.at[1].set(-images[1]), labels)[0])
     assert np.abs(changed[[0, 2, 3]] - scores[[0, 2, 3]]).min() > 0
     np.testing.assert_array_equal(changed[4:], scores[4:])
 
@@ -125,8 +134,8 @@ def test_class_std_channel_measures_the_images_of_each_class_within_each_group()
     discriminator = gan.Discriminator(gan.GANConfig(minibatch_std_group=4, minibatch_std_by_class=True),
                                       rngs=nnx.Rngs(0))
     images = jnp.asarray(rng.uniform(-1, 1, (8, 28, 28, 1)).astype(np.float32))
-    scores = np.asarray(discriminator(images, jnp.asarray(labels)))
-    changed = np.asarray(discriminator(images.at[0].set(-images[0]), jnp.asarray(labels)))
+    scores = np.asarray(discriminator(images, jnp.asarray(labels))[0])
+    changed = np.asarray(discriminator(images.at[0].set(-images[0]), jnp.asarray(labels))[0])
     assert np.abs(changed[[2, 3]] - scores[[2, 3]]).min() > 0
     np.testing.assert_array_equal(changed[[1, 4, 5, 6, 7]], scores[[1, 4, 5, 6, 7]])
 
@@ -169,12 +178,12 @@ def test_r1_penalty_is_half_gamma_times_each_real_images_squared_gradient():
     plain = float(gan.discriminator_loss(discriminator, real, fake, labels, r1_gamma=0.0))
     penalised = float(gan.discriminator_loss(discriminator, real, fake, labels, r1_gamma=4.0))
     # Independently: each image's gradient on its own, one at a time.
-    one_score = lambda image, label: discriminator(image[None], label[None])[0]
+    one_score = lambda image, label: discriminator(image[None], label[None])[0][0]
     squared = [float(jnp.sum(jax.grad(one_score)(real[i], labels[i]) ** 2)) for i in range(6)]
     assert np.mean(squared) > 0
     assert penalised - plain == pytest.approx(0.5 * 4.0 * np.mean(squared), rel=1e-4)
     # The adversarial part is the non-saturating loss.
-    expected = np.mean(jax.nn.softplus(-discriminator(real, labels)) + jax.nn.softplus(discriminator(fake, labels)))
+    expected = np.mean(jax.nn.softplus(-discriminator(real, labels)[0]) + jax.nn.softplus(discriminator(fake, labels)[0]))
     assert plain == pytest.approx(float(expected), rel=1e-5)
 
 
@@ -188,7 +197,7 @@ def test_r1_penalty_runs_every_interval_th_step_weighted_by_the_interval(tiny_da
     assert [s for s in range(3 * k) if gan.step_options(training, s)["with_r1"]] == [0, k, 2 * k]
     split = data.load_split("train", "mnist", data_dir=tiny_dataset)
     images, labels = jnp.asarray(data.to_float(split.images[:8])), jnp.asarray(split.labels[:8])
-    one_score = lambda image, label: training.discriminator(image[None], label[None])[0]
+    one_score = lambda image, label: training.discriminator(image[None], label[None])[0][0]
     squared = [float(jnp.sum(jax.grad(one_score)(images[i] * 2 - 1, labels[i]) ** 2)) for i in range(8)]
     twin = nnx.clone(training)  # the same state: the same fakes and the same scores
     plain = float(gan.train_step(training, images, labels, jax.random.key(0))["d_loss"])
@@ -200,17 +209,18 @@ def test_r1_penalty_runs_every_interval_th_step_weighted_by_the_interval(tiny_da
 def test_the_naming_head_adds_its_cross_entropy_to_both_players_losses():
     """With class_loss_weight w, D's loss adds w x its head's cross-entropy on the real images' conditions
     (with and without R1), and G's adds it on its fakes; the head leaves D's scores as they were."""
-    assert gan.Discriminator(PER_IMAGE_D, rngs=nnx.Rngs(0)).class_head is None  # off: no head, no new weights
+    headless = gan.Discriminator(PER_IMAGE_D, rngs=nnx.Rngs(0))
+    assert headless.class_head is None  # off: no head, no new weights
     config = dataclasses.replace(PER_IMAGE_D, class_loss_weight=0.5)
     discriminator = gan.Discriminator(config, rngs=nnx.Rngs(0))
     rng = np.random.default_rng(0)
     real, fake = (jnp.asarray(rng.uniform(-1, 1, (6, 28, 28, 1)).astype(np.float32)) for _ in range(2))
     labels = jnp.arange(6) % 10
     cross_entropy = lambda images: float(np.mean(-jax.nn.log_softmax(
-        discriminator(images, labels, with_classes=True)[1])[np.arange(6), labels]))
-    scores, class_logits = discriminator(real, labels, with_classes=True)
-    assert class_logits.shape == (6, 10)
-    np.testing.assert_allclose(scores, discriminator(real, labels))
+        discriminator(images, labels)[1])[np.arange(6), labels]))
+    scores, class_logits = discriminator(real, labels)
+    assert class_logits.shape == (6, 10) and headless(real, labels)[1] is None
+    np.testing.assert_allclose(scores, headless(real, labels)[0], rtol=1e-6)  # the head was made last
     for r1_gamma in (0.0, 4.0):
         named = float(gan.discriminator_loss(discriminator, real, fake, labels, r1_gamma, class_weight=0.5))
         plain = float(gan.discriminator_loss(discriminator, real, fake, labels, r1_gamma))

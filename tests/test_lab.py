@@ -31,7 +31,8 @@ def test_each_dataset_has_a_recipe_per_family_sized_to_its_pictures():
         assert config.channels == 3
     cnn, gan = (model_config(resolved(LabConfig(family, dataset="emoji"))) for family in ("cnn", "gan"))
     assert (cnn.side, cnn.num_classes, cnn.num_styles) == (32, 8, 3)  # the group and art-set heads
-    assert (gan.side, gan.conditions) == (32, 24) and gan.diff_augment and gan.class_loss_weight
+    assert (gan.side, gan.conditions, gan.tone_stride) == (32, 168, 24)  # (group, art set) pairs in 7 tones
+    assert gan.diff_augment and gan.class_loss_weight
     assert model_config(resolved(LabConfig("gan"))).channels == 1
 
 

@@ -1,6 +1,8 @@
 """The studio's actions in-process (imgjax.service, one module per tab): input reading and checking,
 the classifier's view of arbitrary images, and what each action returns on the shipped checkpoints."""
 
+import dataclasses
+import time
 from pathlib import Path
 
 import awkward_images
@@ -389,3 +391,80 @@ def test_lab_runs_one_at_a_time_stops_abandoned_runs_and_serves_models_per_sessi
     lab.leave("first")
     assert lab.trained("first", "cnn") is None and not Path(ended.checkpoint).exists()
     lab.close()
+
+
+def test_an_emoji_generator_draws_people_and_hands_in_the_skin_tone_asked():
+    """Conditioned on skin tones, the grid's people take the tone asked (with "Every tone in turn",
+    image i the i-th tone), other groups the default tone whatever is asked; an unknown tone is
+    refused by name; a generator without tones offers none."""
+    from flax import nnx
+
+    from imgjax import gan
+    config = datasets.get("emoji").sized(gan.GANConfig(generator_widths=(16, 8, 8)), "gan")
+    card = {"dataset": "emoji", "config": {"latent_dim": config.latent_dim, "num_tones": config.num_tones}}
+    tab = generate.GenerateTab(gan.Generator(config, rngs=nnx.Rngs(0)), card)
+    assert tab.tones == list(emoji.SKIN_TONES)
+
+    def tile(grid, index):  # a 2x2 grid of 32-pixel pictures, 2 pixels apart, upscaled x4
+        row, column = divmod(index, 2)
+        return grid[(2 + 34 * row) * 4:(34 + 34 * row) * 4, (2 + 34 * column) * 4:(34 + 34 * column) * 4]
+
+    people = {tone: tab.generate("People", 3, 4, 3.0, "Twemoji", tone) for tone in emoji.SKIN_TONES}
+    assert not np.array_equal(people["light"], people["dark"])
+    every = tab.generate("People", 3, 4, 3.0, "Twemoji", generate.EVERY_TONE)
+    for index in range(4):
+        np.testing.assert_array_equal(tile(every, index), tile(people[emoji.SKIN_TONES[index]], index))
+    np.testing.assert_array_equal(tab.generate("Animals", 3, 4, 3.0, "Twemoji", "dark"),
+                                  tab.generate("Animals", 3, 4, 3.0, "Twemoji", "light"))
+    walk = tab.interpolate(generate.INTERPOLATE_SEEDS, "Hands & body", 0, 1, 2, 3.0, "Noto", "dark")
+    assert not np.array_equal(walk[0], tab.interpolate(generate.INTERPOLATE_SEEDS, "Hands & body", 0, 1, 2, 3.0,
+                                                       "Noto", "light")[0])
+    with pytest.raises(InputError, match="Skin tone must be one of"):
+        tab.generate("People", 3, 4, 3.0, "Twemoji", "green")
+    untoned = generate.GenerateTab(gan.Generator(dataclasses.replace(config, num_tones=0), rngs=nnx.Rngs(0)),
+                                   {"dataset": "emoji", "config": {"latent_dim": config.latent_dim}})
+    assert untoned.tones == [] and untoned.generate("People", 3, 4, 3.0, "Twemoji", "green").shape == every.shape
+
+
+def test_tabs_compiled_in_the_background_hold_their_requests_until_ready():
+    """``warm_up_in_background`` returns while its thread compiles the tabs in turn; a request for a
+    tab waits until that tab is done (not the ones after it); the compiling thread may call the
+    tab's own actions; a warm-up that fails frees its waiters; a line is logged per tab and at the end."""
+    import threading
+
+    from imgjax import serving
+
+    class Tab:
+        def __init__(self, fail=False):
+            self.compiling, self.go, self.fail, self.calls = serving.compiling(), threading.Event(), fail, 0
+
+        def action(self):  # an action that waits for the tab, as the Edit tab's do
+            serving.wait_until_compiled(self)
+            self.calls += 1
+
+        def warm_up(self):
+            assert self.go.wait(30)
+            self.action()  # the compiling thread itself is not held up
+            if self.fail:
+                raise RuntimeError("no compiler today")
+
+    first, second = Tab(fail=True), Tab()
+    lines, served = [], []
+    serving.warm_up_in_background({"the first tab": first, "the second tab": second}, log=lines.append)
+    waiters = [threading.Thread(target=lambda tab=tab: (tab.action(), served.append(tab))) for tab in (first, second)]
+    for waiter in waiters:
+        waiter.start()
+    time.sleep(0.2)
+    assert served == [] and lines == []  # both wait for their tab
+    first.go.set()
+    waiters[0].join(10)
+    assert served == [first] and first.calls == 2  # the failed warm-up released it
+    assert waiters[1].is_alive()  # the second tab is still compiling
+    second.go.set()
+    waiters[1].join(10)
+    assert served == [first, second] and second.calls == 2
+    deadline = time.monotonic() + 10
+    while serving.ALL_READY not in " ".join(lines) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert lines[0] == "imgjax studio: the first tab failed to compile (no compiler today); it compiles on first use"
+    assert lines[1].startswith("imgjax studio: the second tab compiled in ") and serving.ALL_READY in lines[2]

@@ -481,8 +481,12 @@ def _call_raw(server, api_name: str, body: str) -> tuple[str, object]:
         return f"http {reply.status_code}", reply.text
     with httpx.stream("GET", f"{server}gradio_api/call/{api_name}/{reply.json()['event_id']}", timeout=120) as events:
         lines = "".join(events.iter_text()).strip().splitlines()
-    event = next(line.split(": ", 1)[1] for line in lines if line.startswith("event: "))
-    return event, json.loads(next(line.split(": ", 1)[1] for line in lines if line.startswith("data: ")))
+    # Each event line, then its data line; heartbeats keep a waiting call's stream open (an action
+    # waits while its tab compiles in the background) and are passed over.
+    pairs = [(line.split(": ", 1)[1], data.split(": ", 1)[1]) for line, data in zip(lines, lines[1:])
+             if line.startswith("event: ") and data.startswith("data: ")]
+    event, data = next((event, data) for event, data in pairs if event != "heartbeat")
+    return event, json.loads(data)
 
 
 def _inline(png: bytes) -> dict:
@@ -716,8 +720,10 @@ def test_bad_values_get_messages_that_name_them(server, tmp_path):
         ('{"data": ["Sneaker", NaN, 4, 1.0]}', "generate", "Seed must be between 0 and 2147483647, got nan"),
         ('{"data": ["Sneaker", 1.5, 4, 1.0]}', "generate", "Seed must be a whole number, got 1.5"),
         ('{"data": ["Sneaker", 1, 1.5, 1.0]}', "generate", "Number of images must be a whole number, got 1.5"),
-        ('{"data": ["Sneaker", 1]}', "generate", "takes 7 values"),
-        ('{"data": ["Sneaker", 1, 4, 1.0, "Shipped", "Garments", "Noto", 5]}', "generate", "takes 7 values"),
+        ('{"data": ["Sneaker", 1]}', "generate", "takes 8 values"),
+        ('{"data": ["Sneaker", 1, 4, 1.0, "Shipped", "Garments", "Noto", "dark", 5]}', "generate", "takes 8 values"),
+        ('{"data": ["People", 1, 4, 1.0, "Shipped", "Emoji", "Noto", "green"]}', "generate",
+         "Skin tone must be one of 'Every tone in turn', 'default'"),
         ('{"data": ["Sneaker", 1, 4, 1.0, "Shipped", "Shoes"]}', "generate", "Dataset must be one of 'Garments'"),
         ('{"data": ["Sneaker", 1, 4, 1.0, "Mine"]}', "generate", "Model must be one of 'Shipped', 'Yours (Lab)'"),
         ('{"data": [{"background": 5}, "Gaussian noise", 0.2, 0, false]}', "denoise", "must be background and"),
@@ -842,6 +848,17 @@ def test_browser_generate_classify_denoise(server, browser, tmp_path, colour_pho
     page.wait_for_function(NEW_PICTURE, arg=["#generated img", arrival], timeout=30_000)
     served = urllib.request.urlopen(urllib.parse.urljoin(server, generated.get_attribute("src")), timeout=10).read()
     assert np.asarray(Image.open(io.BytesIO(served)).convert("RGB"), np.float32).std(axis=-1).mean() > 5  # colour
+    # People in a skin tone: the grid follows the tone asked, and the tones as measured are on the page.
+    arrival = generated.get_attribute("src")
+    page.locator("#gan-class input").click()
+    page.get_by_role("option", name="People", exact=True).click()
+    page.wait_for_function(NEW_PICTURE, arg=["#generated img", arrival], timeout=30_000)
+    arrival = generated.get_attribute("src")
+    page.locator("#gan-skin-tone input").click()
+    page.get_by_role("option", name="dark", exact=True).click()
+    page.wait_for_function(NEW_PICTURE, arg=["#generated img", arrival], timeout=30_000)
+    page.get_by_text("Skin tones (measured)").click()
+    page.get_by_text("Largest gap between the two shares").wait_for(timeout=10_000)
     page.screenshot(path=str(tmp_path / "generate_emoji.png"), full_page=True)
 
     page.get_by_role("tab", name="Classify").click()

@@ -14,7 +14,7 @@ from PIL import Image
 from .. import checkpoint, datasets
 from ..cnn import Familiarity, classify_with_saliency
 from ..images import example_garment, to_gray, to_uint8, upscale
-from ..serving import frozen
+from ..serving import compiling, frozen
 
 CLASSIFY_MAX_SIDE = 1024  # the classifier sees 28x28 or 32x32; a long side of 1024 keeps a small garment's detail
 SHOWN_SIDE = 224  # the model's view and saliency are shown enlarged to about this side
@@ -38,6 +38,7 @@ class ClassifyTab:
         self.class_names = list(self.dataset.classes)
         self.familiarity = _load_familiarity(checkpoint_dir, card)
         self._classify_fn = frozen(classify_with_saliency, classifier)
+        self.compiling = compiling()  # held while compiled in the background (``Studio.warm_up``)
 
     def with_model(self, classifier, card: dict) -> ClassifyTab:
         """The same action on another classifier (a Lab run's), without the familiarity check: its

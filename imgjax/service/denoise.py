@@ -29,7 +29,7 @@ from ..ae import restore_aligned
 from ..images import example_garment, to_gray, to_uint8
 from ..metrics import ssim_map
 from ..photo import through_colour
-from ..serving import frozen
+from ..serving import compiling, frozen
 from ..user_input import MAX_SEED, InputError, check_choice, check_int, check_range
 
 DENOISE_MAX_SIDE = 512  # larger images are downscaled to this long side before denoising
@@ -71,6 +71,7 @@ class DenoiseTab:
         self.photo_tv_weights = tv_weights_from_card(photo_card, "photo") if photo_model is not None else None
         self._restore_fn = frozen(restore_aligned, autoencoder)
         self._photo_fn = frozen(restore_aligned, photo_model) if photo_model is not None else None
+        self.compiling = compiling()  # held while compiled in the background (``Studio.warm_up``)
         self.photos_to_photo_model = True  # what AUTOMATIC does with photos
         # how notes (and, without "the", figures) name the autoencoder: "the garment model"
         self.garment_model_name = f"the {self.dataset.noun.removesuffix('s')} model"

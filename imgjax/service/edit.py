@@ -8,8 +8,6 @@ projection returns and every edit takes, so an API client edits without projecti
 from __future__ import annotations
 
 import functools
-import threading
-import time
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -20,7 +18,7 @@ from ..data import FASHION_CLASSES
 from ..gan import generate_blended
 from ..images import image_grid, to_gray, to_uint8, upscale
 from ..metrics import psnr
-from ..serving import frozen
+from ..serving import compiling, frozen, wait_until_compiled
 from ..user_input import InputError, check_choice, check_int, check_range, is_number
 from .classify import CLASSIFY_MAX_SIDE, classifier_view
 
@@ -45,8 +43,7 @@ def _after_warm_up(action):
     """``action`` waits while another thread compiles the tab (``warm_up``), then runs at full speed."""
     @functools.wraps(action)
     def run(self, *args, **kwargs):
-        with self._warming:
-            pass
+        wait_until_compiled(self)
         return action(self, *args, **kwargs)
     return run
 
@@ -75,29 +72,10 @@ class EditTab:
         self._classify_fn = frozen(predict_probabilities, classifier)
         # Held while compiling: the server may start answering before this tab is compiled
         # (``Studio.warm_up``), and the tab's actions then wait for it rather than compile twice.
-        self._warming = threading.RLock()
+        self.compiling = compiling()
 
     def warm_up(self) -> None:
         """Compile every shape the tab uses."""
-        with self._warming:
-            self._warm_up()
-
-    def warm_up_in_background(self, log=print) -> None:
-        """Compile in a thread of its own (the search's programs take the longest of the studio's);
-        returns once the tab's actions will wait for it."""
-        holding = threading.Event()
-
-        def run():
-            with self._warming:
-                holding.set()
-                start = time.perf_counter()
-                self._warm_up()
-            log(f"imgjax studio: the Edit tab compiled in {time.perf_counter() - start:.1f} s")
-
-        threading.Thread(target=run, name="edit-warm-up", daemon=True).start()
-        holding.wait()
-
-    def _warm_up(self) -> None:
         code = self.project(np.zeros((28, 28, 3), np.float32) + 0.5)[1]
         self.classes_row(code)
         self.render(code, code["class"], *[0.0] * len(self.style_names))

@@ -119,7 +119,7 @@ def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, mcp: 
     cache = enable_compilation_cache(cache_dir)
     studio = Studio(lab_runs=lab_runs, lab_max_seconds=lab_max_seconds)
     studio.lab_tab.cache_dir = str(cache)  # Lab runs compile into the same cache
-    seconds = studio.warm_up(edit_in_background=True)  # the page opens while the Edit tab compiles
+    seconds = studio.warm_up(in_background=True)  # the page opens while other tabs compile
     print(f"imgjax studio: models loaded and compiled in {seconds:.1f} s", flush=True)
     demo = build_demo(studio)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=2)

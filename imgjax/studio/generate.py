@@ -1,5 +1,5 @@
-"""The Generate tab's page: a grid by class and seed (and art set, for the emoji), the truncation
-trade-off as measured, and a walk through the latent space as frames and an animation, on the
+"""The Generate tab's page: a grid by class and seed (and art set and skin tone, for the emoji), the
+truncation trade-off and the skin tones as measured, and a walk through the latent space as frames and an animation, on the
 dataset chosen."""
 
 from __future__ import annotations
@@ -31,9 +31,10 @@ def page(demo: gr.Blocks, choice: ModelChoice, send_to_edit: tuple[gr.JSON, gr.T
     classes = tab.class_names
     # The art sets on show; a stand-in where no dataset has them, so API clients may leave it out.
     first_styles = next((t.styles for t in choice.by_dataset.values() if t.styles), [NO_STYLE])
+    every_tone = [actions.EVERY_TONE, *next((t.tones for t in choice.by_dataset.values() if t.tones), [])]
 
-    def generate(class_name, seed, count, truncation, model, dataset, art_set, request: gr.Request):
-        return choice.tab(request, model, dataset).generate(class_name, seed, count, truncation, art_set)
+    def generate(class_name, seed, count, truncation, model, dataset, art_set, tone, request: gr.Request):
+        return choice.tab(request, model, dataset).generate(class_name, seed, count, truncation, art_set, tone)
 
     def first_code(class_name, seed, truncation, model, dataset):
         if model != SHIPPED or dataset not in (None, choice.first_dataset):
@@ -41,16 +42,17 @@ def page(demo: gr.Blocks, choice: ModelChoice, send_to_edit: tuple[gr.JSON, gr.T
                              f"was trained for it): choose Model: Shipped and Dataset: {choice.first_dataset} first.")
         return tab.first_code(class_name, seed, truncation)
 
-    def interpolate(mode, class_name, seed_a, seed_b, frames, truncation, model, dataset, art_set,
+    def interpolate(mode, class_name, seed_a, seed_b, frames, truncation, model, dataset, art_set, tone,
                     request: gr.Request):
         pictures = choice.tab(request, model, dataset).interpolate(mode, class_name, seed_a, seed_b, frames,
-                                                                   truncation, art_set)
+                                                                   truncation, art_set, tone)
         loop = pictures + pictures[-2:0:-1] if mode == actions.INTERPOLATE_SEEDS else pictures  # ping-pong
         return wrap(pictures, STRIP_COLUMNS), save_gif([upscale(p, 2) for p in loop])  # ~224 px: large enough to see
 
     def show_dataset(dataset):
         """The controls of the chosen dataset: its classes (garments open on sneakers; others on all
-        classes), its art sets where it has them, and its generator's measured truncation curve."""
+        classes), its art sets and skin tones where it has them, and its generator's measured
+        truncation curve and skin tones."""
         chosen = choice.by_dataset.get(dataset, tab)
         names = chosen.class_names
         garments = chosen is tab
@@ -58,17 +60,22 @@ def page(demo: gr.Blocks, choice: ModelChoice, send_to_edit: tuple[gr.JSON, gr.T
                 gr.update(choices=names, value="Ankle boot" if garments else names[0]),
                 gr.update(visible=bool(chosen.styles), choices=chosen.styles or first_styles,
                           value=(chosen.styles or first_styles)[0]),
-                curve_text(chosen.card))
+                gr.update(visible=bool(chosen.tones), value=actions.EVERY_TONE),
+                curve_text(chosen.card), gr.update(visible=bool(tone_text(chosen.card))), tone_text(chosen.card))
 
     with gr.Tab("Generate"):
         with gr.Row():
             with gr.Column(scale=1):
                 model = choice.radio.render()
                 dataset = choice.dataset_radio.render()
-                class_name = gr.Dropdown([actions.ALL_CLASSES, *classes], value="Sneaker", label="Class")
+                class_name = gr.Dropdown([actions.ALL_CLASSES, *classes], value="Sneaker", label="Class",
+                                         elem_id="gan-class")
                 # The art set of a dataset with styles (the emoji); hidden for garments, which have none.
                 art_set = optional(gr.Radio(first_styles, value=first_styles[0], label="Art set",
                                             visible=False, elem_id="gan-art-set"))
+                # The skin tone of people and hands, for a generator conditioned on it (the emoji).
+                skin_tone = optional(gr.Dropdown(every_tone, value=actions.EVERY_TONE, visible=False,
+                                                 label="Skin tone (people and hands)", elem_id="gan-skin-tone"))
                 with gr.Row():
                     seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
                     dice = gr.Button("🎲 Random seed", size="sm")
@@ -78,6 +85,8 @@ def page(demo: gr.Blocks, choice: ModelChoice, send_to_edit: tuple[gr.JSON, gr.T
                                              "typical, less varied)")
                 with gr.Accordion("What truncation does (measured)", open=False):
                     curve = gr.Markdown(curve_text(tab.card) or NOT_MEASURED)
+                with gr.Accordion("Skin tones (measured)", open=False, visible=False) as tones_box:
+                    tones = gr.Markdown(tone_text(tab.card))
                 generate_button = gr.Button("Generate", variant="primary", elem_id="generate-button")
                 edit_button = gr.Button("✏️ Edit the first garment", elem_id="send-to-edit",
                                         visible=send_to_edit is not None)
@@ -109,14 +118,15 @@ def page(demo: gr.Blocks, choice: ModelChoice, send_to_edit: tuple[gr.JSON, gr.T
                 lambda: gr.Tabs(selected="edit"), None, tabs, api_visibility="private")
         dice.click(lambda: random.randint(0, MAX_SEED), None, seed, api_name="random_seed")
         # The grid and the walk follow their controls: a changed class, seed or slider makes them anew.
-        grid_inputs = [class_name, seed, count, truncation, model, dataset, art_set]
+        grid_inputs = [class_name, seed, count, truncation, model, dataset, art_set, skin_tone]
         action(demo, generate_button, generate, grid_inputs, [grid], generate_status, "generate",
                rerun_on=[c for c in grid_inputs if c is not dataset])
-        walk_inputs = [mode, walk_class, seed_a, seed_b, frames, truncation, model, dataset, art_set]
+        walk_inputs = [mode, walk_class, seed_a, seed_b, frames, truncation, model, dataset, art_set, skin_tone]
         action(demo, walk_button, interpolate, walk_inputs, [strip, animation], walk_status, "interpolate", limit=1,
                rerun_on=[c for c in walk_inputs if c is not dataset])
         # Another dataset: its classes and art sets first, then the grid and the walk in them.
-        dataset.change(show_dataset, dataset, [class_name, walk_class, art_set, curve], api_visibility="private",
+        dataset.change(show_dataset, dataset, [class_name, walk_class, art_set, skin_tone, curve, tones_box, tones],
+                       api_visibility="private",
                        queue=False).then(
             for_page(generate, "generate", 1), grid_inputs, [grid, generate_status], api_visibility="private",
             concurrency_id="generate").then(
@@ -125,7 +135,8 @@ def page(demo: gr.Blocks, choice: ModelChoice, send_to_edit: tuple[gr.JSON, gr.T
         # Only the controls that apply: a tour across classes keeps one seed.
         mode.change(lambda m: gr.update(visible=m == actions.INTERPOLATE_SEEDS), mode, seed_b,
                     api_visibility="private", queue=False)
-    return [class_name, seed, count, truncation, mode, walk_class, seed_a, seed_b, frames, model, dataset, art_set]
+    return [class_name, seed, count, truncation, mode, walk_class, seed_a, seed_b, frames, model, dataset, art_set,
+            skin_tone]
 
 
 def wrap(frames: list[np.ndarray], columns: int) -> np.ndarray:
@@ -157,3 +168,23 @@ def curve_text(card: dict) -> str:
             "the classifier's features, as a multiple of the distance to them from as many images it "
             "trained on (mean and range over 5 seeds). Variety: the samples' feature variance within "
             "each class, as a share of the real ones'. `imgjax eval gan` measures both.")
+
+
+def tone_text(card: dict) -> str:
+    """The generator's people by skin tone as ``imgjax eval gan`` measured them (``people_per_tone``),
+    as a table: each tone's share among training people and among samples of people, how often a
+    sample reads as the tone asked and is named as people; "" where none was measured."""
+    measured = card.get("metrics", {}).get("people_per_tone")
+    if not measured:
+        return ""
+    as_asked, named = measured.get("read_as_asked", {}), measured.get("named_people", {})
+    cell = lambda figures, tone: f"{figures[tone]:.1%}" if tone in figures else "not measured"
+    lines = ["| skin tone | share of training people | share of generated people | read as the tone asked "
+             "| named as people |", "|---|---|---|---|---|"]
+    for tone, real in measured["real_share"].items():
+        lines.append(f"| {tone} | {real:.1%} | {measured['generated_share'][tone]:.1%} | {cell(as_asked, tone)} "
+                     f"| {cell(named, tone)} |")
+    return ("\n".join(lines) + f"\n\nLargest gap between the two shares: {measured['largest_gap_points']:.1f} points "
+            f"(a gap over 3 is a defect to fix). Tones are read from each picture's colours by a reader fitted on "
+            f"training people ({measured['tone_reader_held_out_accuracy']:.1%} right on held-out people); the "
+            f"shipped classifier names the group. `imgjax eval gan` measures both.")

@@ -16,6 +16,7 @@ from PIL import Image
 
 from ..gradio_guards import optional
 from ..service.lab import SHIPPED, YOURS
+from ..serving import wait_until_compiled
 from ..user_input import InputError, check_choice
 
 ASSETS = Path(__file__).parent.parent / "assets"
@@ -68,7 +69,9 @@ class ModelChoice:
 
     def tab(self, request: gr.Request, choice: str, dataset: str | None = None):
         dataset = check_choice("Dataset", self.first_dataset if dataset is None else dataset, tuple(self.by_dataset))
-        return self.lab.tab_for(request.session_hash, self.family, choice, self.by_dataset[dataset])
+        shipped = self.by_dataset[dataset]
+        wait_until_compiled(shipped)  # compiled in the background as the server started (``Studio.warm_up``)
+        return self.lab.tab_for(request.session_hash, self.family, choice, shipped)
 
 
 def examples_by_dataset(tabs: dict, inputs, elem_id: str) -> list:
