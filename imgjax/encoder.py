@@ -79,8 +79,7 @@ def loss_fn(encoder: Encoder, generator, classifier, images, labels, key, featur
     """Pixel + feature distance of the rendered prediction to real images, + latent regression on
     samples. ``labels``: the generator's conditions; with skin tones, the encoder answers per
     (class, style) pair and the rendering takes the image's tone."""
-    pairs = labels % generator.untoned_conditions
-    rendered = (generator(latents_for(encoder, images, pairs), labels) + 1.0) / 2.0
+    rendered = (generator(latents_for(encoder, images, generator.untoned(labels)), labels) + 1.0) / 2.0
     pixel = jnp.mean((rendered - images) ** 2)
     feature = jnp.mean((classifier.features(rendered) - jax.lax.stop_gradient(classifier.features(images))) ** 2)
     latent_key, label_key = jax.random.split(key)
@@ -141,7 +140,7 @@ EPOCH_EVAL_IMAGES = 1000
 
 @nnx.jit
 def _render_predictions(encoder: Encoder, generator, images, labels):
-    return (generator(latents_for(encoder, images, labels % generator.untoned_conditions), labels) + 1.0) / 2.0
+    return (generator(latents_for(encoder, images, generator.untoned(labels)), labels) + 1.0) / 2.0
 
 
 def _rendered(training: EncoderTraining, held_out, count: int):

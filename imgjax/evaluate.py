@@ -56,7 +56,7 @@ def eval_cnn(model, test, train_and_held_out, classes, out: Path, log) -> dict:
     if test.styles is not None and model.style_head is not None:
         styles = predict_in_batches(predict_style_probabilities, model, data.to_float(test.images)).argmax(-1)
         results["test_style_accuracy"] = float(np.mean(styles == test.styles))
-    if getattr(test, "tones", None) is not None:
+    if test.tone_labels is not None:
         results["per_tone_accuracy"] = per_tone_accuracy(test, predicted_classes(model, test))
     log(f"test accuracy {results['test_accuracy']:.1%}, balanced {results['test_balanced_accuracy']:.1%}"
         + (f", style {results['test_style_accuracy']:.1%}" if styles is not None else ""))
@@ -371,7 +371,7 @@ def eval_gan(generator, test, train, out: Path, log, trained_and_held_out=None, 
     log(f"test set: {results['frechet_ratio_to_floor']:.2f}x the floor ({results['frechet_ratio_to_floor_range'][0]:.2f}"
         f"-{results['frechet_ratio_to_floor_range'][1]:.2f}), accuracy {results['conditional_accuracy']:.1%}")
 
-    if getattr(train, "tones", None) is not None and trained_and_held_out is not None:
+    if train.tone_labels is not None and trained_and_held_out is not None:
         results["people_per_tone"] = people_per_tone(generator, *trained_and_held_out, seeds, classifier=classifier)
         log(f"people per skin tone: the largest gap to the training pictures' shares is "
             f"{results['people_per_tone']['largest_gap_points']:.1f} points")

@@ -146,6 +146,10 @@ class Generator(nnx.Module):
         """The conditions in the default tone 0 (every class, or (class, style) pair, once)."""
         return self.tone_stride or self.embed.num_embeddings
 
+    def untoned(self, conditions):
+        """Each of ``conditions`` in the default tone: its class, or (class, style) pair, whatever its tone."""
+        return conditions % self.untoned_conditions
+
     def __call__(self, latents, labels, train: bool = False):
         return self.synthesize(latents, self.embed(labels), train)
 
@@ -486,7 +490,7 @@ def real_features(classifier, reference, train) -> dict:
         train_features = predict_in_batches(extract_features, classifier, to_float(train.images[subset]))
     return {"features": features, "labels": np.asarray(reference.labels), "classes": reference.classes,
             "styles": None if reference.styles is None else np.asarray(reference.styles),
-            "tones": None if reference.tone_labels is None else np.asarray(reference.tone_labels),
+            "label_columns": reference.labels_at(np.arange(len(reference))),  # as the training step takes them
             "floor": frechet_distance(train_features, features),
             "kernel_floor": kernel_distance(train_features, features)}
 
@@ -506,15 +510,14 @@ def sample_features(generator: Generator, classifier, seed: int = 0, truncation=
     from .cnn import features_and_names, predict_in_batches
     styles, conditions = generator.num_styles, None
     if reference is not None:
-        columns = [reference[name] for name in ("labels", "styles", "tones") if reference.get(name) is not None]
-        real = conditions_of(np.stack(columns, -1) if styles else reference["labels"], styles, generator.tone_stride)
+        real = conditions_of(reference["label_columns"], styles, generator.tone_stride)
         conditions = conditions_like(real, MEASURE_SAMPLES, generator.embed.num_embeddings)
     with full_float32():
         images, conditions = generate_for_classes(generator, MEASURE_SAMPLES, seed, truncation, conditions)
         features, predicted, seen_styles = predict_in_batches(features_and_names, classifier, images)
     if not styles:
         return features, conditions, predicted, None, None
-    pairs = conditions % generator.untoned_conditions  # the (class, style) pair, whatever the tone
+    pairs = generator.untoned(conditions)
     return features, pairs // styles, predicted, pairs % styles, seen_styles
 
 

@@ -39,6 +39,7 @@ class GenerateTab:
         self.class_names = list(self.dataset.classes)
         self.styles = list(self.dataset.styles)
         self.tones = list(self.dataset.tones) if card["config"].get("num_tones") else []
+        self._toned_classes = [self.class_names.index(name) for name in self.dataset.toned_classes]
         self.latent_dim = card["config"]["latent_dim"]
         self._generate_fn = frozen(generate_blended, generator)
         self.compiling = compiling()  # held while compiled in the background (``Studio.warm_up``)
@@ -92,7 +93,7 @@ class GenerateTab:
         default tone 0) -> one-hot weights over the generator's conditions."""
         labels, styles = np.asarray(labels), max(len(self.styles), 1)
         pairs = len(self.class_names) * styles
-        toned = np.isin(labels, [self.class_names.index(name) for name in self.dataset.toned_classes])
+        toned = np.isin(labels, self._toned_classes)
         conditions = labels * styles + style + np.where(toned, tones, 0) * pairs
         return np.eye(pairs * max(len(self.tones), 1), dtype=np.float32)[conditions]
 
