@@ -195,6 +195,18 @@ def config_from_dict(config_type, values: dict):
     return config_type(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in fields})
 
 
+def load_companion(directory: Path, info: dict | None, card_name: str, what: str, command: str) -> dict[str, np.ndarray]:
+    """The arrays of a file an evaluation wrote beside a checkpoint (``info``: its card's entry,
+    with the file's name and SHA-256), checked against that SHA-256; ``command`` writes ``what``."""
+    from safetensors.numpy import load_file
+    if info is None:
+        raise CheckpointError(f"{directory}/{card_name}: no {what}; run `{command}`")
+    path = directory / info["file"]
+    if not path.is_file() or sha256_file(path) != info["sha256"]:
+        raise CheckpointError(f"{path}: missing, or its SHA-256 does not match {card_name}")
+    return load_file(path)
+
+
 def load_if_present(family_name: str, dataset: str = "fashion-mnist"):
     """The shipped model of ``family_name`` on ``dataset``, or None when its checkpoint does not exist yet."""
     path = default_weights(family_name, dataset)

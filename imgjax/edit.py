@@ -104,48 +104,77 @@ class Projection:
     """Per image: the best latent, its class, the generator's image of them and the search's loss."""
 
     latents: np.ndarray  # (N, latent_dim)
-    labels: np.ndarray  # (N,)
-    images: np.ndarray  # (N, 28, 28, 1) in [0, 1]
+    labels: np.ndarray  # (N,) the generator's conditions (``condition_labels`` splits them)
+    images: np.ndarray  # (N, side, side, channels) in [0, 1]
     losses: np.ndarray  # (N,)
 
 
-def starting_points(generator, classifier, encoder: Encoder | None, images, key, config: SearchConfig):
-    """Every image's candidates, flattened: latents (N * K, latent_dim), labels (N * K,), the images'
-    classifier features repeated (N * K, features), K = classes x starts: the classifier's likeliest
-    classes, each from the encoder's latent (zero without one) and copies of it moved by ``jitter``.
-    The models are only read (split, then merged inside the compiled program), so threads may share them."""
+def starting_points(generator, classifier, encoder: Encoder | None, images, key, config: SearchConfig,
+                    toned_classes: tuple[int, ...] = (), tones=None):
+    """Every image's candidates, flattened: latents (N * K, latent_dim), the generator's conditions
+    (N * K,), the images' classifier features repeated (N * K, features), K = classes x starts: the
+    classifier's likeliest classes (in the art set its style head names, where the generator has art
+    sets; in the image's skin tone ``tones`` (N,) for ``toned_classes``, else the default tone), each
+    from the encoder's latent (zero without one) and copies of it moved by ``jitter``. The models are
+    only read (split, then merged inside the compiled program), so threads may share them."""
     graph, weights = nnx.split((generator, classifier, encoder))
-    return _starting_points(graph, weights, images, key, config)
+    tones = jnp.zeros(len(images), jnp.int32) if tones is None else jnp.asarray(tones, jnp.int32)
+    return _starting_points(graph, weights, images, tones, key, config, tuple(toned_classes))
 
 
-@functools.partial(jax.jit, static_argnames=("graph", "config"))
-def _starting_points(graph, weights, images, key, config: SearchConfig):
+@functools.partial(jax.jit, static_argnames=("graph", "config", "toned_classes"))
+def _starting_points(graph, weights, images, tones, key, config: SearchConfig, toned_classes: tuple[int, ...]):
     generator, classifier, encoder = nnx.merge(graph, weights)
     n, latent_dim = images.shape[0], generator.project.in_features - generator.embed.features
-    labels = jax.lax.top_k(classifier(images), config.classes)[1]  # (N, classes)
+    class_logits, style_logits = classifier.both_logits(images)
+    classes = jax.lax.top_k(class_logits, config.classes)[1]  # (N, classes)
+    # The encoder answers per (class, art set) pair: the generator's conditions in the default tone.
+    pairs = classes * generator.num_styles + style_logits.argmax(-1)[:, None] if generator.num_styles else classes
     if encoder is None:
         start = jnp.zeros((n, config.classes, latent_dim))
     else:
-        start = jnp.take_along_axis(encoder(images), labels[..., None], axis=1)
+        start = jnp.take_along_axis(encoder(images), pairs[..., None], axis=1)
+    toned = jnp.isin(classes, jnp.asarray(toned_classes, jnp.int32))
+    conditions = pairs + generator.tone_stride * jnp.where(toned, tones[:, None], 0)
     noise = config.jitter * jax.random.normal(key, (n, config.classes, config.starts, latent_dim))
     latents = start[:, :, None] + noise.at[:, :, 0].set(0.0)
     k = config.classes * config.starts
-    return (latents.reshape(n * k, latent_dim), jnp.repeat(labels, config.starts, axis=1).reshape(-1),
+    return (latents.reshape(n * k, latent_dim), jnp.repeat(conditions, config.starts, axis=1).reshape(-1),
             jnp.repeat(classifier.features(images), k, axis=0))
 
 
-def project(generator, classifier, encoder, images, config: SearchConfig | None = None, seed: int = 0) -> Projection:
-    """Project (N, 28, 28, 1) float32 images in [0, 1] into the generator (``encoder`` None: from zero)
-    with ``config`` (default: the shipped ``SearchConfig()``)."""
+def project(generator, classifier, encoder, images, config: SearchConfig | None = None, seed: int = 0,
+            toned_classes: tuple[int, ...] = (), tones=None) -> Projection:
+    """Project (N, side, side, channels) float32 images in [0, 1] into the generator (``encoder`` None:
+    from zero) with ``config`` (default: the shipped ``SearchConfig()``); ``toned_classes``: the
+    classes whose pictures come in skin tones (``datasets.Dataset.toned_classes``, as indices), drawn
+    in each image's tone ``tones`` (N,) (read from its colours: ``emoji.ToneReader``)."""
     config = config or SearchConfig()
     images = jnp.asarray(images, jnp.float32)
-    latents, labels, features = starting_points(generator, classifier, encoder, images, jax.random.key(seed), config)
+    latents, labels, features = starting_points(generator, classifier, encoder, images, jax.random.key(seed), config,
+                                                toned_classes, tones)
     k = config.classes * config.starts
     targets = jnp.repeat(images, k, axis=0)
     latents, rendered, losses = (np.asarray(x) for x in search(
         generator, classifier, latents, labels, targets, targets, features, config))
     best = losses.reshape(-1, k).argmin(1) + np.arange(len(images)) * k
     return Projection(latents[best], np.asarray(labels)[best], rendered[best], losses[best])
+
+
+def condition_labels(generator, conditions) -> np.ndarray:
+    """The generator's (N,) conditions as (N, 3) labels: class, art set and skin tone (0 where the
+    generator has none); ``conditions_from_labels`` is the way back."""
+    conditions = np.asarray(conditions)
+    pairs = conditions % generator.untoned_conditions
+    styles = max(generator.num_styles, 1)
+    tones = conditions // generator.tone_stride if generator.tone_stride else np.zeros_like(conditions)
+    return np.stack([pairs // styles, pairs % styles, tones], axis=-1)
+
+
+def conditions_from_labels(generator, labels) -> np.ndarray:
+    """(N, 3) labels (class, art set, skin tone) as the generator's (N,) conditions."""
+    labels = np.asarray(labels)
+    return labels[:, 0] * max(generator.num_styles, 1) + labels[:, 1] + labels[:, 2] * generator.tone_stride
 
 
 # ----------------------------------------------------------------------------- sketch to garment
@@ -202,56 +231,83 @@ def style_directions(generator, count: int = 5) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- measuring
 
-def _named(classifier, images) -> np.ndarray:
-    from .cnn import predict_in_batches, predict_probabilities
-    return predict_in_batches(predict_probabilities, classifier, np.asarray(images)).argmax(-1)
+def _names(classifier, images) -> tuple[np.ndarray, np.ndarray]:
+    """The classes and art sets (-1 without a style head) the classifier names ``images`` as."""
+    from .cnn import features_and_names, predict_in_batches
+    return predict_in_batches(features_and_names, classifier, np.asarray(images))[1:]
 
 
 def measure_projection(generator, classifier, encoder, images, labels, config: SearchConfig | None = None,
-                       seed: int = 0, batch: int = 10) -> dict:
-    """Project (N, 28, 28, 1) images ``batch`` at a time; the reconstructions' PSNR (median, mean,
-    10th percentile) and how often the classifier gives them the images' ``labels``. Also returns
-    the latents and classes found (``latents``, ``classes``), for edits."""
-    found = [project(generator, classifier, encoder, images[i:i + batch], config, seed + i)
-             for i in range(0, len(images), batch)]
-    latents, classes, rendered = (np.concatenate([getattr(f, k) for f in found]) for k in ("latents", "labels", "images"))
-    return {**_reconstruction_figures(classifier, images, labels, rendered), "latents": latents, "classes": classes}
+                       seed: int = 0, batch: int = 10, toned_classes: tuple[int, ...] = (), tones=None) -> dict:
+    """Project (N, side, side, channels) images ``batch`` at a time; the reconstructions' PSNR (median,
+    mean, 10th percentile) and how often the classifier gives them the images' class (``labels`` (N,),
+    or (N, 2+) classes then art sets, whose art set it then checks too). Also returns the latents and
+    conditions found (``latents``, ``conditions``), for edits. ``toned_classes``, ``tones``: as ``project``'s."""
+    tones = np.zeros(len(images), int) if tones is None else np.asarray(tones)
+    found = [project(generator, classifier, encoder, images[i:i + batch], config, seed + i, toned_classes,
+                     tones[i:i + batch]) for i in range(0, len(images), batch)]
+    latents, conditions, rendered = (np.concatenate([getattr(f, k) for f in found])
+                                     for k in ("latents", "labels", "images"))
+    return {**_reconstruction_figures(classifier, images, labels, rendered), "latents": latents,
+            "conditions": conditions}
 
 
 def _reconstruction_figures(classifier, images, labels, rendered) -> dict:
     from .metrics import psnr
-    scores = np.asarray(psnr(jnp.asarray(images), jnp.asarray(rendered)))
-    return {"median_psnr": float(np.median(scores)), "mean_psnr": float(scores.mean()),
-            "psnr_10th_percentile": float(np.percentile(scores, 10)),
-            "named_as_original": float((_named(classifier, rendered) == labels).mean())}
+    scores = np.concatenate([np.asarray(psnr(jnp.asarray(images[i:i + 500]), jnp.asarray(rendered[i:i + 500])))
+                             for i in range(0, len(images), 500)])
+    labels = np.asarray(labels)
+    classes, styles = _names(classifier, rendered)
+    figures = {"median_psnr": float(np.median(scores)), "mean_psnr": float(scores.mean()),
+               "psnr_10th_percentile": float(np.percentile(scores, 10)),
+               "named_as_original": float((classes == (labels if labels.ndim == 1 else labels[:, 0])).mean())}
+    if labels.ndim == 2:
+        figures["art_set_kept"] = float((styles == labels[:, 1]).mean())
+    return figures
 
 
-def measure_encoder_alone(generator, classifier, encoder, images, labels) -> dict:
-    """The encoder's latent in the classifier's likeliest class, rendered with no search."""
-    from .cnn import predict_in_batches
-    from .encoder import encode
-    guess = _named(classifier, images)
-    latents = predict_in_batches(encode, encoder, np.asarray(images))[np.arange(len(images)), guess]
-    return _reconstruction_figures(classifier, images, labels, _rendered(generator, latents, guess))
+def measure_encoder_alone(generator, classifier, encoder, images, labels, toned_classes: tuple[int, ...] = (),
+                          tones=None, batch: int = 100) -> dict:
+    """The encoder's latent in the classifier's likeliest class (and art set, and the image's tone),
+    rendered with no search."""
+    config = SearchConfig(classes=1, starts=1)
+    tones = np.zeros(len(images), int) if tones is None else np.asarray(tones)
+    starts = [starting_points(generator, classifier, encoder, jnp.asarray(images[i:i + batch]), jax.random.key(0),
+                              config, toned_classes, tones[i:i + batch])[:2] for i in range(0, len(images), batch)]
+    latents, conditions = (np.concatenate([np.asarray(s[k]) for s in starts]) for k in (0, 1))
+    return _reconstruction_figures(classifier, images, labels, _rendered(generator, latents, conditions))
 
 
 def _rendered(generator, latents, labels, batch: int = 500) -> np.ndarray:
-    """The generator's images of many (latent, label) pairs, ``batch`` at a time."""
+    """The generator's images of many (latent, condition) pairs, ``batch`` at a time."""
     from .gan import generate_images
     return np.concatenate([np.asarray(generate_images(generator, latents[i:i + batch], labels[i:i + batch]))
                            for i in range(0, len(latents), batch)])
 
 
-def measure_class_edits(generator, classifier, latents, classes) -> dict:
-    """Each latent rendered in each of the other classes: how often the classifier names the target
-    class, overall and per target class."""
-    num_classes = generator.embed.num_embeddings
-    targets = (classes[:, None] + np.arange(1, num_classes)[None]) % num_classes  # (N, classes - 1)
-    repeated = np.repeat(latents, num_classes - 1, axis=0)
-    rendered = _rendered(generator, repeated, targets.reshape(-1))
-    hit = _named(classifier, rendered) == targets.reshape(-1)
-    per_class = [float(hit[targets.reshape(-1) == c].mean()) for c in range(num_classes)]
-    return {"named_as_target": float(hit.mean()), "per_target_class": per_class, "edits": int(hit.size)}
+def measure_class_edits(generator, classifier, latents, conditions, toned_classes: tuple[int, ...] = ()) -> dict:
+    """Each latent rendered in each of the other classes (its art set kept, and its skin tone where
+    the target class has tones): how often the classifier names the target class, overall and per
+    target class. With art sets, also each latent in each other art set (its class and tone kept):
+    how often the classifier names the target art set."""
+    labels = condition_labels(generator, conditions)
+    num_classes = generator.untoned_conditions // max(generator.num_styles, 1)
+
+    def edited(column: int, count: int):  # every label moved to each other value of one column
+        edits = np.repeat(labels, count - 1, axis=0)
+        edits[:, column] = (edits[:, column] + np.tile(np.arange(1, count), len(labels))) % count
+        edits[:, 2] *= np.isin(edits[:, 0], toned_classes)  # a class without tones in the default one
+        rendered = _rendered(generator, np.repeat(latents, count - 1, axis=0), conditions_from_labels(generator, edits))
+        return edits, _names(classifier, rendered)
+
+    targets, (named, _) = edited(0, num_classes)
+    hit = named == targets[:, 0]
+    figures = {"named_as_target": float(hit.mean()), "edits": int(hit.size),
+               "per_target_class": [float(hit[targets[:, 0] == c].mean()) for c in range(num_classes)]}
+    if generator.num_styles:
+        targets, (_, styles) = edited(1, generator.num_styles)
+        figures["art_set_named_as_target"] = float((styles == targets[:, 1]).mean())
+    return figures
 
 
 def silhouette_sketch(image) -> tuple[np.ndarray, np.ndarray]:

@@ -336,6 +336,14 @@ class ToneReader:
         images, tones = single_toned_people(split)
         return float(np.mean(self.read(images) == tones))
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Its numbers by name, for a safetensors file (``from_arrays`` reads them back)."""
+        return {field.name: np.asarray(getattr(self, field.name), np.float32) for field in dataclasses.fields(self)}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "ToneReader":
+        return cls(**{field.name: arrays[field.name] for field in dataclasses.fields(cls)})
+
 
 EXAMPLES = (("sweat_smile", "Twemoji"), ("female-technologist", "Noto"), ("+1", "OpenMoji"), ("turtle", "Twemoji"),
             ("pizza", "Noto"), ("volcano", "OpenMoji"), ("taxi", "Twemoji"), ("floppy_disk", "Noto"))

@@ -474,37 +474,71 @@ EDIT_SKETCHES = 200  # test-image silhouettes drawn as sketches
 EDIT_SEEDS = (0, 1, 2)  # the sketch search's random starts (projection has none: one start, the encoder's)
 
 
+TONE_READER_FILE = "encoder_tone_reader.safetensors"
+
+
+def fit_tone_reader(train, test, path: Path, log):
+    """Fit the Edit tab's reader of skin tones (``emoji.ToneReader``) on the training pictures, write
+    it beside the encoder and measure it on the test people: (the reader, its figures)."""
+    from safetensors.numpy import save as save_safetensors_bytes
+
+    from .checkpoint import atomic_write, sha256_file
+    from .emoji import ToneReader
+    reader = ToneReader.fit(train)
+    atomic_write(path, save_safetensors_bytes(reader.arrays()))
+    results = {"file": path.name, "sha256": sha256_file(path), "test_accuracy": reader.accuracy(test)}
+    log(f"tone reader: {results['test_accuracy']:.1%} of the test people read as their skin tone")
+    return reader, results
+
+
 def eval_encoder(encoder, test, out: Path, log, images: int = EDIT_IMAGES, sketches: int = EDIT_SKETCHES,
-                 seeds=EDIT_SEEDS) -> dict:
-    """The Edit tab's figures with the shipped generator and classifier: reconstructions of test
-    images (the search from the encoder's start, from zero, and the encoder alone), class edits of
-    the reconstructions, and garments for test-image silhouettes drawn as sketches (over ``seeds``)."""
+                 seeds=EDIT_SEEDS, dataset: str = "fashion-mnist", train=None) -> dict:
+    """The Edit tab's figures with the shipped generator and classifier of ``dataset``: reconstructions
+    of test images (the search from the encoder's start, from zero, and the encoder alone), class
+    (and art-set) edits of the reconstructions, and, for pictures drawn light on dark, garments for
+    test-image silhouettes drawn as sketches (over ``seeds``). Emoji: the first ``images`` of the test
+    pictures in a fixed shuffle (the split lists them emoji by emoji), people in the skin tone a
+    reader fitted on the ``train`` pictures (written beside the encoder) reads in their colours."""
     from . import edit
     from .images import image_grid
-    generator, classifier = checkpoint.load_model("gan")[0], checkpoint.load_model("cnn")[0]
-    x, y = data.to_float(test.images[:images]), test.labels[:images]
+    source = datasets.get(dataset)
+    generator, classifier = (checkpoint.load_model(name, checkpoint.default_weights(name, dataset))[0]
+                             for name in ("gan", "cnn"))
+    toned = tuple(source.classes.index(name) for name in source.toned_classes)
+    index = np.arange(len(test)) if source.light_on_dark else np.random.default_rng(0).permutation(len(test))
+    index = index[:images]
+    x, y = data.to_float(test.images[index]), test.labels_at(index)
+    results, tones = {}, None
+    if source.tones:
+        reader, results["tone_reader"] = fit_tone_reader(train, test, out / TONE_READER_FILE, log)
+        tones = reader.read(test.images[index])
     started = time.perf_counter()
-    found = edit.measure_projection(generator, classifier, encoder, x, y)
-    figures = {k: v for k, v in found.items() if k not in ("latents", "classes")}
+    found = edit.measure_projection(generator, classifier, encoder, x, y, toned_classes=toned, tones=tones)
+    figures = {k: v for k, v in found.items() if k not in ("latents", "conditions")}
     log(f"search from the encoder's start: median PSNR {figures['median_psnr']:.2f} dB, named as the original "
         f"{figures['named_as_original']:.1%} ({time.perf_counter() - started:.0f} s)")
-    from_zero = edit.measure_projection(generator, classifier, None, x, y)
-    from_zero.pop("latents"), from_zero.pop("classes")
+    from_zero = edit.measure_projection(generator, classifier, None, x, y, toned_classes=toned, tones=tones)
+    from_zero.pop("latents"), from_zero.pop("conditions")
     log(f"search from zero: median PSNR {from_zero['median_psnr']:.2f} dB, named {from_zero['named_as_original']:.1%}")
-    alone = edit.measure_encoder_alone(generator, classifier, encoder, x, y)
+    alone = edit.measure_encoder_alone(generator, classifier, encoder, x, y, toned, tones)
     log(f"encoder alone: median PSNR {alone['median_psnr']:.2f} dB, named {alone['named_as_original']:.1%}")
-    class_edits = edit.measure_class_edits(generator, classifier, found["latents"], found["classes"])
-    log(f"class edits named as their target: {class_edits['named_as_target']:.1%}")
-    sketch_runs = [edit.measure_sketches(generator, x[:sketches], seed) for seed in seeds]
-    log(f"sketches: mean IoU {np.mean([s['mean_iou'] for s in sketch_runs]):.3f}")
+    class_edits = edit.measure_class_edits(generator, classifier, found["latents"], found["conditions"], toned)
+    log(f"class edits named as their target: {class_edits['named_as_target']:.1%}"
+        + (f"; art-set edits: {class_edits['art_set_named_as_target']:.1%}" if "art_set_named_as_target" in class_edits
+           else ""))
+    results.update(images=len(x), search=dataclasses.asdict(edit.SearchConfig()), reconstruction=figures,
+                   reconstruction_from_zero=from_zero, encoder_alone=alone, class_edits=class_edits)
+    if source.light_on_dark:  # a sketch paints where the garment is, light on dark
+        sketch_runs = [edit.measure_sketches(generator, x[:sketches], seed) for seed in seeds]
+        log(f"sketches: mean IoU {np.mean([s['mean_iou'] for s in sketch_runs]):.3f}")
+        results.update(sketch_seeds=list(seeds), sketch=over_seeds(sketch_runs))
 
     picture = out / "edit_examples.png"  # ten test images over their reconstructions
-    rendered = edit.project(generator, classifier, encoder, x[:10]).images
+    rendered = edit.project(generator, classifier, encoder, x[:10], toned_classes=toned,
+                            tones=None if tones is None else tones[:10]).images
     save_png(image_grid(np.concatenate([x[:10], rendered]), rows=2), picture, scale=2)
     log(f"examples: {picture}")
-    return {"images": images, "search": dataclasses.asdict(edit.SearchConfig()), "reconstruction": figures,
-            "reconstruction_from_zero": from_zero, "encoder_alone": alone, "class_edits": class_edits,
-            "sketch_seeds": list(seeds), "sketch": over_seeds(sketch_runs)}
+    return results
 
 
 def run_eval(family_name: str, weights_path=None, data_dir=None, out=None, write_card: bool = False,
@@ -524,7 +558,7 @@ def run_eval(family_name: str, weights_path=None, data_dir=None, out=None, write
     elif family_name == "ae":
         results = eval_ae(model, test, train()[0], out, log, bm3d_images, dataset=dataset)
     elif family_name == "encoder":
-        results = eval_encoder(model, test, out, log)
+        results = eval_encoder(model, test, out, log, dataset=dataset, train=train()[0] if source.tones else None)
     elif family_name == "photo":
         results = eval_photo(model, out, log, garment_model=checkpoint.load_if_present("ae"))
     else:

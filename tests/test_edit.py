@@ -2,6 +2,8 @@
 garment's code, the search is one compiled program, the style directions do what their names say,
 sketches get garments that fill them, and malformed codes get plain messages."""
 
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -44,6 +46,29 @@ def test_projection_recovers_a_generated_garment(models):
     # Without the encoder's start the same search lands farther away: the start matters.
     from_zero = edit.project(generator, classifier, None, images)
     assert found.losses.mean() < from_zero.losses.mean()
+
+
+def test_projection_finds_an_emoji_group_and_art_set_and_draws_it_in_its_skin_tone():
+    """On the emoji GAN the search's condition is a (group, art set, skin tone): generated people in
+    five tones, a face and an animal, projected from zero, come back in their group and art set,
+    people in the tone given (read from the picture's colours in the studio), the face and the
+    animal in the default tone whatever is given; ``condition_labels`` splits what
+    ``conditions_from_labels`` joins."""
+    from imgjax import datasets
+    generator = checkpoint.load_model("gan", checkpoint.default_weights("gan", "emoji"))[0]
+    classifier = checkpoint.load_model("cnn", checkpoint.default_weights("cnn", "emoji"))[0]
+    source = datasets.get("emoji")
+    toned = tuple(source.classes.index(name) for name in source.toned_classes)
+    people, faces, animals = (source.classes.index(name) for name in ("People", "Faces", "Animals"))
+    labels = np.array([[people, 0, 0], [people, 1, 1], [people, 2, 3], [people, 0, 5], [people, 1, 4],
+                       [faces, 2, 0], [animals, 0, 0]])
+    conditions = edit.conditions_from_labels(generator, labels)
+    assert (edit.condition_labels(generator, conditions) == labels).all()
+    images = np.asarray(gan.generate_images(generator, gan.sample_latents(3, len(labels), 64), jnp.asarray(conditions)))
+    tones = np.array([0, 1, 3, 5, 4, 5, 2])  # the face and the animal given tones they are never drawn in
+    found = edit.project(generator, classifier, None, images, toned_classes=toned, tones=tones)
+    assert (edit.condition_labels(generator, found.labels) == labels).all()
+    assert np.median(np.asarray(psnr(jnp.asarray(images), jnp.asarray(found.images)))) > 18.0
 
 
 def test_the_search_runs_as_compiled_chunks_without_a_loop(models):
@@ -160,3 +185,37 @@ def test_the_generate_tabs_first_garment_arrives_with_its_exact_code(tab):
     assert code["class"] == "Coat" and "seed 5" in code["from"]
     grid = generate_tab.generate("Coat", 5, 1, 3.0)[::4, ::4][2:30, 2:30].astype(int)  # one garment, 2 px border
     assert np.abs(tab.garment(code)[::8, ::8].astype(int) - grid).max() <= 1
+
+
+def test_the_edit_tab_projects_and_edits_an_emoji_in_its_art_set_and_skin_tone():
+    """The tab on the emoji GAN: a projected example comes back in its group and art set, with a code
+    naming both; edits change the group, the art set and (for people) the skin tone, keeping what
+    they are not asked to change; bad art sets and tones are refused; sketches stay with garments."""
+    from PIL import Image
+
+    assets = Path(edit.__file__).parent / "assets"
+    generator, card = checkpoint.load_model("gan", checkpoint.default_weights("gan", "emoji"))
+    classifier = checkpoint.load_model("cnn", checkpoint.default_weights("cnn", "emoji"))[0]
+    tab = EditTab(generator, classifier, None, edit.SearchConfig(steps=30, feature_steps=15), card=card)
+    turtle = np.asarray(Image.open(assets / "emoji_3_animals_turtle-twemoji.png").convert("RGB"), np.float32) / 255
+    pair, code, summary = tab.project(turtle)
+    assert (code["class"], code["art_set"], "tone" in code) == ("Animals", "Twemoji", False)
+    assert pair.shape == (36 * 7, 70 * 7, 3) and "in Twemoji's style" in summary
+    assert tab.classes_row(code).shape[1] == (8 * 34 + 2) * 3
+    drawn = tab.garment(code)
+    assert drawn.shape == (224, 224, 3) and np.array_equal(tab.render(code, "Animals", 0, 0, 0, 0), drawn)
+    person = {**code, "class": "People", "tone": "dark"}
+    dark, light = tab.render(person, "People", 0, 0, 0, 0), tab.render(person, "People", 0, 0, 0, 0, tone="light")
+    assert dark.mean() < light.mean()  # the same person, lighter skin
+    assert np.array_equal(tab.render(code, "Animals", 0, 0, 0, 0, tone="dark"), drawn)  # animals have no tones
+    assert not np.array_equal(tab.render(code, "Animals", 0, 0, 0, 0, art_set="OpenMoji"), drawn)
+    assert len(tab.animation(person, "Faces", 0, 0, 0, 0, frames=4, art_set="Noto")) == 4
+    assert tab.mix(code, person).shape[2] == 3
+    with pytest.raises(InputError, match="Art set must be one of"):
+        tab.render({**code, "art_set": "Apple"}, "Animals", 0, 0, 0, 0)
+    with pytest.raises(InputError, match="Skin tone must be one of"):
+        tab.render(person, "People", 0, 0, 0, 0, tone="green")
+    with pytest.raises(InputError, match="Project an emoji first"):
+        tab.classes_row({"class": "Animals"})
+    with pytest.raises(InputError, match="Sketches draw garments"):
+        tab.sketch(np.ones((32, 32, 3), np.float32))

@@ -145,11 +145,6 @@ def heat_overlay(gray: np.ndarray, heat: np.ndarray) -> np.ndarray:
 def _load_familiarity(directory: Path, card: dict) -> Familiarity:
     """The classifier's feature statistics (``imgjax eval cnn --write-card`` writes them), checked
     against the SHA-256 in its card."""
-    from safetensors.numpy import load_file
-    info = card.get("metrics", {}).get("familiarity")
-    if info is None:
-        raise checkpoint.CheckpointError(f"{directory}/cnn.json: no familiarity statistics; run `imgjax eval cnn --write-card`")
-    path = directory / info["file"]
-    if not path.is_file() or checkpoint.sha256_file(path) != info["sha256"]:
-        raise checkpoint.CheckpointError(f"{path}: missing, or its SHA-256 does not match cnn.json")
-    return Familiarity.from_arrays(load_file(path))
+    return Familiarity.from_arrays(checkpoint.load_companion(
+        directory, card.get("metrics", {}).get("familiarity"), "cnn.json", "familiarity statistics",
+        "imgjax eval cnn --write-card"))

@@ -1,8 +1,10 @@
-"""The Edit tab's actions: put a garment into the generator (projection), then render it as
-another class, move it along style directions, mix two garments, or find garments for a sketch.
+"""The Edit tab's actions: put a picture into the generator (projection), then render it as
+another class (and art set and skin tone, on the emoji), move it along style directions, mix two
+pictures, or find garments for a sketch. One tab per dataset with a shipped encoder.
 
-A garment in the generator is its *code*, ``{"class": name, "latent": [64 numbers]}``: what the
-projection returns and every edit takes, so an API client edits without projecting again.
+A picture in the generator is its *code*, ``{"class": name, "latent": [64 numbers]}``, with its
+``"art_set"`` and ``"tone"`` on a dataset that has them: what the projection returns and every edit
+takes, so an API client edits without projecting again.
 """
 
 from __future__ import annotations
@@ -12,20 +14,22 @@ import functools
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .. import edit
+from .. import datasets, edit
 from ..cnn import extract_channel_means, predict_probabilities
-from ..data import FASHION_CLASSES
 from ..gan import generate_blended
 from ..images import image_grid, to_gray, to_uint8, upscale
 from ..metrics import psnr
 from ..serving import compiling, frozen, wait_until_compiled
 from ..user_input import InputError, check_choice, check_int, check_range, is_number
-from .classify import CLASSIFY_MAX_SIDE, classifier_view
+from .classify import CLASSIFY_MAX_SIDE, model_view
 
-# Style directions of the shipped generator (``edit.style_directions``: its index, principal
+# Style directions of the shipped garment generator (``edit.style_directions``: its index, principal
 # component first), named by what moving one way does, ordered by how much they change a garment
 # (docs/edit.md has the pictures and figures they were named by).
 STYLE_DIRECTIONS = ((1, "Shorter"), (4, "Darker"), (0, "Wider"), (3, "Smaller"))
+# By dataset; another dataset's generator: its four largest directions, not yet named by what they do.
+NAMED_DIRECTIONS = {"fashion-mnist": STYLE_DIRECTIONS}
+UNNAMED_DIRECTIONS = tuple((i, f"Direction {i + 1}") for i in range(4))
 # Where a slider does something else than its name (``style_effects``, checked by tests/test_edit.py):
 # what it does there, and in which classes. A tall garment cannot get much shorter, a shoe wider.
 STYLE_ELSEWHERE = {"Shorter": {"narrower": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Shirt")},
@@ -35,8 +39,8 @@ MAX_LATENT = 10.0  # a code's latent values beyond this are far outside what the
 MAX_FRAMES = 32
 SKETCH_GARMENTS = 6
 SKETCH_GARMENT, SKETCH_EMPTY = 0.75, 0.25  # sketch pixels above / below these are painted garment / empty
-SHOW = 8  # 28x28 pictures are shown this many times larger
-MAX_SIDE = CLASSIFY_MAX_SIDE  # garments and sketches are read at most this large: they become 28x28
+SHOWN_SIDE = 224  # pictures are shown this many pixels a side (28x28 eight times larger)
+MAX_SIDE = CLASSIFY_MAX_SIDE  # pictures and sketches are read at most this large: they become the model's side
 
 
 def _after_warm_up(action):
@@ -48,26 +52,38 @@ def _after_warm_up(action):
     return run
 
 
-def garment_code(class_name: str, latent) -> dict:
-    """The JSON form of a generator input: its class and its latent (5 decimals: well below any
-    visible change)."""
-    return {"class": class_name, "latent": [round(float(v), 5) for v in latent]}
+def garment_code(class_name: str, latent, art_set: str | None = None, tone: str | None = None) -> dict:
+    """The JSON form of a generator input: its class (and art set and skin tone, where given) and its
+    latent (5 decimals: well below any visible change)."""
+    labels = {"art_set": art_set, "tone": tone}
+    return {"class": class_name, **{k: v for k, v in labels.items() if v is not None},
+            "latent": [round(float(v), 5) for v in latent]}
 
 
 class EditTab:
-    """The shipped generator, classifier and encoder, and the tab's actions."""
+    """A shipped generator, classifier and encoder of one dataset (the generator's ``card`` names
+    it; garments without one), and the tab's actions. With a ``tone_reader`` (``emoji.ToneReader``),
+    pictures of the dataset's toned classes are projected in the skin tone it reads in them."""
 
-    def __init__(self, generator, classifier, encoder, search: edit.SearchConfig | None = None, familiarity=None):
-        self.class_names = list(FASHION_CLASSES)
+    def __init__(self, generator, classifier, encoder, search: edit.SearchConfig | None = None, familiarity=None,
+                 card: dict | None = None, tone_reader=None):
+        self.dataset = datasets.get((card or {}).get("dataset", "fashion-mnist"))
+        self.class_names = list(self.dataset.classes)
+        self.styles = list(self.dataset.styles) if generator.num_styles else []
+        self.tones = list(self.dataset.tones) if generator.tone_stride else []
+        self._toned = tuple(self.class_names.index(name) for name in self.dataset.toned_classes) if self.tones else ()
+        self.tone_reader = tone_reader
+        self.show = max(1, SHOWN_SIDE // self.dataset.side)
         # The Classify tab's check (``cnn.Familiarity``): an image unlike any garment is said to be so.
         self.familiarity = familiarity
         self._channel_means_fn = frozen(extract_channel_means, classifier)
         self.generator, self.classifier, self.encoder = generator, classifier, encoder
         self.search = search or edit.SearchConfig()
         self.latent_dim = generator.project.in_features - generator.embed.features
-        directions = edit.style_directions(generator, count=1 + max(i for i, _ in STYLE_DIRECTIONS))
-        self.style_names = [name for _, name in STYLE_DIRECTIONS]
-        self.style_directions = directions[[i for i, _ in STYLE_DIRECTIONS]]
+        named = NAMED_DIRECTIONS.get(self.dataset.name, UNNAMED_DIRECTIONS)
+        directions = edit.style_directions(generator, count=1 + max(i for i, _ in named))
+        self.style_names = [name for _, name in named]
+        self.style_directions = directions[[i for i, _ in named]]
         self._render_fn = frozen(generate_blended, generator)
         self._classify_fn = frozen(predict_probabilities, classifier)
         # Held while compiling: the server may start answering before this tab is compiled
@@ -76,37 +92,68 @@ class EditTab:
 
     def warm_up(self) -> None:
         """Compile every shape the tab uses."""
-        code = self.project(np.zeros((28, 28, 3), np.float32) + 0.5)[1]
+        code = self.project(np.zeros((self.dataset.side, self.dataset.side, 3), np.float32) + 0.5)[1]
         self.classes_row(code)
         self.render(code, code["class"], *[0.0] * len(self.style_names))
         self.animation(code, code["class"], *[0.0] * len(self.style_names), frames=MAX_FRAMES)
-        self.sketch(np.pad(np.ones((14, 14, 3), np.float32), ((7, 7), (7, 7), (0, 0))))
+        if self.dataset.light_on_dark:
+            self.sketch(np.pad(np.ones((14, 14, 3), np.float32), ((7, 7), (7, 7), (0, 0))))
+
+    @property
+    def _a_picture(self) -> str:
+        """One of the dataset's pictures, with its article: "a garment", "an emoji"."""
+        noun = self.dataset.noun.removesuffix("s")
+        return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
 
     # -- codes
 
-    def read_code(self, code) -> tuple[np.ndarray, int]:
-        """A code from the page or an API client -> (latent, class index); InputError if malformed."""
+    def _labels(self, class_name: str, art_set: str | None, tone: str | None) -> np.ndarray:
+        """(3,) the class, art set and skin tone of a picture, checked (None: the first art set, the
+        default tone; a class without tones takes the default)."""
+        check_choice("Class", class_name, self.class_names)
+        style = self.styles.index(check_choice("Art set", art_set, self.styles)) if self.styles and art_set else 0
+        shade = self.tones.index(check_choice("Skin tone", tone, self.tones)) if self.tones and tone else 0
+        label = self.class_names.index(class_name)
+        return np.array([label, style, shade if label in self._toned else 0])
+
+    def _code(self, condition: int, latent) -> dict:
+        """The code of the generator's ``condition`` and ``latent``."""
+        label, style, shade = edit.condition_labels(self.generator, [condition])[0]
+        return garment_code(self.class_names[label], latent, self.styles[style] if self.styles else None,
+                            self.tones[shade] if label in self._toned else None)
+
+    def read_code(self, code) -> tuple[np.ndarray, np.ndarray]:
+        """A code from the page or an API client -> (latent, its (3,) class, art set and tone labels);
+        InputError if malformed."""
         if not isinstance(code, dict) or not isinstance(code.get("latent"), list) or "class" not in code:
-            raise InputError("Project a garment first (or send a code: {\"class\": name, \"latent\": "
+            raise InputError(f"Project {self._a_picture} first (or send a code: {{\"class\": name, \"latent\": "
                              f"[{self.latent_dim} numbers]}}).")
         latent = code["latent"]
         if len(latent) != self.latent_dim or not all(is_number(v) for v in latent):
             raise InputError(f"A code's latent is a list of {self.latent_dim} numbers.")
         if not all(abs(v) <= MAX_LATENT for v in latent):  # before float32, which a 400-digit integer overflows
             raise InputError(f"A code's latent values lie between -{MAX_LATENT:g} and {MAX_LATENT:g}.")
-        latent = np.asarray(latent, np.float32)
-        check_choice("Class", code["class"], self.class_names)
-        return latent, self.class_names.index(code["class"])
+        return np.asarray(latent, np.float32), self._labels(code["class"], code.get("art_set"), code.get("tone"))
 
-    def _render(self, latents, class_weights) -> np.ndarray:
-        """(N, latent) and (N, classes) -> (N, 28, 28) float images."""
-        return np.asarray(self._render_fn(np.asarray(latents, np.float32), np.asarray(class_weights, np.float32)))[..., 0]
+    def _conditions(self, labels) -> np.ndarray:
+        """(N, 3) class, art set and tone labels -> the generator's (N,) conditions."""
+        return edit.conditions_from_labels(self.generator, np.atleast_2d(labels))
 
-    def _one_hot(self, labels) -> np.ndarray:
-        return np.eye(len(self.class_names), dtype=np.float32)[np.asarray(labels)]
+    def _one_hot(self, conditions) -> np.ndarray:
+        return np.eye(self.generator.embed.num_embeddings, dtype=np.float32)[np.asarray(conditions)]
+
+    def _render(self, latents, condition_weights) -> np.ndarray:
+        """(N, latent) and (N, conditions) weights -> (N, side, side, channels) float images."""
+        return np.asarray(self._render_fn(np.asarray(latents, np.float32), np.asarray(condition_weights, np.float32)))
+
+    def _picture(self, images, factor: int) -> np.ndarray:
+        """(side, side, channels) floats, or a uint8 grid -> a uint8 picture ``factor`` times larger
+        (gray pictures as (H, W))."""
+        picture = to_uint8(images) if images.dtype != np.uint8 else images
+        return upscale(picture[..., 0] if picture.ndim == 3 and picture.shape[-1] == 1 else picture, factor)
 
     def _named(self, images) -> list[tuple[str, float]]:
-        probabilities = np.asarray(self._classify_fn(np.asarray(images, np.float32)[..., None]))
+        probabilities = np.asarray(self._classify_fn(np.asarray(images, np.float32)))
         return [(self.class_names[p.argmax()], float(p.max())) for p in probabilities]
 
     # -- actions
@@ -114,44 +161,55 @@ class EditTab:
     @_after_warm_up
     def project(self, rgb: np.ndarray):
         """Any image -> (the image and its reconstruction side by side, the code, a summary line).
-        The image is first made the 28x28 view the classifier takes."""
-        view = classifier_view(rgb)
-        found = edit.project(self.generator, self.classifier, self.encoder, view[None, ..., None], self.search)
-        reconstruction = found.images[0, ..., 0]
-        code = garment_code(self.class_names[int(found.labels[0])], found.latents[0])
-        distance = float(psnr(view[None, ..., None], found.images[:1])[0])
+        The image is first made the view the classifier takes (garments: 28x28 light on dark)."""
+        view = model_view(rgb, self.dataset)
+        tones = self.tone_reader.read(to_uint8(view[None])) if self.tone_reader is not None else None
+        found = edit.project(self.generator, self.classifier, self.encoder, view[None], self.search,
+                             toned_classes=self._toned, tones=tones)
+        reconstruction = found.images[0]
+        code = self._code(int(found.labels[0]), found.latents[0])
+        distance = float(psnr(view[None], found.images[:1])[0])
         named, confidence = self._named(reconstruction[None])[0]
-        summary = (f"Projected as **{code['class']}**: the reconstruction is {distance:.1f} dB PSNR from the "
+        drawn = "".join([f" in {code['art_set']}'s style" if "art_set" in code else "",
+                         f", skin tone {code['tone']}" if "tone" in code else ""])
+        summary = (f"Projected as **{code['class']}**{drawn}: the reconstruction is {distance:.1f} dB PSNR from the "
                    f"image (mean absolute difference {np.abs(view - reconstruction).mean():.3f}); the "
                    f"classifier calls it {named} ({confidence:.0%}).")
         if self.unfamiliar(view):
-            summary = ("⚠️ **This does not look like a garment** to the classifier (the Classify tab says the same): "
-                       "the projection is the nearest garment the GAN can draw, not this image. " + summary)
+            summary = (f"⚠️ **This does not look like {self._a_picture}** to the classifier (the Classify tab says the "
+                       f"same): the projection is the nearest {self._a_picture.split()[-1]} the GAN can draw, not this "
+                       "image. " + summary)
         pair = image_grid(np.stack([view, reconstruction]), rows=1)
-        return upscale(pair, SHOW), code, summary
+        return self._picture(pair, self.show), code, summary
 
     def unfamiliar(self, view: np.ndarray) -> bool:
-        """Whether a (28, 28) classifier view lies farther from every class than the Classify tab allows."""
+        """Whether a (side, side, channels) classifier view lies farther from every class than the
+        Classify tab allows."""
         if self.familiarity is None:
             return False
-        return bool(self.familiarity.unfamiliar(np.asarray(self._channel_means_fn(view[None, ..., None])))[0])
+        return bool(self.familiarity.unfamiliar(np.asarray(self._channel_means_fn(view[None])))[0])
 
     @_after_warm_up
     def garment(self, code) -> np.ndarray:
-        """The code's garment as the generator draws it: a uint8 picture."""
-        latent, label = self.read_code(code)
-        return upscale(to_uint8(self._render(latent[None], self._one_hot([label]))[0]), SHOW)
+        """The code's picture as the generator draws it: a uint8 picture."""
+        latent, labels = self.read_code(code)
+        return self._picture(self._render(latent[None], self._one_hot(self._conditions(labels)))[0], self.show)
 
     @_after_warm_up
     def classes_row(self, code) -> np.ndarray:
-        """The code's latent in every class, one picture: ten garments in a row, each captioned with
-        its class and the classifier's confidence in it, or what the classifier sees instead."""
-        latent, _ = self.read_code(code)
+        """The code's latent in every class (its art set kept, and its tone where a class has tones),
+        one picture: a row, each captioned with its class and the classifier's confidence in it, or
+        what the classifier sees instead."""
+        latent, labels = self.read_code(code)
         classes = len(self.class_names)
-        images = self._render(np.tile(latent, (classes, 1)), np.eye(classes))
+        every = np.repeat(labels[None], classes, axis=0)
+        every[:, 0] = np.arange(classes)
+        every[:, 2] *= np.isin(every[:, 0], self._toned)
+        images = self._render(np.tile(latent, (classes, 1)), self._one_hot(self._conditions(every)))
         captions = [(name, f"{p:.0%}" if named == name else f"seen: {named}")
                     for name, (named, p) in zip(self.class_names, self._named(images))]
-        return captioned_row(upscale(image_grid(images, rows=1), SHOW // 2), captions, SHOW // 2 * 30)
+        tile = self.show // 2 * (self.dataset.side + 2)
+        return captioned_row(self._picture(image_grid(images, rows=1), self.show // 2), captions, tile)
 
     def _edited_latent(self, latent, strengths) -> np.ndarray:
         if len(strengths) != len(self.style_names):
@@ -160,45 +218,55 @@ class EditTab:
                            for name, s in zip(self.style_names, strengths)], np.float32)
         return latent + values @ self.style_directions
 
+    def _target(self, labels, class_name, art_set, tone) -> np.ndarray:
+        """The labels of an edit of a picture labelled ``labels`` to ``class_name`` (and ``art_set`` and
+        ``tone``; None keeps the picture's own)."""
+        art_set = art_set if art_set is not None else (self.styles[labels[1]] if self.styles else None)
+        tone = tone if tone is not None else (self.tones[labels[2]] if self.tones else None)
+        return self._labels(class_name, art_set, tone)
+
     @_after_warm_up
-    def render(self, code, class_name, *strengths) -> np.ndarray:
-        """The code's garment as ``class_name``, moved along the style directions by ``strengths``
-        (-2 to 2 each): a uint8 picture."""
-        latent, _ = self.read_code(code)
-        check_choice("Class", class_name, self.class_names)
+    def render(self, code, class_name, *strengths, art_set: str | None = None, tone: str | None = None) -> np.ndarray:
+        """The code's picture as ``class_name`` (and ``art_set`` and ``tone``: None keeps the code's),
+        moved along the style directions by ``strengths`` (-2 to 2 each): a uint8 picture."""
+        latent, labels = self.read_code(code)
+        target = self._target(labels, class_name, art_set, tone)
         latent = self._edited_latent(latent, strengths)
-        image = self._render(latent[None], self._one_hot([self.class_names.index(class_name)]))[0]
-        return upscale(to_uint8(image), SHOW)
+        return self._picture(self._render(latent[None], self._one_hot(self._conditions(target)))[0], self.show)
 
     @_after_warm_up
     def mix(self, style_code, class_code) -> np.ndarray:
-        """Two garments crossed: the style of the first in the class of the second and the other way
-        round, beside the two originals (one picture, four panels)."""
-        style_latent, style_label = self.read_code(style_code)
-        class_latent, class_label = self.read_code(class_code)
+        """Two pictures crossed: the style of the first in the class (art set and tone) of the second
+        and the other way round, beside the two originals (one picture, four panels)."""
+        style_latent, style_labels = self.read_code(style_code)
+        class_latent, class_labels = self.read_code(class_code)
+        conditions = self._conditions([style_labels, class_labels, class_labels, style_labels])
         images = self._render(np.stack([style_latent, class_latent, style_latent, class_latent]),
-                              self._one_hot([style_label, class_label, class_label, style_label]))
-        return upscale(image_grid(images, rows=1), SHOW // 2)
+                              self._one_hot(conditions))
+        return self._picture(image_grid(images, rows=1), self.show // 2)
 
     @_after_warm_up
-    def animation(self, code, class_name, *strengths, frames: int = 16) -> list[np.ndarray]:
-        """Frames from the code's garment to its edit (class and style), both blended linearly."""
+    def animation(self, code, class_name, *strengths, frames: int = 16, art_set: str | None = None,
+                  tone: str | None = None) -> list[np.ndarray]:
+        """Frames from the code's picture to its edit (class, art set, tone and style), blended linearly."""
         frames = check_int("Frames", frames, 2, MAX_FRAMES)
-        latent, label = self.read_code(code)
-        check_choice("Class", class_name, self.class_names)
+        latent, labels = self.read_code(code)
+        target = self._target(labels, class_name, art_set, tone)
         edited = self._edited_latent(latent, strengths)
         t = np.linspace(0.0, 1.0, frames, dtype=np.float32)[:, None]
-        start, end = self._one_hot([label]), self._one_hot([self.class_names.index(class_name)])
+        start, end = self._one_hot(self._conditions(labels)), self._one_hot(self._conditions(target))
         padded = MAX_FRAMES  # one compiled shape for every frame count
         latents = np.zeros((padded, self.latent_dim), np.float32)
-        weights = np.zeros((padded, len(self.class_names)), np.float32)
+        weights = np.zeros((padded, start.shape[1]), np.float32)
         latents[:frames], weights[:frames] = (1 - t) * latent + t * edited, (1 - t) * start + t * end
-        return [upscale(to_uint8(image), SHOW // 2) for image in self._render(latents, weights)[:frames]]
+        return [self._picture(image, self.show // 2) for image in self._render(latents, weights)[:frames]]
 
     @_after_warm_up
     def sketch(self, rgb: np.ndarray) -> tuple[list[tuple[np.ndarray, str]], list[dict]]:
         """A sketch (light: garment here, dark: nothing here, mid-gray: free) -> six garments that
         agree with it, best first, each with a caption (its class, how well it agrees), and their codes."""
+        if not self.dataset.light_on_dark:
+            raise InputError(f"Sketches draw garments so far: choose the garments to sketch, or project {self.dataset.noun}.")
         gray = sketch_view(rgb)
         garment, empty = gray > SKETCH_GARMENT, gray < SKETCH_EMPTY
         if not garment.any():
@@ -208,7 +276,7 @@ class EditTab:
         results, codes = [], []
         for latent, label, image in zip(latents, labels, images[..., 0]):
             agree = ((image > edit.INK) == garment)[painted].mean()
-            results.append((upscale(to_uint8(image), SHOW // 2),
+            results.append((self._picture(image, self.show // 2),
                             f"{self.class_names[label]}, {agree:.0%} agree"))  # short: a caption under a small tile
             codes.append({**garment_code(self.class_names[label], latent), "from": "your sketch"})
         return results, codes
@@ -239,7 +307,7 @@ def style_effects(tab: EditTab, name: str, per_class: int = 40, seed: int = 11) 
     labels = np.arange(len(latents)) % classes
     direction = tab.style_directions[tab.style_names.index(name)]
     render = lambda moved: np.concatenate([tab._render(moved[i:i + MAX_FRAMES], tab._one_hot(labels[i:i + MAX_FRAMES]))
-                                           for i in range(0, len(moved), MAX_FRAMES)])  # the animation's compiled shape
+                                           for i in range(0, len(moved), MAX_FRAMES)])[..., 0]  # the animation's shape
     before, after = render(latents - STYLE_RANGE * direction), render(latents + STYLE_RANGE * direction)
     moved = {effect: measure(after > edit.INK, after) - measure(before > edit.INK, before) > 0
              for effect, measure in STYLE_EFFECTS.items()}
@@ -247,13 +315,14 @@ def style_effects(tab: EditTab, name: str, per_class: int = 40, seed: int = 11) 
 
 
 def captioned_row(row: np.ndarray, captions: list[tuple[str, str]], tile: int) -> np.ndarray:
-    """(H, W) uint8 row of equal tiles ``tile`` pixels apart -> the row with two caption lines under
+    """(H, W[, 3]) uint8 row of equal tiles ``tile`` pixels apart -> the row with two caption lines under
     each tile (white on the grid's gray)."""
-    canvas = Image.fromarray(np.pad(row, ((0, 44), (0, 0)), constant_values=64))
+    canvas = Image.fromarray(np.pad(row, ((0, 44), (0, 0)) + ((0, 0),) * (row.ndim - 2), constant_values=64))
     draw, font = ImageDraw.Draw(canvas), ImageFont.load_default(size=15)
+    white = 255 if row.ndim == 2 else (255, 255, 255)
     for i, lines in enumerate(captions):
         for j, line in enumerate(lines):
-            draw.text((i * tile + tile // 2 + 1, row.shape[0] + 2 + 19 * j), line, fill=255, font=font, anchor="ma")
+            draw.text((i * tile + tile // 2 + 1, row.shape[0] + 2 + 19 * j), line, fill=white, font=font, anchor="ma")
     return np.asarray(canvas)
 
 
