@@ -24,6 +24,7 @@ import optax
 from flax import nnx
 
 from .encoder import Encoder
+from .gan import conditions_of
 
 INK = 0.1  # a pixel above this is garment, at or below it background (Fashion-MNIST's is 0)
 SKETCH_MARGIN = 0.05  # a painted pixel is pushed this far past INK
@@ -173,8 +174,7 @@ def condition_labels(generator, conditions) -> np.ndarray:
 
 def conditions_from_labels(generator, labels) -> np.ndarray:
     """(N, 3) labels (class, art set, skin tone) as the generator's (N,) conditions."""
-    labels = np.asarray(labels)
-    return labels[:, 0] * max(generator.num_styles, 1) + labels[:, 1] + labels[:, 2] * generator.tone_stride
+    return conditions_of(np.asarray(labels), generator.num_styles, generator.tone_stride)
 
 
 # ----------------------------------------------------------------------------- sketch to garment
@@ -254,8 +254,7 @@ def measure_projection(generator, classifier, encoder, images, labels, config: S
 
 def _reconstruction_figures(classifier, images, labels, rendered) -> dict:
     from .metrics import psnr
-    scores = np.concatenate([np.asarray(psnr(jnp.asarray(images[i:i + 500]), jnp.asarray(rendered[i:i + 500])))
-                             for i in range(0, len(images), 500)])
+    scores = np.asarray(psnr(jnp.asarray(images), jnp.asarray(rendered)))
     labels = np.asarray(labels)
     classes, styles = _names(classifier, rendered)
     figures = {"median_psnr": float(np.median(scores)), "mean_psnr": float(scores.mean()),

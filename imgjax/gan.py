@@ -106,11 +106,11 @@ class GANConfig:
 
 def conditions_of(labels, num_styles: int, tone_stride: int = 0):
     """Batch labels (``data.Split.labels_at``) as condition indices: (B,) classes as they are; (B, 2)
-    classes and styles as class x num_styles + style; (B, 3) plus tone x ``tone_stride`` (0: the
-    model has no tones, and the third label is left out)."""
+    classes and styles as class x num_styles + style (a model without styles: style 0); (B, 3) plus
+    tone x ``tone_stride`` (0: the model has no tones, and the third label is left out)."""
     if labels.ndim == 1:
         return labels
-    pair = labels[:, 0] * num_styles + labels[:, 1]
+    pair = labels[:, 0] * max(num_styles, 1) + labels[:, 1]
     return pair + labels[:, 2] * tone_stride if labels.shape[1] == 3 else pair
 
 
