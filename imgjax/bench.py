@@ -403,8 +403,14 @@ def bench_inference(workload: Workload, log) -> dict:
         "edit_classes_row": lambda: edits.classes_row(code),
         "edit_sketch": lambda: edits.sketch(sketch),
     })
+    if "Emoji" in studio.edit_tabs:  # an emoji example projected (with its detail), then a slider move
+        emoji_edits = studio.edit_tabs["Emoji"]
+        emoji_code = emoji_edits.project(emoji_example)[1]
+        actions.update({"edit_project_emoji": lambda: emoji_edits.project(emoji_example),
+                        "edit_render_emoji": lambda: emoji_edits.render(emoji_code, "Animals", 1.0, 0.0, 0.0, 0.0)})
     # each call takes ~0.5 s (the edits) or seconds (BM3D)
-    slow = {**dict.fromkeys(("edit_project", "edit_sketch", "denoise_gaussian_512x512_colour"), workload.slow_calls),
+    slow = {**dict.fromkeys(("edit_project", "edit_project_emoji", "edit_sketch", "denoise_gaussian_512x512_colour"),
+                            workload.slow_calls),
             "bm3d_256x256_colour": min(workload.slow_calls, 5)}
     results = {}
     for name, action in actions.items():
@@ -603,7 +609,7 @@ def bench_cold_start(workload: Workload, log) -> dict:
     try:
         started = time.perf_counter()
         with running_app(cache, log_path) as (first, _):
-            # The other datasets' tabs, then the Edit tab, compile after the first answer.
+            # The Edit tab, then the other datasets' tabs, compile after the first answer.
             first_edit = _seconds_until(log_path, EDIT_READY, started)
             first_all = _seconds_until(log_path, ALL_READY, started)
         started = time.perf_counter()
@@ -611,7 +617,7 @@ def bench_cold_start(workload: Workload, log) -> dict:
             second_edit = _seconds_until(log_path, EDIT_READY, started)
             second_all = _seconds_until(log_path, ALL_READY, started)
             log(f"cold start: {first:.1f} s with an empty compilation cache, {second:.1f} s with it filled; every "
-                f"tab ready at {first_all:.1f} s and {second_all:.1f} s (the Edit tab, last, at {first_edit:.1f} s "
+                f"tab ready at {first_all:.1f} s and {second_all:.1f} s (the garments' Edit tab at {first_edit:.1f} s "
                 f"and {second_edit:.1f} s)")
             clicks = bench_clicks(port, workload.clicks, log)
     finally:

@@ -153,12 +153,22 @@ class Generator(nnx.Module):
     def __call__(self, latents, labels, train: bool = False):
         return self.synthesize(latents, self.embed(labels), train)
 
-    def synthesize(self, latents, class_vectors, train: bool = False):
+    @property
+    def detail_shape(self) -> tuple[int, int, int]:
+        """The shape of one picture's first features (side/4, side/4, channels), where ``synthesize``
+        adds a projection's detail."""
+        return self.base, self.base, self.c7
+
+    def synthesize(self, latents, class_vectors, train: bool = False, details=None):
         """Images from latents and class embedding vectors (N, class_embedding): blends of two
-        classes' vectors give the in-between garments of a class interpolation."""
+        classes' vectors give the in-between garments of a class interpolation. ``details``
+        (N, *detail_shape), added to the first features: what a projection found that the latent
+        alone does not draw (``imgjax.edit``)."""
         norm = lambda layer, x: nnx.relu(layer(x, use_running_average=not train))
         h = self.project(jnp.concatenate([latents, class_vectors], axis=-1))
         h = norm(self.norm0, h).reshape(latents.shape[0], self.base, self.base, self.c7)
+        if details is not None:
+            h = h + details
         h = norm(self.norm1, depth_to_space(self.up1(h)))  # 14x14
         h = norm(self.refine_norm1, self.refine1(h))
         h = norm(self.norm2, depth_to_space(self.up2(h)))  # 28x28
@@ -442,10 +452,11 @@ def generate_images(generator: Generator, latents, labels):
 
 
 @nnx.jit
-def generate_blended(generator: Generator, latents, class_weights):
+def generate_blended(generator: Generator, latents, class_weights, details=None):
     """Like ``generate_images`` with (N, num_classes) class weights instead of labels: each image's
-    class vector is the weighted mix of the class embeddings (one-hot weights give the classes)."""
-    return (generator.synthesize(latents, class_weights @ generator.embed.embedding[...]) + 1.0) / 2.0
+    class vector is the weighted mix of the class embeddings (one-hot weights give the classes);
+    ``details``: as ``Generator.synthesize``'s."""
+    return (generator.synthesize(latents, class_weights @ generator.embed.embedding[...], details=details) + 1.0) / 2.0
 
 
 # ----------------------------------------------------------------------------- measuring

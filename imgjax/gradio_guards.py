@@ -159,18 +159,25 @@ def _check_value(component, value) -> str | None:
     return None
 
 
-def _too_large(value, budget: list | None = None) -> str | None:
-    """Why a plain value (not a file) is too large to read: a string over ``MAX_TEXT`` characters, or
+def long_text(component, max_text: int):
+    """Let an input's strings be up to ``max_text`` characters (not ``MAX_TEXT``): a field that carries
+    data as text, such as an edit code's detail."""
+    component.max_text = max_text
+    return component
+
+
+def _too_large(value, budget: list | None = None, max_text: int = MAX_TEXT) -> str | None:
+    """Why a plain value (not a file) is too large to read: a string over ``max_text`` characters, or
     over ``MAX_ITEMS`` values in its lists and objects, nested ones included; None when it is not."""
     budget = [MAX_ITEMS] if budget is None else budget
     if isinstance(value, str):
-        return f"at most {MAX_TEXT:,} characters long" if len(value) > MAX_TEXT else None
+        return f"at most {max_text:,} characters long" if len(value) > max_text else None
     if isinstance(value, (list, dict)):
         budget[0] -= len(value)
         if budget[0] < 0:
             return f"at most {MAX_ITEMS:,} values in all"
         for item in [*value.keys(), *value.values()] if isinstance(value, dict) else value:
-            problem = _too_large(item, budget)
+            problem = _too_large(item, budget, max_text)
             if problem:
                 return problem
     return None
@@ -205,7 +212,8 @@ def guard_api(demo: gr.Blocks) -> None:
             raise user_error(f"{where or 'This action'} takes {len(components)} values ({names}); got {got}.", where)
         for component, value in zip(components, inputs):
             is_file_input = isinstance(component, (gr.Image, gr.ImageEditor, gr.File))
-            problem = (None if is_file_input else _too_large(value)) or _check_value(component, value)
+            problem = ((None if is_file_input else _too_large(value, max_text=getattr(component, "max_text", MAX_TEXT)))
+                       or _check_value(component, value))
             if problem is not None:
                 raise user_error(f"{_label(component)} must be {problem}; got {shown(value)}.", where)
         try:

@@ -2,6 +2,7 @@
 garment's code, the search is one compiled program, the style directions do what their names say,
 sketches get garments that fill them, and malformed codes get plain messages."""
 
+import base64
 from pathlib import Path
 
 import jax
@@ -20,6 +21,7 @@ from imgjax.service.edit import (
     slider_label,
     style_effects,
 )
+from imgjax.service.classify import model_view
 from imgjax.user_input import InputError
 
 
@@ -76,12 +78,12 @@ def test_the_search_runs_as_compiled_chunks_without_a_loop(models):
     XLA:CPU runs ~3.6x slower; only the feature chunk's program holds the classifier's convolutions."""
     import optax
     generator, classifier, _ = models
-    latents, labels = jnp.zeros((2, 64)), jnp.array([0, 1])
+    inputs, labels = (jnp.zeros((2, 64)), jnp.zeros((2, *generator.detail_shape))), jnp.array([0, 1])
     images, features = jnp.zeros((2, 28, 28, 1)), jnp.zeros((2, 256))
-    state = optax.adam(0.1).init(latents)
+    state = optax.adam(0.1).init(inputs[0])
     graph, weights = nnx.split((generator, classifier))
-    programs = {with_features: edit._search_chunk.lower(graph, weights, latents, state, labels, images, images,
-                                                        features, edit.SearchConfig(), with_features).as_text()
+    programs = {with_features: edit._search_chunk.lower(graph, weights, inputs, state, labels, images, images,
+                                                        features, edit.SearchConfig(), with_features, False).as_text()
                 for with_features in (False, True)}
     for text in programs.values():  # the step is one function, called once per step: XLA inlines it
         assert "stablehlo.while" not in text and text.count("call @closed_call") == edit.CHUNK
@@ -92,27 +94,36 @@ def test_the_search_runs_as_compiled_chunks_without_a_loop(models):
 
 def test_the_chunked_search_takes_every_step_of_a_plain_loop(models):
     """The compiled chunks, their Adam state carried between calls, land where the same steps taken
-    one at a time do (the feature distance in the last chunk only)."""
+    one at a time do (the feature distance in the second chunk, then a chunk on the detail alone)."""
     import optax
     generator, classifier, encoder = models
-    config = edit.SearchConfig(steps=2 * edit.CHUNK, feature_steps=edit.CHUNK)
+    config = edit.SearchConfig(steps=2 * edit.CHUNK, feature_steps=edit.CHUNK, detail_steps=edit.CHUNK)
     images = jnp.asarray(np.asarray(gan.generate_images(generator, gan.sample_latents(2, 4, 64), jnp.arange(4))))
     start, labels, features = edit.starting_points(generator, classifier, encoder, images, jax.random.key(0), config)
-    class_vectors, optimizer = generator.embed(labels), optax.adam(config.learning_rate)
+    class_vectors, latent_optimizer = generator.embed(labels), optax.adam(config.learning_rate)
 
-    def step(z, state, with_features):
-        loss = lambda z: edit._losses(generator, classifier, z, class_vectors, images, images, features, config,
+    def step(inputs, state, with_features, detail):  # detail: the detail fitted alone, else the latent
+        loss = lambda x: edit._losses(generator, classifier, x, class_vectors, images, images, features, config,
                                       with_features)[0].sum()
-        updates, state = optimizer.update(jax.grad(loss)(z), state)
-        return optax.apply_updates(z, updates), state
+        grad_z, grad_d = jax.grad(loss)(inputs)
+        optimizer = optax.adam(config.detail_learning_rate, eps=edit.DETAIL_EPSILON) if detail else latent_optimizer
+        updates, state = optimizer.update(grad_d if detail else grad_z, state)
+        moved = optax.apply_updates(inputs[int(detail)], updates)
+        return ((inputs[0], moved) if detail else (moved, inputs[1])), state
 
-    step = jax.jit(step, static_argnums=2)
-    z, state = start, optimizer.init(start)
-    for i in range(config.steps):
-        z, state = step(z, state, i >= config.steps - config.feature_steps)
-    found = edit.search(generator, classifier, start, labels, images, images, features, config)[0]
-    assert float(jnp.abs(found - z).max()) < 1e-3
-    assert float(jnp.abs(found - start).max()) > 0.1  # it moved
+    step = jax.jit(step, static_argnums=(2, 3))
+    inputs = (start, jnp.zeros((len(start), *generator.detail_shape)))
+    state = latent_optimizer.init(start)
+    for i in range(config.steps + config.detail_steps):
+        if i == config.steps:  # the detail's phase: Adam's state of its own
+            state = optax.adam(config.detail_learning_rate, eps=edit.DETAIL_EPSILON).init(inputs[1])
+        inputs, state = step(inputs, state, config.steps - config.feature_steps <= i < config.steps, i >= config.steps)
+    found, details, rendered, _ = edit.search(generator, classifier, start, labels, images, images, features, config)
+    assert float(jnp.abs(found - inputs[0]).max()) < 1e-3
+    # Adam scales each detail value's step by its own gradient, however tiny: compare what they draw.
+    drawn = (generator.synthesize(*inputs[:1], class_vectors, details=inputs[1]) + 1) / 2
+    assert float(jnp.abs(rendered - drawn).max()) < 1e-2 and float(jnp.median(jnp.abs(details - inputs[1]))) < 1e-4
+    assert float(jnp.abs(found - start).max()) > 0.1 and float(jnp.abs(details).max()) > 0.01  # both moved
 
 
 @pytest.mark.parametrize("name", [name for _, name in STYLE_DIRECTIONS])
@@ -187,23 +198,34 @@ def test_the_generate_tabs_first_garment_arrives_with_its_exact_code(tab):
     assert np.abs(tab.garment(code)[::8, ::8].astype(int) - grid).max() <= 1
 
 
-def test_the_edit_tab_projects_and_edits_an_emoji_in_its_art_set_and_skin_tone():
+def test_the_edit_tab_projects_and_edits_an_emoji_in_its_art_set_and_skin_tone(tab):
     """The tab on the emoji GAN: a projected example comes back in its group and art set, with a code
-    naming both; edits change the group, the art set and (for people) the skin tone, keeping what
-    they are not asked to change; bad art sets and tones are refused; sketches stay with garments."""
+    naming both and the detail the search found; edits change the group, the art set and (for people)
+    the skin tone, keeping what they are not asked to change, and the detail only while the code's
+    group, art set and tone stay; bad art sets, tones and details are refused; sketches stay with
+    garments."""
     from PIL import Image
 
     assets = Path(edit.__file__).parent / "assets"
     generator, card = checkpoint.load_model("gan", checkpoint.default_weights("gan", "emoji"))
     classifier = checkpoint.load_model("cnn", checkpoint.default_weights("cnn", "emoji"))[0]
-    tab = EditTab(generator, classifier, None, edit.SearchConfig(steps=30, feature_steps=15), card=card)
+    garments_tab, search = tab, edit.SearchConfig(steps=30, feature_steps=15, detail_steps=15)
+    tab = EditTab(generator, classifier, None, search, card=card)
     turtle = np.asarray(Image.open(assets / "emoji_3_animals_turtle-twemoji.png").convert("RGB"), np.float32) / 255
     pair, code, summary = tab.project(turtle)
-    assert (code["class"], code["art_set"], "tone" in code) == ("Animals", "Twemoji", False)
-    assert pair.shape == (36 * 7, 70 * 7, 3) and "in Twemoji's style" in summary
+    assert (code["dataset"], code["class"], code["art_set"], "tone" in code) == ("emoji", "Animals", "Twemoji", False)
+    assert pair.shape == (36 * 7, 104 * 7, 3) and "in Twemoji's style" in summary and "latent alone" in summary
     assert tab.classes_row(code).shape[1] == (8 * 34 + 2) * 3
     drawn = tab.garment(code)
     assert drawn.shape == (224, 224, 3) and np.array_equal(tab.render(code, "Animals", 0, 0, 0, 0), drawn)
+    # The detail brings the reconstruction closer; another group draws the latent alone.
+    alone = {k: v for k, v in code.items() if k != "detail"}
+    view = model_view(turtle, tab.dataset)[None]
+    drawn_closer = lambda a, b: float(psnr(view, a[None, ::7, ::7] / 255.0)[0]) > float(psnr(view, b[None, ::7, ::7] / 255.0)[0])
+    assert drawn_closer(drawn, tab.garment(alone))
+    assert np.array_equal(tab.render(code, "Faces", 0, 0, 0, 0), tab.render(alone, "Faces", 0, 0, 0, 0))
+    assert np.array_equal(tab.render(code, "Animals", 0, 0, 0, 0, art_set="Noto"),
+                          tab.render(alone, "Animals", 0, 0, 0, 0, art_set="Noto"))
     person = {**code, "class": "People", "tone": "dark"}
     dark, light = tab.render(person, "People", 0, 0, 0, 0), tab.render(person, "People", 0, 0, 0, 0, tone="light")
     assert dark.mean() < light.mean()  # the same person, lighter skin
@@ -219,3 +241,10 @@ def test_the_edit_tab_projects_and_edits_an_emoji_in_its_art_set_and_skin_tone()
         tab.classes_row({"class": "Animals"})
     with pytest.raises(InputError, match="Sketches draw garments"):
         tab.sketch(np.ones((32, 32, 3), np.float32))
+    not_a_number = base64.b64encode(np.full(8 * 8 * 96, np.nan, "<f2").tobytes()).decode()
+    for detail, message in (("AAAA", "detail is the 16,384 characters"), ("*" * 16384, "base64 text"),
+                            (not_a_number, "between -100 and 100")):
+        with pytest.raises(InputError, match=message):
+            tab.garment({**code, "detail": detail})
+    with pytest.raises(InputError, match="for the emoji generator, not the Garments one"):
+        garments_tab.garment(code)

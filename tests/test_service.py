@@ -163,6 +163,22 @@ def test_edit_says_what_classify_says_of_an_unfamiliar_input(studio, fashion_tes
     assert "does not look like a garment" in studio.edit_tab.project(noise)[2]
 
 
+def test_the_emoji_edit_tab_reads_skin_tones_and_says_what_classify_says(studio):
+    """The studio's emoji Edit tab: the shipped encoder, and the tone reader its card names, so test
+    people drawn with dark skin come back as people in a dark tone; noise is said to be unlike any
+    emoji."""
+    tab = studio.edit_tabs["Emoji"]
+    assert tab.dataset.name == "emoji" and tab.tone_reader is not None
+    test = emoji.load_split("test")
+    labels = test.labels_at(np.arange(len(test)))
+    dark = np.flatnonzero((labels[:, 0] == emoji.GROUPS.index("People")) & (labels[:, 2] == emoji.SKIN_TONES.index("dark")))
+    codes = [tab.project(test.images[i].astype(np.float32) / 255)[1] for i in dark[::max(1, len(dark) // 5)][:5]]
+    assert sum(c["class"] == "People" for c in codes) >= 4, codes
+    assert sum(c.get("tone") in ("medium-dark", "dark") for c in codes) >= 4, [c.get("tone") for c in codes]
+    noise = np.random.default_rng(0).random((64, 64, 3)).astype(np.float32)
+    assert "does not look like an emoji" in tab.project(noise)[2]
+
+
 def test_denoise_any_size_and_colour(studio, sneaker_u8):
     rgb = np.zeros((90, 70, 3), np.float32)
     rgb[10:66, 5:61, 0] = np.kron(sneaker_u8 / 255.0, np.ones((2, 2)))

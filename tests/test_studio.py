@@ -24,6 +24,7 @@ from imgjax.bench import CHROMIUM_FLAGS
 from imgjax.cnn import predict_probabilities
 from imgjax.service.denoise import GAUSSIAN, MASK, SALT_PEPPER
 from imgjax.service.generate import INTERPOLATE_SEEDS
+from imgjax.serving import ALL_READY
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "imgjax" / "assets"
@@ -106,9 +107,10 @@ def test_a_new_server_removes_what_a_crashed_one_left(server):
 
 
 def _wait_for_edit_tab(log: Path) -> None:
-    """The Edit tab compiles in the background once the server answers: wait for its log line."""
+    """The Edit tabs and the other datasets' tabs compile in the background once the server answers:
+    wait for the line saying they all have."""
     deadline = time.monotonic() + 300
-    while "the Edit tab compiled" not in log.read_text():
+    while ALL_READY not in log.read_text():
         assert time.monotonic() < deadline, log.read_text()[-3000:]
         time.sleep(0.5)
 
@@ -215,8 +217,10 @@ def test_every_edit_endpoint(client, classifier, tmp_path):
     a style move, the animation, a mix with a sneaker, and garments for a sketch."""
     from gradio_client import handle_file
     pair, code, summary = client.predict(handle_file(str(ASSETS / "example_4_coat.png")), api_name="/edit_project")
-    assert Image.open(pair).size == ((2 * 30 + 2) * 8, 32 * 8)  # image | reconstruction, 28x28 each, x8
+    # image | reconstruction | the latent alone, 28x28 each, x8
+    assert Image.open(pair).size == ((3 * 30 + 2) * 8, 32 * 8)
     assert code["class"] in data.FASHION_CLASSES and len(code["latent"]) == 64 and "dB PSNR" in summary
+    assert code["dataset"] == "fashion-mnist" and len(code["detail"]) == 12_544  # 7x7x96 float16 values, base64
     row = np.asarray(Image.open(client.predict(code, api_name="/edit_classes")).convert("L"))[:128:4, ::4]
     tiles = np.stack([row[2:30, 2 + 30 * c:30 + 30 * c] for c in range(10)])  # undo the x4; 2 px borders
     named = np.asarray(predict_probabilities(classifier, data.to_float(tiles))).argmax(-1)
@@ -239,6 +243,34 @@ def test_every_edit_endpoint(client, classifier, tmp_path):
     assert client.predict(codes[0], api_name="/edit_classes")  # a sketched garment's code edits like any other
     with pytest.raises(Exception, match="list of 64 numbers"):
         client.predict({"class": "Coat", "latent": [0.0]}, api_name="/edit_classes")
+
+
+def test_edit_endpoints_on_emoji(client, tmp_path):
+    """The same endpoints on the emoji: the dataset as the projection's optional last argument, then
+    every edit follows the code's dataset; the art set and skin tone as the render's optional last
+    arguments; an unknown dataset and a code's unknown dataset are refused in a sentence."""
+    from gradio_client import handle_file
+    person = handle_file(str(ASSETS / "emoji_1_people_female-technologist-noto.png"))
+    pair, code, summary = client.predict(person, "Emoji", api_name="/edit_project")
+    assert Image.open(pair).size == ((3 * 34 + 2) * 7, 36 * 7)  # three 32x32 pictures, x7
+    assert code["dataset"] == "emoji" and code["art_set"] in ("Twemoji", "Noto", "OpenMoji") and "detail" in code
+    assert Image.open(client.predict(code, api_name="/edit_classes")).size[0] == (8 * 34 + 2) * 3
+    people = {**code, "class": "People", "tone": "dark"}
+    dark = np.asarray(Image.open(client.predict(people, "People", 0, 0, 0, 0, api_name="/edit_render")).convert("RGB"))
+    light = np.asarray(Image.open(client.predict(people, "People", 0, 0, 0, 0, None, "light",
+                                                 api_name="/edit_render")).convert("RGB"))
+    assert dark.shape == (224, 224, 3) and dark.mean() < light.mean()
+    openmoji = client.predict(code, "Animals", 0, 0, 0, 0, "OpenMoji", api_name="/edit_render")
+    assert Image.open(openmoji).size == (224, 224)
+    turtle = handle_file(str(ASSETS / "emoji_3_animals_turtle-twemoji.png"))
+    assert Image.open(client.predict(code, turtle, api_name="/edit_mix")).size == ((4 * 34 + 2) * 3, 36 * 3)
+    with pytest.raises(Exception, match="Dataset must be one of"):
+        client.predict(person, "Cats", api_name="/edit_project")
+    for dataset in ("cats", ["emoji"]):
+        with pytest.raises(Exception, match="A code's dataset is one of"):
+            client.predict({**code, "dataset": dataset}, api_name="/edit_classes")
+    with pytest.raises(Exception, match="Sketches draw garments"):
+        client.predict({"background": None, "layers": [], "composite": person}, "Emoji", api_name="/edit_sketch")
 
 
 LAB_KNOBS = {"CNN (classifier)": ("0.004", "128"), "Autoencoder (denoiser)": ("0.004", "64"),
@@ -929,7 +961,8 @@ def test_browser_generate_classify_denoise(server, browser, tmp_path, colour_pho
 
 def test_browser_edit(server, browser, tmp_path):
     """The Edit tab arrives with a projected coat and its class row; a slider and the class change
-    the edited picture; a sketch gets garments; "Edit the first garment" on Generate brings its code."""
+    the edited picture; a sketch gets garments; "Edit the first picture" on Generate brings its code;
+    then the same on the emoji."""
     page = browser.new_page(viewport={"width": 1280, "height": 1600})
     page.goto(server)
     page.get_by_role("tab", name="Edit").click()
@@ -966,7 +999,7 @@ def test_browser_edit(server, browser, tmp_path):
     page.get_by_role("tab", name="Generate").click()
     page.locator("#generated img").wait_for(timeout=30_000)
     row = page.locator("#all-classes img").get_attribute("src")
-    page.get_by_role("button", name="Edit the first garment").click()
+    page.get_by_role("button", name="Edit the first picture").click()
     page.locator("#projection-summary", has_text="from the Generate tab").wait_for(timeout=30_000)
     page.wait_for_function(NEW_PICTURE, arg=["#all-classes img", row], timeout=30_000)
     page.locator("#edit-input img").wait_for(state="detached", timeout=10_000)  # not the old image's garment
@@ -975,10 +1008,35 @@ def test_browser_edit(server, browser, tmp_path):
     page.locator("#edit-examples button").nth(4).click()  # example_4_coat.png
     page.locator("#projection-summary", has_text="Projected as Coat").wait_for(timeout=60_000)
     page.locator("#edit-input").get_by_role("button", name="Remove Image").click()
-    page.locator("#projection-summary", has_text="No garment image").wait_for(timeout=30_000)
+    page.locator("#projection-summary", has_text="No image").wait_for(timeout=30_000)
     assert page.locator("#edit-class input").input_value() == "Coat"
     assert page.locator("#style-0 input[type=number]").input_value() == "0"
     assert "latent" not in page.locator("#edit-status").inner_text()
+
+    # Emoji: the dataset's arrival picture is projected with its art set; the skin tone and the art
+    # set change the edit; Generate's "Edit the first picture" on emoji brings the code and the dataset.
+    page.locator("#edit-dataset").get_by_label("Emoji").check()
+    page.locator("#projection-summary", has_text="'s style").wait_for(timeout=60_000)
+    page.locator("#edit-art-set").wait_for(state="visible", timeout=30_000)  # the code's controls follow it
+    page.locator("#style-0", has_text="Direction 1").wait_for(timeout=30_000)
+    page.locator("#edit-examples-1 button").nth(3).click()  # the turtle
+    page.locator("#projection-summary", has_text="Projected as Animals").wait_for(timeout=60_000)
+    before = page.locator("#edited img").get_attribute("src")
+    page.locator("#edit-art-set").get_by_label("OpenMoji").check()
+    page.wait_for_function(NEW_PICTURE, arg=["#edited img", before], timeout=30_000)
+    page.get_by_role("tab", name="Generate").click()
+    page.locator("#gan-dataset").get_by_label("Emoji").check()
+    page.locator("#gan-class input").click()
+    page.get_by_role("option", name="People", exact=True).click()
+    page.get_by_role("button", name="Edit the first picture").click()
+    page.locator("#projection-summary", has_text="A People from the Generate tab").wait_for(timeout=30_000)
+    assert page.locator("#edit-class input").input_value() == "People"
+    assert page.locator("#edit-dataset").get_by_label("Emoji").is_checked()
+    before = page.locator("#edited img").get_attribute("src")
+    page.locator("#edit-skin-tone input").click()
+    page.get_by_role("option", name="dark", exact=True).click()
+    page.wait_for_function(NEW_PICTURE, arg=["#edited img", before], timeout=30_000)
+    page.screenshot(path=str(tmp_path / "edit-emoji.png"), full_page=True)
     page.close()
 
 

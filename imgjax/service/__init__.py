@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from .. import checkpoint
+from ..emoji import ToneReader
 from ..serving import warm_up_in_background
 from .classify import ClassifyTab
 from .denoise import DenoiseTab
@@ -44,7 +45,19 @@ class Studio:
         self.denoise_tab = DenoiseTab(*load("ae"), *photo)
         self.denoise_tabs = _by_dataset(self.denoise_tab, directory, "ae", lambda model, card, _: DenoiseTab(model, card))
         self.edit_tab = EditTab(generator, classifier, load("encoder")[0], familiarity=self.classify_tab.familiarity)
+        self.edit_tabs = _by_dataset(self.edit_tab, directory, "encoder", self._edit_tab)
         self.lab_tab = LabTab(max_runs=lab_runs, max_budget_s=lab_max_seconds)
+
+    def _edit_tab(self, encoder, encoder_card: dict, folder: Path) -> EditTab:
+        """The Edit tab on another dataset: its encoder with the generator and classifier the other
+        tabs serve for that dataset, and its skin-tone reader where the encoder's card names one."""
+        title = next(title for title, tab in self.generate_tabs.items() if tab.dataset.name == encoder_card["dataset"])
+        classify = self.classify_tabs[title]
+        info = encoder_card.get("metrics", {}).get("tone_reader")
+        tone_reader = ToneReader.from_arrays(checkpoint.load_companion(
+            folder, info, "encoder.json", "skin-tone reader", "imgjax eval encoder --write-card")) if info else None
+        return EditTab(self.generate_tabs[title].generator, classify.classifier, encoder, card=encoder_card,
+                       familiarity=classify.familiarity, tone_reader=tone_reader)
 
     def shipped_card(self, family: str, dataset: str) -> dict:
         """The card of the shipped model of ``family`` ("gan", "cnn", "ae") on ``dataset`` (a name), or {}."""
@@ -55,19 +68,18 @@ class Studio:
         """Run every action once per compiled shape the page uses, so the first click is as fast as
         the rest (with the persistent compilation cache, a second start loads these from disk).
         With ``in_background``, only the first dataset's Generate, Classify and Denoise tabs (those the
-        page opens on) compile before this returns; the other datasets' tabs, then the Edit tab,
+        page opens on) compile before this returns; its Edit tab, then the other datasets' tabs,
         compile in a thread while the server starts, and their actions wait for them. Returns the
         seconds the blocking part took."""
         start = time.perf_counter()
-        later = {}
+        later = {"the Edit tab": self.edit_tab}  # the first dataset's Edit tab, then the other datasets' tabs
         for kind, tabs in (("Generate", self.generate_tabs), ("Classify", self.classify_tabs),
-                           ("Denoise", self.denoise_tabs)):
+                           ("Denoise", self.denoise_tabs), ("Edit", self.edit_tabs)):
             for index, (title, tab) in enumerate(tabs.items()):
-                if in_background and index:
+                if index:
                     later[f"the {title} {kind} tab"] = tab
-                else:
+                elif kind != "Edit":
                     tab.warm_up()
-        later["the Edit tab"] = self.edit_tab
         if in_background:
             warm_up_in_background(later, log=lambda line: print(line, flush=True))
         else:

@@ -37,6 +37,7 @@ class ClassifyTab:
         self.dataset = datasets.get(card.get("dataset", "fashion-mnist"))
         self.class_names = list(self.dataset.classes)
         self.familiarity = _load_familiarity(checkpoint_dir, card)
+        self.classifier = classifier  # read only: served through the compiled function below
         self._classify_fn = frozen(classify_with_saliency, classifier)
         self.compiling = compiling()  # held while compiled in the background (``Studio.warm_up``)
 
@@ -44,7 +45,7 @@ class ClassifyTab:
         """The same action on another classifier (a Lab run's), without the familiarity check: its
         statistics were fitted to the shipped classifier's features."""
         tab = copy.copy(self)
-        tab.card, tab.familiarity = card, None
+        tab.card, tab.familiarity, tab.classifier = card, None, classifier
         tab._classify_fn = frozen(classify_with_saliency, classifier)
         return tab
 

@@ -3,12 +3,15 @@ another class (and art set and skin tone, on the emoji), move it along style dir
 pictures, or find garments for a sketch. One tab per dataset with a shipped encoder.
 
 A picture in the generator is its *code*, ``{"class": name, "latent": [64 numbers]}``, with its
-``"art_set"`` and ``"tone"`` on a dataset that has them: what the projection returns and every edit
-takes, so an API client edits without projecting again.
+``"art_set"`` and ``"tone"`` on a dataset that has them, and the ``"detail"`` a projection found
+beyond what the latent draws (``edit.SearchConfig.detail_steps``; float16 values, base64): what the
+projection returns and every edit takes, so an API client edits without projecting again.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 
 import numpy as np
@@ -29,13 +32,15 @@ from .classify import CLASSIFY_MAX_SIDE, model_view
 STYLE_DIRECTIONS = ((1, "Shorter"), (4, "Darker"), (0, "Wider"), (3, "Smaller"))
 # By dataset; another dataset's generator: its four largest directions, not yet named by what they do.
 NAMED_DIRECTIONS = {"fashion-mnist": STYLE_DIRECTIONS}
-UNNAMED_DIRECTIONS = tuple((i, f"Direction {i + 1}") for i in range(4))
+STYLE_SLIDERS = 4  # style directions on every dataset (the page and the API take four strengths)
+UNNAMED_DIRECTIONS = tuple((i, f"Direction {i + 1}") for i in range(STYLE_SLIDERS))
 # Where a slider does something else than its name (``style_effects``, checked by tests/test_edit.py):
 # what it does there, and in which classes. A tall garment cannot get much shorter, a shoe wider.
 STYLE_ELSEWHERE = {"Shorter": {"narrower": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Shirt")},
                    "Wider": {"shorter": ("Sandal", "Ankle boot"), "taller": ("Sneaker",)}}
 STYLE_RANGE = 2.0  # a slider moves the latent at most this far either way (latents are standard normal)
 MAX_LATENT = 10.0  # a code's latent values beyond this are far outside what the generator saw
+MAX_DETAIL = 100.0  # a code's detail values beyond this are far outside the generator's features
 MAX_FRAMES = 32
 SKETCH_GARMENTS = 6
 SKETCH_GARMENT, SKETCH_EMPTY = 0.75, 0.25  # sketch pixels above / below these are painted garment / empty
@@ -52,12 +57,37 @@ def _after_warm_up(action):
     return run
 
 
-def garment_code(class_name: str, latent, art_set: str | None = None, tone: str | None = None) -> dict:
-    """The JSON form of a generator input: its class (and art set and skin tone, where given) and its
-    latent (5 decimals: well below any visible change)."""
-    labels = {"art_set": art_set, "tone": tone}
-    return {"class": class_name, **{k: v for k, v in labels.items() if v is not None},
+def garment_code(class_name: str, latent, art_set: str | None = None, tone: str | None = None,
+                 detail=None, dataset: str | None = None) -> dict:
+    """The JSON form of a generator input: its dataset's name where given, its class (and art set
+    and skin tone, where given), its latent (5 decimals: well below any visible change) and its
+    detail where it has one."""
+    labels = {"class": class_name, "art_set": art_set, "tone": tone}
+    code = {**({"dataset": dataset} if dataset else {}), **{k: v for k, v in labels.items() if v is not None},
             "latent": [round(float(v), 5) for v in latent]}
+    if detail is not None and np.any(detail):
+        kept = np.clip(detail, -MAX_DETAIL, MAX_DETAIL)  # what ``read_detail`` takes back
+        code["detail"] = base64.b64encode(np.asarray(kept, "<f2").tobytes()).decode("ascii")
+    return code
+
+
+def detail_length(shape: tuple[int, ...]) -> int:
+    """The characters of a code's detail of ``shape``: float16 values in base64."""
+    return 4 * -(-2 * int(np.prod(shape)) // 3)
+
+
+def read_detail(text, shape: tuple[int, ...]) -> np.ndarray:
+    """A code's ``"detail"`` -> float32 ``shape``; InputError if it is not one this generator draws."""
+    if not isinstance(text, str) or len(text) != detail_length(shape):
+        raise InputError(f"A code's detail is the {detail_length(shape):,} characters a projection gives it "
+                         "(or leave it out).")
+    try:
+        detail = np.frombuffer(base64.b64decode(text, validate=True), "<f2").astype(np.float32).reshape(shape)
+    except (binascii.Error, ValueError):
+        raise InputError("A code's detail is base64 text, as a projection gives it (or leave it out).") from None
+    if not np.all(np.abs(detail) <= MAX_DETAIL):  # NaN fails too
+        raise InputError(f"A code's detail values lie between -{MAX_DETAIL:g} and {MAX_DETAIL:g}.")
+    return detail
 
 
 class EditTab:
@@ -116,24 +146,29 @@ class EditTab:
         label = self.class_names.index(class_name)
         return np.array([label, style, shade if label in self._toned else 0])
 
-    def _code(self, condition: int, latent) -> dict:
-        """The code of the generator's ``condition`` and ``latent``."""
+    def _code(self, condition: int, latent, detail=None) -> dict:
+        """The code of the generator's ``condition``, ``latent`` and ``detail``."""
         label, style, shade = edit.condition_labels(self.generator, [condition])[0]
         return garment_code(self.class_names[label], latent, self.styles[style] if self.styles else None,
-                            self.tones[shade] if label in self._toned else None)
+                            self.tones[shade] if label in self._toned else None, detail, self.dataset.name)
 
-    def read_code(self, code) -> tuple[np.ndarray, np.ndarray]:
-        """A code from the page or an API client -> (latent, its (3,) class, art set and tone labels);
-        InputError if malformed."""
+    def read_code(self, code) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A code from the page or an API client -> (latent, its (3,) class, art set and tone labels,
+        its detail: zeros without one); InputError if malformed."""
         if not isinstance(code, dict) or not isinstance(code.get("latent"), list) or "class" not in code:
             raise InputError(f"Project {self._a_picture} first (or send a code: {{\"class\": name, \"latent\": "
                              f"[{self.latent_dim} numbers]}}).")
+        if code.get("dataset", self.dataset.name) != self.dataset.name:
+            raise InputError(f"This code is for the {str(code['dataset'])[:40]} generator, not the {self.dataset.title} one.")
         latent = code["latent"]
         if len(latent) != self.latent_dim or not all(is_number(v) for v in latent):
             raise InputError(f"A code's latent is a list of {self.latent_dim} numbers.")
         if not all(abs(v) <= MAX_LATENT for v in latent):  # before float32, which a 400-digit integer overflows
             raise InputError(f"A code's latent values lie between -{MAX_LATENT:g} and {MAX_LATENT:g}.")
-        return np.asarray(latent, np.float32), self._labels(code["class"], code.get("art_set"), code.get("tone"))
+        shape = self.generator.detail_shape
+        detail = read_detail(code["detail"], shape) if code.get("detail") is not None else np.zeros(shape, np.float32)
+        return (np.asarray(latent, np.float32), self._labels(code["class"], code.get("art_set"), code.get("tone")),
+                detail)
 
     def _conditions(self, labels) -> np.ndarray:
         """(N, 3) class, art set and tone labels -> the generator's (N,) conditions."""
@@ -142,9 +177,19 @@ class EditTab:
     def _one_hot(self, conditions) -> np.ndarray:
         return np.eye(self.generator.embed.num_embeddings, dtype=np.float32)[np.asarray(conditions)]
 
-    def _render(self, latents, condition_weights) -> np.ndarray:
-        """(N, latent) and (N, conditions) weights -> (N, side, side, channels) float images."""
-        return np.asarray(self._render_fn(np.asarray(latents, np.float32), np.asarray(condition_weights, np.float32)))
+    def _render(self, latents, condition_weights, details=None) -> np.ndarray:
+        """(N, latent), (N, conditions) weights and (N, *detail_shape) details (None: none) -> (N, side,
+        side, channels) float images."""
+        latents = np.asarray(latents, np.float32)
+        details = np.zeros((len(latents), *self.generator.detail_shape), np.float32) if details is None else details
+        return np.asarray(self._render_fn(latents, np.asarray(condition_weights, np.float32),
+                                          np.asarray(details, np.float32)))
+
+    @staticmethod
+    def _kept(detail, labels, target) -> np.ndarray:
+        """A code's detail where an edit keeps its class, art set and tone (it belongs to the picture
+        drawn in them), else zeros: another class is the generator's own drawing of the latent."""
+        return detail if np.array_equal(labels, target) else np.zeros_like(detail)
 
     def _picture(self, images, factor: int) -> np.ndarray:
         """(side, side, channels) floats, or a uint8 grid -> a uint8 picture ``factor`` times larger
@@ -167,7 +212,7 @@ class EditTab:
         found = edit.project(self.generator, self.classifier, self.encoder, view[None], self.search,
                              toned_classes=self._toned, tones=tones)
         reconstruction = found.images[0]
-        code = self._code(int(found.labels[0]), found.latents[0])
+        code = self._code(int(found.labels[0]), found.latents[0], found.details[0])
         distance = float(psnr(view[None], found.images[:1])[0])
         named, confidence = self._named(reconstruction[None])[0]
         drawn = "".join([f" in {code['art_set']}'s style" if "art_set" in code else "",
@@ -175,12 +220,18 @@ class EditTab:
         summary = (f"Projected as **{code['class']}**{drawn}: the reconstruction is {distance:.1f} dB PSNR from the "
                    f"image (mean absolute difference {np.abs(view - reconstruction).mean():.3f}); the "
                    f"classifier calls it {named} ({confidence:.0%}).")
+        shown = [view, reconstruction]
+        if "detail" in code:  # the latent alone, as edits to another class start from it
+            alone = self._render(found.latents[:1], self._one_hot(found.labels[:1]))[0]
+            shown.append(alone)
+            summary += (f" The latent alone (right; edits to another class draw it) is "
+                        f"{float(psnr(view[None], alone[None])[0]):.1f} dB from the image: the rest is the "
+                        f"projection's detail, which stays while the class, art set and tone do.")
         if self.unfamiliar(view):
             summary = (f"⚠️ **This does not look like {self._a_picture}** to the classifier (the Classify tab says the "
                        f"same): the projection is the nearest {self._a_picture.split()[-1]} the GAN can draw, not this "
                        "image. " + summary)
-        pair = image_grid(np.stack([view, reconstruction]), rows=1)
-        return self._picture(pair, self.show), code, summary
+        return self._picture(image_grid(np.stack(shown), rows=1), self.show), code, summary
 
     def unfamiliar(self, view: np.ndarray) -> bool:
         """Whether a (side, side, channels) classifier view lies farther from every class than the
@@ -192,20 +243,22 @@ class EditTab:
     @_after_warm_up
     def garment(self, code) -> np.ndarray:
         """The code's picture as the generator draws it: a uint8 picture."""
-        latent, labels = self.read_code(code)
-        return self._picture(self._render(latent[None], self._one_hot(self._conditions(labels)))[0], self.show)
+        latent, labels, detail = self.read_code(code)
+        return self._picture(self._render(latent[None], self._one_hot(self._conditions(labels)), detail[None])[0],
+                             self.show)
 
     @_after_warm_up
     def classes_row(self, code) -> np.ndarray:
         """The code's latent in every class (its art set kept, and its tone where a class has tones),
         one picture: a row, each captioned with its class and the classifier's confidence in it, or
         what the classifier sees instead."""
-        latent, labels = self.read_code(code)
+        latent, labels, detail = self.read_code(code)
         classes = len(self.class_names)
         every = np.repeat(labels[None], classes, axis=0)
         every[:, 0] = np.arange(classes)
         every[:, 2] *= np.isin(every[:, 0], self._toned)
-        images = self._render(np.tile(latent, (classes, 1)), self._one_hot(self._conditions(every)))
+        images = self._render(np.tile(latent, (classes, 1)), self._one_hot(self._conditions(every)),
+                              np.stack([self._kept(detail, labels, target) for target in every]))
         captions = [(name, f"{p:.0%}" if named == name else f"seen: {named}")
                     for name, (named, p) in zip(self.class_names, self._named(images))]
         tile = self.show // 2 * (self.dataset.side + 2)
@@ -229,28 +282,32 @@ class EditTab:
     def render(self, code, class_name, *strengths, art_set: str | None = None, tone: str | None = None) -> np.ndarray:
         """The code's picture as ``class_name`` (and ``art_set`` and ``tone``: None keeps the code's),
         moved along the style directions by ``strengths`` (-2 to 2 each): a uint8 picture."""
-        latent, labels = self.read_code(code)
+        latent, labels, detail = self.read_code(code)
         target = self._target(labels, class_name, art_set, tone)
         latent = self._edited_latent(latent, strengths)
-        return self._picture(self._render(latent[None], self._one_hot(self._conditions(target)))[0], self.show)
+        return self._picture(self._render(latent[None], self._one_hot(self._conditions(target)),
+                                          self._kept(detail, labels, target)[None])[0], self.show)
 
     @_after_warm_up
     def mix(self, style_code, class_code) -> np.ndarray:
         """Two pictures crossed: the style of the first in the class (art set and tone) of the second
         and the other way round, beside the two originals (one picture, four panels)."""
-        style_latent, style_labels = self.read_code(style_code)
-        class_latent, class_labels = self.read_code(class_code)
+        style_latent, style_labels, style_detail = self.read_code(style_code)
+        class_latent, class_labels, class_detail = self.read_code(class_code)
         conditions = self._conditions([style_labels, class_labels, class_labels, style_labels])
+        details = [style_detail, class_detail, self._kept(style_detail, style_labels, class_labels),
+                   self._kept(class_detail, class_labels, style_labels)]
         images = self._render(np.stack([style_latent, class_latent, style_latent, class_latent]),
-                              self._one_hot(conditions))
+                              self._one_hot(conditions), np.stack(details))
         return self._picture(image_grid(images, rows=1), self.show // 2)
 
     @_after_warm_up
     def animation(self, code, class_name, *strengths, frames: int = 16, art_set: str | None = None,
                   tone: str | None = None) -> list[np.ndarray]:
-        """Frames from the code's picture to its edit (class, art set, tone and style), blended linearly."""
+        """Frames from the code's picture to its edit (class, art set, tone and style), blended linearly
+        (the detail too: to none where the edit leaves the code's class, art set or tone)."""
         frames = check_int("Frames", frames, 2, MAX_FRAMES)
-        latent, labels = self.read_code(code)
+        latent, labels, detail = self.read_code(code)
         target = self._target(labels, class_name, art_set, tone)
         edited = self._edited_latent(latent, strengths)
         t = np.linspace(0.0, 1.0, frames, dtype=np.float32)[:, None]
@@ -258,8 +315,11 @@ class EditTab:
         padded = MAX_FRAMES  # one compiled shape for every frame count
         latents = np.zeros((padded, self.latent_dim), np.float32)
         weights = np.zeros((padded, start.shape[1]), np.float32)
+        details = np.zeros((padded, *detail.shape), np.float32)
         latents[:frames], weights[:frames] = (1 - t) * latent + t * edited, (1 - t) * start + t * end
-        return [self._picture(image, self.show // 2) for image in self._render(latents, weights)[:frames]]
+        kept = self._kept(detail, labels, target)
+        details[:frames] = (1 - t[:, :, None, None]) * detail + t[:, :, None, None] * kept
+        return [self._picture(image, self.show // 2) for image in self._render(latents, weights, details)[:frames]]
 
     @_after_warm_up
     def sketch(self, rgb: np.ndarray) -> tuple[list[tuple[np.ndarray, str]], list[dict]]:
@@ -318,7 +378,10 @@ def captioned_row(row: np.ndarray, captions: list[tuple[str, str]], tile: int) -
     """(H, W[, 3]) uint8 row of equal tiles ``tile`` pixels apart -> the row with two caption lines under
     each tile (white on the grid's gray)."""
     canvas = Image.fromarray(np.pad(row, ((0, 44), (0, 0)) + ((0, 0),) * (row.ndim - 2), constant_values=64))
-    draw, font = ImageDraw.Draw(canvas), ImageFont.load_default(size=15)
+    draw = ImageDraw.Draw(canvas)
+    # 15 px, or smaller where a caption would run into its neighbour's ("Buildings & places").
+    widest = max(draw.textlength(line, font=ImageFont.load_default(size=15)) for lines in captions for line in lines)
+    font = ImageFont.load_default(size=max(9, min(15, int(15 * (tile - 4) / widest))))
     white = 255 if row.ndim == 2 else (255, 255, 255)
     for i, lines in enumerate(captions):
         for j, line in enumerate(lines):

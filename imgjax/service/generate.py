@@ -41,6 +41,7 @@ class GenerateTab:
         self.tones = list(self.dataset.tones) if card["config"].get("num_tones") else []
         self._toned_classes = [self.class_names.index(name) for name in self.dataset.toned_classes]
         self.latent_dim = card["config"]["latent_dim"]
+        self.generator = generator  # read only: served through the compiled function below
         self._generate_fn = frozen(generate_blended, generator)
         self.compiling = compiling()  # held while compiled in the background (``Studio.warm_up``)
 
@@ -122,13 +123,17 @@ class GenerateTab:
         grid = upscale(np.concatenate(blocks + [blocks[0][:2] * 0 + 64]), max(1, 112 // self.dataset.side))
         return label_rows(grid, self.class_names)
 
-    def first_code(self, class_name: str, seed, truncation) -> dict:
-        """The code of the grid's first garment (for "All classes", the first class's), to edit."""
+    def first_code(self, class_name: str, seed, truncation, style: str | None = None, tone: str | None = None) -> dict:
+        """The code of the grid's first picture (for "All classes", the first class's), to edit: in
+        the art set ``style`` and the first picture's skin tone where the dataset has them."""
         check_choice("Class", class_name, [ALL_CLASSES, *self.class_names])
         seed = check_int("Seed", seed, 0, MAX_SEED)
         truncation = check_range("Truncation", truncation, *TRUNCATION_RANGE)
         class_name = class_name if class_name != ALL_CLASSES else self.class_names[0]
-        code = garment_code(class_name, self._latents(seed, 1, truncation)[0])
+        style, shade = self._style(style), self._tones(tone, 1)[0]
+        toned = self.class_names.index(class_name) in self._toned_classes and self.tones
+        code = garment_code(class_name, self._latents(seed, 1, truncation)[0], self.styles[style] if self.styles else None,
+                            self.tones[shade] if toned else None, dataset=self.dataset.name)
         return {**code, "from": f"the Generate tab ({class_name}, seed {seed})"}
 
     def interpolate(self, mode: str, class_name: str, seed_a, seed_b, frames, truncation,

@@ -63,11 +63,12 @@ THEME = gr.themes.Default().set(
 HEAD = f"<script>{(ASSETS / 'page.js').read_text()}</script>"
 QUEUE_SIZE = 32  # requests waiting beyond this are refused at once rather than piling up
 ABOUT = """# imgjax studio
-Small models trained on [Fashion-MNIST](https://github.com/zalandoresearch/fashion-mnist) with JAX,
-Flax NNX and Optax, served from their checkpoints: a class-conditional **GAN** that draws garments
-(and, with an **encoder**, lets you edit any garment through it), a **CNN** that names them (and
-shows what it looked at; a colour sibling names emoji's groups and art sets), and a denoising **autoencoder** that restores noisy, speckled or masked
-images, with a colour sibling trained on photographs (Debian's wallpapers) for your own photos."""
+Small models trained with JAX, Flax NNX and Optax on two datasets, garments
+([Fashion-MNIST](https://github.com/zalandoresearch/fashion-mnist)) and colour emoji (Twemoji, Noto
+and OpenMoji art), served from their checkpoints: a class-conditional **GAN** that draws them (and,
+with an **encoder**, lets you edit any picture through it), a **CNN** that names them and shows what
+it looked at, and a denoising **autoencoder** that restores noisy, speckled or masked images, with a
+colour sibling trained on photographs (Debian's wallpapers) for your own photos."""
 
 
 def build_demo(studio: Studio | None = None) -> gr.Blocks:
@@ -84,7 +85,7 @@ def build_demo(studio: Studio | None = None) -> gr.Blocks:
             values = generate.page(demo, choices["gan"], send_to_edit=(code, tabs))
             values += classify.page(demo, choices["cnn"])
             values += denoise.page(demo, choices["ae"])
-            values += edit.page(demo, studio.edit_tab, code)
+            values += edit.page(demo, studio.edit_tabs, code)
             values += lab.page(demo, studio.lab_tab, studio.shipped_card,
                                {family: choice.radio for family, choice in choices.items()})
         raw_values(*values)

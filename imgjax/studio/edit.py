@@ -1,6 +1,7 @@
-"""The Edit tab's page: bring a garment (upload, paste, example, or "Edit" from the Generate tab),
-project it into the generator, then change its class, move its style, mix it with another, or
-draw a sketch and get garments that agree with it."""
+"""The Edit tab's page: bring a picture of the dataset chosen (upload, paste, example, or "Edit"
+from the Generate tab), project it into that dataset's generator, then change its class (and art set
+and skin tone), move its style, mix it with another, or draw a sketch and get garments that agree
+with it. Every edit follows the code's dataset (a code names it)."""
 
 from __future__ import annotations
 
@@ -8,55 +9,105 @@ import gradio as gr
 import numpy as np
 
 from .. import user_input
-from ..gradio_guards import raw_editor, raw_image
+from ..gradio_guards import long_text, optional, raw_editor, raw_image
 from ..images import upscale
 from ..service import edit as actions
-from ..user_input import InputError
-from .wiring import ASSETS, EXAMPLES, action, for_page, save_gif, status
+from ..user_input import InputError, check_choice
+from .wiring import ASSETS, action, examples_by_dataset, for_page, save_gif, shown_for, status
 
-ARRIVAL_IMAGE = ASSETS / "example_4_coat.png"  # projected when the page loads
+# Per dataset, the example projected when the page (or the dataset) opens and the second picture to
+# mix; a dataset not named here: its first two examples.
+SHOWN_FIRST = {"fashion-mnist": ("example_4_coat.png", "example_7_sneaker.png"),
+               "emoji": ("emoji_1_people_female-technologist-noto.png", "emoji_3_animals_turtle-twemoji.png")}
 SKETCH_SIZE = 280
-NO_IMAGE = ("No garment image: the code and edits below are still the last garment's. Upload, paste or click "
-            "an example to project another.")
-INTRO = """Put a garment into the GAN: the studio searches for the generator input (a class and 64
-latent numbers, the garment's *code*) whose output matches it, starting from an encoder's guess.
-Then edit the code: the same style as other garments, style directions, a mix of two garments."""
+NO_IMAGE = ("No image: the code and edits below are still the last picture's. Upload, paste or click an example "
+            "to project another.")
+INTRO = """Put a picture into the GAN: the studio searches for the generator input (a class, art set
+and skin tone where the dataset has them, and 64 latent numbers: the picture's *code*) whose output
+matches it, starting from an encoder's guess. Then edit the code: the same style in other classes,
+style directions, a mix of two pictures."""
 
 
-def page(demo: gr.Blocks, tab: actions.EditTab, code: gr.JSON) -> list:
-    """Build the tab inside ``demo``. ``code`` (created unrendered, so the Generate tab can send a
-    garment to it) is rendered here. Returns its value controls (for ``raw_values``)."""
+def shown_first(dataset) -> tuple[str, str]:
+    """The paths of ``dataset``'s arrival picture and second picture to mix (``SHOWN_FIRST``)."""
+    examples = sorted(ASSETS.glob(dataset.examples))
+    return tuple(str(ASSETS / name) for name in SHOWN_FIRST.get(dataset.name, [p.name for p in examples[:2]]))
 
-    def project(path):
+
+def page(demo: gr.Blocks, tabs: dict[str, actions.EditTab], code: gr.JSON) -> list:
+    """Build the tab inside ``demo`` on ``tabs`` (the Edit tab's actions by dataset title, the first
+    shown). ``code`` (created unrendered, so the Generate tab can send a picture to it) is rendered
+    here. Returns its value controls (for ``raw_values``)."""
+    if any(len(tab.style_names) != actions.STYLE_SLIDERS for tab in tabs.values()):
+        raise ValueError(f"every dataset's Edit tab has {actions.STYLE_SLIDERS} style directions")
+    first = next(iter(tabs.values()))
+    by_name = {tab.dataset.name: tab for tab in tabs.values()}
+    arrival, second = shown_first(first.dataset)
+    # The page and the API send codes back with their detail, longer than other text a user sends.
+    long_text(code, max(actions.detail_length(tab.generator.detail_shape) for tab in tabs.values()))
+    # Art sets and skin tones where a dataset has them; None (an API client leaving them out) keeps the code's.
+    styles = next((tab.styles for tab in tabs.values() if tab.styles), [])
+    tones = next((tab.tones for tab in tabs.values() if tab.tones), [])
+
+    def chosen(dataset) -> actions.EditTab:
+        """The tab of the dataset titled ``dataset`` (None: the first)."""
+        return tabs[check_choice("Dataset", next(iter(tabs)) if dataset is None else dataset, tuple(tabs))]
+
+    def of_code(code_value) -> actions.EditTab:
+        """The tab of the dataset a code names (none named: the first)."""
+        name = code_value.get("dataset", first.dataset.name) if isinstance(code_value, dict) else first.dataset.name
+        if not isinstance(name, str) or name not in by_name:
+            raise InputError(f"A code's dataset is one of {', '.join(by_name)}; got {str(name)[:40]!r}.")
+        return by_name[name]
+
+    def project(path, dataset=None):
         if path is None:
             raise InputError("Choose an image first: upload one, paste one or click an example.")
-        return tab.project(user_input.read_image(path, actions.MAX_SIDE))
+        return chosen(dataset).project(user_input.read_image(path, actions.MAX_SIDE))
+
+    def classes_row(code_value):
+        return of_code(code_value).classes_row(code_value)
+
+    # The API's edits take the four style strengths, then the art set and skin tone (None: the code's).
+    def render(code_value, class_name, style_1, style_2, style_3, style_4, art_set=None, tone=None):
+        return of_code(code_value).render(code_value, class_name, style_1, style_2, style_3, style_4, art_set=art_set,
+                                          tone=tone)
 
     def mix(code_value, path):
         if path is None:
-            raise InputError("Choose the second garment first: upload or paste one.")
+            raise InputError("Choose the second picture first: upload or paste one.")
+        tab = of_code(code_value)
         return tab.mix(code_value, tab.project(user_input.read_image(path, actions.MAX_SIDE))[1])
 
-    def animate(code_value, class_name, *strengths):
-        frames = tab.animation(code_value, class_name, *strengths, frames=actions.MAX_FRAMES // 2)
+    def animate(code_value, class_name, style_1, style_2, style_3, style_4, art_set=None, tone=None):
+        frames = of_code(code_value).animation(code_value, class_name, style_1, style_2, style_3, style_4,
+                                               frames=actions.MAX_FRAMES // 2, art_set=art_set, tone=tone)
         return save_gif([upscale(frame, 2) for frame in frames])  # 224 px, as large as the edited picture
 
-    def from_sketch(value):
+    def from_sketch(value, dataset=None):
         if not value or value.get("composite") is None:
             raise InputError("Paint on the sketchpad first.")
-        return tab.sketch(user_input.read_image(value["composite"], actions.MAX_SIDE))
+        return chosen(dataset).sketch(user_input.read_image(value["composite"], actions.MAX_SIDE))
+
+    def show_dataset(dataset):
+        """A dataset chosen on the page: its examples, its arrival picture (projected at once) and its
+        second picture to mix."""
+        tab = chosen(dataset)
+        return (*shown_for(tabs, dataset), *shown_first(tab.dataset))
 
     with gr.Tab("Edit", id="edit"):
         gr.Markdown(INTRO)
         with gr.Row():
             with gr.Column(scale=1):
+                dataset = optional(gr.Radio(list(tabs), value=next(iter(tabs)), label="Dataset",
+                                            visible=len(tabs) > 1, elem_id="edit-dataset"))
                 with gr.Tab("Image"):
-                    photo = raw_image(gr.Image(str(ARRIVAL_IMAGE), label="Garment to edit", type="filepath",
+                    photo = raw_image(gr.Image(arrival, label="Picture to edit", type="filepath",
                                                image_mode=None, sources=["upload", "clipboard"], height=260,
                                                elem_id="edit-input"))
                     project_button = gr.Button("Project into the generator", variant="primary",
                                                elem_id="project-button")
-                    gr.Examples(EXAMPLES, inputs=photo, label="Test-set examples", elem_id="edit-examples")
+                    example_sets = examples_by_dataset(tabs, photo, "edit-examples")
                 with gr.Tab("Sketch"):
                     gr.Markdown("Paint **white** where the garment should be and **black** where it must not be; "
                                 "gray is left to the generator. Then click a garment to edit it.")
@@ -74,78 +125,97 @@ def page(demo: gr.Blocks, tab: actions.EditTab, code: gr.JSON) -> list:
                     sketch_codes = gr.JSON(visible=False)
             with gr.Column(scale=1):
                 project_status = status("project-status")
-                pair = gr.Image(label="Image | reconstruction (28x28 each)", format="png", elem_id="projection",
-                                alt_text="The garment as the generator takes it, and the generator's reconstruction")
+                pair = gr.Image(label="Image | reconstruction | the latent alone (what edits to another class "
+                                      "draw)", format="png", elem_id="projection",
+                                alt_text="The picture as the generator takes it, and the generator's reconstruction")
                 summary = gr.Markdown(elem_id="projection-summary")
-                with gr.Accordion("The garment's code (what the generator takes; the API's edits take it)",
+                with gr.Accordion("The picture's code (what the generator takes; the API's edits take it)",
                                   open=False):
                     code.render()
-        gr.Markdown("### Same style, other garment")
+        gr.Markdown("### Same style, other class")
         classes = gr.Image(label="The code's latent in every class, with the classifier's confidence in each",
-                           format="png", elem_id="all-classes", alt_text="The garment's style in each of the ten classes")
+                           format="png", elem_id="all-classes", alt_text="The picture's style in each class")
         gr.Markdown("### Edit")
         with gr.Row():
             with gr.Column(scale=1):
                 edit_status = status("edit-status")
-                class_name = gr.Dropdown(tab.class_names, value=tab.class_names[0], label="Class", elem_id="edit-class")
+                class_name = gr.Dropdown(first.class_names, value=first.class_names[0], label="Class",
+                                         elem_id="edit-class")
+                art_set = optional(gr.Radio(styles, value=None, label="Art set", visible=bool(first.styles),
+                                            elem_id="edit-art-set"))
+                skin_tone = optional(gr.Dropdown(tones, value=None, label="Skin tone (people and hands)",
+                                                 visible=bool(first.tones), elem_id="edit-skin-tone"))
                 sliders = [gr.Slider(-actions.STYLE_RANGE, actions.STYLE_RANGE, 0.0, step=0.1,
                                      label=actions.slider_label(name),
-                                     elem_id=f"style-{i}") for i, name in enumerate(tab.style_names)]
+                                     elem_id=f"style-{i}") for i, name in enumerate(first.style_names)]
                 gif_button = gr.Button("Animate: original to edit")
             with gr.Column(scale=1):
                 edited = gr.Image(label="Edited (download: the arrow, top right)", format="png", height=260,
-                                  elem_id="edited", alt_text="The garment after the edit")
+                                  elem_id="edited", alt_text="The picture after the edit")
                 animation = gr.Image(label="Animation", type="filepath", height=260, elem_id="edit-animation",
                                      alt_text="Frames from the original to the edit", visible=False)
-        gr.Markdown("### Mix: this garment's style in another's class, and the other way round")
+        gr.Markdown("### Mix: this picture's style in another's class, and the other way round")
         with gr.Row():
             with gr.Column(scale=1):
-                other = raw_image(gr.Image(str(ASSETS / "example_7_sneaker.png"), label="Second garment",
-                                           type="filepath", image_mode=None, sources=["upload", "clipboard"],
-                                           height=200, elem_id="mix-input"))
+                other = raw_image(gr.Image(second, label="Second picture", type="filepath", image_mode=None,
+                                           sources=["upload", "clipboard"], height=200, elem_id="mix-input"))
                 mix_button = gr.Button("Mix")
             with gr.Column(scale=2):
                 mix_status = status("mix-status")
-                mixed = gr.Image(label="This garment | second | this style as second's class | second's style "
+                mixed = gr.Image(label="This picture | second | this style as second's class | second's style "
                                        "as this class", format="png", elem_id="mixed", visible=False)
 
-        strengths = [class_name, *sliders]
-        action(demo, project_button, project, photo, [pair, code, summary], project_status, "edit_project")
-        # A new image is projected at once. Emptied by the page (a garment sent from another tab), it
+        strengths = [class_name, *sliders, art_set, skin_tone]
+        action(demo, project_button, project, [photo, dataset], [pair, code, summary], project_status, "edit_project")
+        # A new image is projected at once. Emptied by the page (a picture sent from another tab), it
         # changes nothing; removed by the visitor, its projection goes and the code stays, said so.
-        photo.change(for_page(lambda p: project(p) if p is not None else (gr.skip(),) * 3, "edit_project", 3), photo,
-                     [pair, code, summary, project_status], api_visibility="private", concurrency_id="edit_project")
+        photo.change(for_page(lambda p, d: project(p, d) if p is not None else (gr.skip(),) * 3, "edit_project", 3),
+                     [photo, dataset], [pair, code, summary, project_status], api_visibility="private",
+                     concurrency_id="edit_project")
         photo.clear(lambda: (None, NO_IMAGE), None, [pair, summary], api_visibility="private", queue=False)
+        # A dataset the visitor picks: its examples, and its arrival picture in the input (projected by
+        # the change above). A dataset set by an arriving code (below) changes neither.
+        dataset.input(show_dataset, dataset, [*example_sets, photo, other], api_visibility="private", queue=False)
 
         def code_changed(code_value):
-            """A new code (projected, or sent from another tab): its class row, the edit reset to it;
-            a code sent from elsewhere also replaces the projection's picture and summary and empties
-            the image input (the garment is no longer that image's)."""
+            """A new code (projected, or sent from another tab): its dataset's classes, art sets and
+            tones, its class row, the edit reset to it; a code sent from elsewhere also replaces the
+            projection's picture and summary, empties the image input (the picture is no longer that
+            image's) and shows its dataset."""
             if code_value is None:
-                return (gr.skip(),) * (len(sliders) + 5)
+                return (gr.skip(),) * len(changed_outputs)
+            tab = of_code(code_value)
             row = tab.classes_row(code_value)  # checks the code
-            arrived = (gr.skip(),) * 3
+            arrived = (gr.skip(),) * (5 + len(example_sets))
             if code_value.get("from"):
                 message = (f"A **{code_value['class']}** from {code_value['from']}: its code is the generator's "
                            "own, so nothing to project.")
-                arrived = (tab.garment(code_value), message, None)
-            return row, code_value["class"], *[0.0] * len(sliders), *arrived
+                title = tab.dataset.title
+                arrived = (tab.garment(code_value), message, None, title, *shown_for(tabs, title),
+                           shown_first(tab.dataset)[1])
+            controls = (gr.update(choices=tab.class_names, value=code_value["class"]),
+                        gr.update(visible=bool(tab.styles), value=code_value.get("art_set")),
+                        gr.update(visible=bool(tab.tones), value=code_value.get("tone", tab.tones[0] if tab.tones
+                                                                                 else None)),
+                        *[gr.update(value=0.0, label=actions.slider_label(name)) for name in tab.style_names])
+            return row, *controls, *arrived
 
-        code.change(for_page(code_changed, "edit_classes", 5 + len(sliders)), code,
-                    [classes, class_name, *sliders, pair, summary, photo, edit_status], api_visibility="private")
-        action(demo, gr.Button(visible=False), tab.classes_row, code, [classes], edit_status, "edit_classes",
-               load=False)
-        render = for_page(tab.render, "edit_render", 1)
+        changed_outputs = [classes, class_name, art_set, skin_tone, *sliders, pair, summary, photo, dataset,
+                           *example_sets, other]
+        code.change(for_page(code_changed, "edit_classes", len(changed_outputs)), code, [*changed_outputs, edit_status],
+                    api_visibility="private")
+        action(demo, gr.Button(visible=False), classes_row, code, [classes], edit_status, "edit_classes", load=False)
+        render_page = for_page(render, "edit_render", 1)
         for control in strengths:
-            control.change(render, [code, *strengths], [edited, edit_status], api_visibility="private",
+            control.change(render_page, [code, *strengths], [edited, edit_status], api_visibility="private",
                            trigger_mode="always_last", concurrency_id="edit_render")
-        action(demo, gr.Button(visible=False), tab.render, [code, *strengths], [edited], edit_status,
+        action(demo, gr.Button(visible=False), render, [code, *strengths], [edited], edit_status,
                "edit_render", load=False)
         action(demo, gif_button, animate, [code, *strengths], [animation], edit_status, "edit_animation",
                load=False, limit=1)
         action(demo, mix_button, mix, [code, other], [mixed], mix_status, "edit_mix", load=False)
-        action(demo, sketch_button, from_sketch, sketch, [garments, sketch_codes], sketch_status, "edit_sketch",
-               load=False, limit=1)
+        action(demo, sketch_button, from_sketch, [sketch, dataset], [garments, sketch_codes], sketch_status,
+               "edit_sketch", load=False, limit=1)
 
         def pick(codes, selected: gr.SelectData):
             return codes[selected.index]
@@ -154,4 +224,4 @@ def page(demo: gr.Blocks, tab: actions.EditTab, code: gr.JSON) -> list:
         # Pictures that come only on request are hidden until then (an empty picture box is only noise).
         for button, output in ((gif_button, animation), (mix_button, mixed), (sketch_button, garments)):
             button.click(lambda: gr.update(visible=True), None, output, api_visibility="private", queue=False)
-    return [class_name, *sliders]
+    return [dataset, class_name, *sliders, art_set, skin_tone]

@@ -12,7 +12,7 @@ import numpy as np
 from ..images import upscale
 from ..service import generate as actions
 from ..service.lab import SHIPPED
-from ..user_input import MAX_SEED, InputError
+from ..user_input import MAX_SEED, InputError, check_choice
 from ..gradio_guards import optional
 from .wiring import ModelChoice, action, for_page, save_gif, status
 
@@ -36,11 +36,12 @@ def page(demo: gr.Blocks, choice: ModelChoice, send_to_edit: tuple[gr.JSON, gr.T
     def generate(class_name, seed, count, truncation, model, dataset, art_set, tone, request: gr.Request):
         return choice.tab(request, model, dataset).generate(class_name, seed, count, truncation, art_set, tone)
 
-    def first_code(class_name, seed, truncation, model, dataset):
-        if model != SHIPPED or dataset not in (None, choice.first_dataset):
-            raise InputError(f"The Edit tab works on the shipped {choice.first_dataset.lower()} generator (its encoder "
-                             f"was trained for it): choose Model: Shipped and Dataset: {choice.first_dataset} first.")
-        return tab.first_code(class_name, seed, truncation)
+    def first_code(class_name, seed, truncation, model, dataset, art_set, tone):
+        if model != SHIPPED:
+            raise InputError("The Edit tab works on the shipped generators (their encoders were trained for them): "
+                             "choose Model: Shipped first.")
+        dataset = check_choice("Dataset", choice.first_dataset if dataset is None else dataset, tuple(choice.by_dataset))
+        return choice.by_dataset[dataset].first_code(class_name, seed, truncation, art_set, tone)
 
     def interpolate(mode, class_name, seed_a, seed_b, frames, truncation, model, dataset, art_set, tone,
                     request: gr.Request):
@@ -88,7 +89,7 @@ def page(demo: gr.Blocks, choice: ModelChoice, send_to_edit: tuple[gr.JSON, gr.T
                 with gr.Accordion("Skin tones (measured)", open=False, visible=False) as tones_box:
                     tones = gr.Markdown(tone_text(tab.card))
                 generate_button = gr.Button("Generate", variant="primary", elem_id="generate-button")
-                edit_button = gr.Button("✏️ Edit the first garment", elem_id="send-to-edit",
+                edit_button = gr.Button("✏️ Edit the first picture", elem_id="send-to-edit",
                                         visible=send_to_edit is not None)
             with gr.Column(scale=2):
                 generate_status = status("generate-status")
@@ -113,7 +114,8 @@ def page(demo: gr.Blocks, choice: ModelChoice, send_to_edit: tuple[gr.JSON, gr.T
                                      alt_text="The walk as an animation")
         if send_to_edit is not None:
             code, tabs = send_to_edit
-            edit_button.click(for_page(first_code, "edit_generated", 1), [class_name, seed, truncation, model, dataset],
+            edit_button.click(for_page(first_code, "edit_generated", 1),
+                              [class_name, seed, truncation, model, dataset, art_set, skin_tone],
                               [code, generate_status], api_visibility="private").success(
                 lambda: gr.Tabs(selected="edit"), None, tabs, api_visibility="private")
         dice.click(lambda: random.randint(0, MAX_SEED), None, seed, api_name="random_seed")
