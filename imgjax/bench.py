@@ -609,7 +609,7 @@ def bench_cold_start(workload: Workload, log) -> dict:
     try:
         started = time.perf_counter()
         with running_app(cache, log_path) as (first, _):
-            # The Edit tab, then the other datasets' tabs, compile after the first answer.
+            # The other datasets' tabs, then the Edit tabs, compile after the first answer.
             first_edit = _seconds_until(log_path, EDIT_READY, started)
             first_all = _seconds_until(log_path, ALL_READY, started)
         started = time.perf_counter()

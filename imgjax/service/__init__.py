@@ -68,18 +68,21 @@ class Studio:
         """Run every action once per compiled shape the page uses, so the first click is as fast as
         the rest (with the persistent compilation cache, a second start loads these from disk).
         With ``in_background``, only the first dataset's Generate, Classify and Denoise tabs (those the
-        page opens on) compile before this returns; its Edit tab, then the other datasets' tabs,
+        page opens on) compile before this returns; the other datasets' tabs, then the Edit tabs,
         compile in a thread while the server starts, and their actions wait for them. Returns the
         seconds the blocking part took."""
         start = time.perf_counter()
-        later = {"the Edit tab": self.edit_tab}  # the first dataset's Edit tab, then the other datasets' tabs
+        later = {}
         for kind, tabs in (("Generate", self.generate_tabs), ("Classify", self.classify_tabs),
-                           ("Denoise", self.denoise_tabs), ("Edit", self.edit_tabs)):
+                           ("Denoise", self.denoise_tabs)):
             for index, (title, tab) in enumerate(tabs.items()):
                 if index:
                     later[f"the {title} {kind} tab"] = tab
-                elif kind != "Edit":
+                else:
                     tab.warm_up()
+        # The Edit tabs last: the largest compiles, which would slow the page's start beside them.
+        later.update({"the Edit tab" if not index else f"the {title} Edit tab": tab
+                      for index, (title, tab) in enumerate(self.edit_tabs.items())})
         if in_background:
             warm_up_in_background(later, log=lambda line: print(line, flush=True))
         else:
