@@ -117,14 +117,16 @@ def search(generator, classifier, latents, labels, lower, upper, target_features
     inputs = (latents, jnp.zeros((len(latents), *generator.detail_shape)))
     with_features = bool(config.feature_weight) and config.feature_steps > 0
     graph, weights = nnx.split((generator, classifier))
-    chunks = [(with_features and start >= config.steps - config.feature_steps, False)
-              for start in range(0, config.steps, CHUNK)] + [(False, True)] * (config.detail_steps // CHUNK)
-    state = None
-    for index, (features_now, details_now) in enumerate(chunks):
-        if index == 0 or details_now != chunks[index - 1][1]:  # a phase starts: its part's own Adam state
-            state = _optimizer(config, details_now).init(inputs[int(details_now)])
-        inputs, state, images, total = _search_chunk(graph, weights, inputs, state, labels, lower, upper,
-                                                     target_features, config, features_now, details_now)
+    # Two phases, each with its part's own Adam state: the latents (the feature distance in their
+    # last chunks), then the details; each a list of chunks, by whether the chunk adds the features.
+    phases = ((False, [with_features and start >= config.steps - config.feature_steps
+                       for start in range(0, config.steps, CHUNK)]),
+              (True, [False] * (config.detail_steps // CHUNK)))
+    for details_now, chunks in phases:
+        state = _optimizer(config, details_now).init(inputs[int(details_now)])
+        for features_now in chunks:
+            inputs, state, images, total = _search_chunk(graph, weights, inputs, state, labels, lower, upper,
+                                                         target_features, config, features_now, details_now)
     return *inputs, images, total
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .. import checkpoint
+from .. import checkpoint, datasets
 from ..emoji import ToneReader
 from ..serving import warm_up_in_background
 from .classify import ClassifyTab
@@ -51,7 +51,7 @@ class Studio:
     def _edit_tab(self, encoder, encoder_card: dict, folder: Path) -> EditTab:
         """The Edit tab on another dataset: its encoder with the generator and classifier the other
         tabs serve for that dataset, and its skin-tone reader where the encoder's card names one."""
-        title = next(title for title, tab in self.generate_tabs.items() if tab.dataset.name == encoder_card["dataset"])
+        title = datasets.get(encoder_card["dataset"]).title
         classify = self.classify_tabs[title]
         info = encoder_card.get("metrics", {}).get("tone_reader")
         tone_reader = ToneReader.from_arrays(checkpoint.load_companion(
