@@ -81,6 +81,10 @@ class GANConfig:
     # each real image's condition, weighted by this, and G is pushed to have its fakes named as
     # theirs, so samples carry what tells their condition apart. 0: off (no head).
     class_loss_weight: float = 0.0
+    # With tones, a second head of D's names each real picture's skin tone alone, weighted by this,
+    # and G is pushed to have its fakes' tones read as asked: within the condition head's 168-way
+    # naming, neighbouring tones were drawn alike (docs/emoji.md, "Skin tones"). 0: no tone head.
+    tone_loss_weight: float = 0.0
 
     def __post_init__(self):  # `imgjax train --set` takes any string
         if self.decay_shape not in ("linear", "cosine"):
@@ -180,7 +184,8 @@ class Generator(nnx.Module):
 
 class Discriminator(nnx.Module):
     """(images (N, side, side, channels) in [-1, 1], conditions (N,)) -> (real/fake logits (N,), the
-    naming head's condition logits (N, conditions), or None without a head).
+    naming head's condition logits (N, conditions), the tone head's logits (N, tones); a head's
+    logits are None without it).
 
     Class conditioning by projection (Miyato & Koyama 2018): the logit is an unconditional score
     plus the inner product of a class embedding with the image features."""
@@ -202,6 +207,8 @@ class Discriminator(nnx.Module):
         self.class_projection = nnx.Embed(config.conditions, features, rngs=rngs)
         self.class_head = (nnx.Linear(features, config.conditions, dtype=dtype, rngs=rngs)
                            if config.class_loss_weight else None)
+        self.tone_head = (nnx.Linear(features, config.num_tones, dtype=dtype, rngs=rngs)
+                          if config.tone_loss_weight and config.num_tones else None)
 
     def __call__(self, images, labels):
         h = nnx.leaky_relu(self.conv14(space_to_depth(images)), 0.2)   # 14x14
@@ -213,7 +220,8 @@ class Discriminator(nnx.Module):
         h = nnx.leaky_relu(self.refine7(h), 0.2)
         h = h.reshape(h.shape[0], -1).astype(jnp.float32)
         scores = self.score(h)[:, 0].astype(jnp.float32) + jnp.sum(self.class_projection(labels) * h, axis=-1)
-        return scores, None if self.class_head is None else self.class_head(h).astype(jnp.float32)
+        head = lambda layer: None if layer is None else layer(h).astype(jnp.float32)
+        return scores, head(self.class_head), head(self.tone_head)
 
 
 def append_minibatch_std(h, group: int):
@@ -261,18 +269,26 @@ LOSSES = {
 }
 
 
-def naming_loss(class_logits, labels):
-    """The auxiliary head's cross-entropy against the conditions asked (``class_loss_weight``); 0
-    for a discriminator without a head (``class_logits`` None)."""
-    if class_logits is None:
+def naming_loss(logits, labels):
+    """A head's cross-entropy against the labels asked; 0 for a head D does not have (``logits`` None)."""
+    if logits is None:
         return 0.0
-    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(class_logits, labels))
+    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
+
+
+def heads_loss(outputs, labels, class_weight: float, tone_weight: float, tone_stride: int):
+    """D's heads' weighted cross-entropies on ``outputs`` (``Discriminator.__call__``): the condition
+    head's against ``labels``, the tone head's against their tones (``labels // tone_stride``)."""
+    _, class_logits, tone_logits = outputs
+    tones = labels // tone_stride if tone_stride else labels
+    return class_weight * naming_loss(class_logits, labels) + tone_weight * naming_loss(tone_logits, tones)
 
 
 def discriminator_loss(discriminator, real, fake, labels, r1_gamma: float = 0.0, loss: str = "non-saturating",
-                       class_weight: float = 0.0):
+                       class_weight: float = 0.0, tone_weight: float = 0.0, tone_stride: int = 0):
     """D's ``loss`` (``LOSSES``) on a batch of real and fake images, plus the R1 penalty on real images
-    and, with ``class_weight``, its head's naming of the real images' conditions."""
+    and, with ``class_weight`` and ``tone_weight``, its heads' naming of the real images' conditions
+    and tones (``heads_loss``)."""
     real_term, fake_term, _ = LOSSES[loss]
     fake_term = fake_term(discriminator(fake, labels)[0])
 
@@ -289,19 +305,18 @@ def discriminator_loss(discriminator, real, fake, labels, r1_gamma: float = 0.0,
         penalty = jnp.mean(jnp.sum(score_gradients ** 2, axis=(1, 2, 3)))
     else:
         outputs, penalty = total_and_outputs(real)[1], 0.0
-    real_scores, class_logits = outputs
-    return (jnp.mean(real_term(real_scores) + fake_term) + 0.5 * r1_gamma * penalty
-            + class_weight * naming_loss(class_logits, labels))
+    return (jnp.mean(real_term(outputs[0]) + fake_term) + 0.5 * r1_gamma * penalty
+            + heads_loss(outputs, labels, class_weight, tone_weight, tone_stride))
 
 
 def generator_loss(generator, discriminator, latents, labels, loss: str = "non-saturating", augment=None,
-                   class_weight: float = 0.0):
+                   class_weight: float = 0.0, tone_weight: float = 0.0, tone_stride: int = 0):
     """G's ``loss`` (``LOSSES``) on fakes drawn from ``latents`` (D judging them through ``augment``
-    where given), plus, with ``class_weight``, D's head naming them wrongly; also returns the fakes,
-    so D's step reuses them."""
+    where given), plus, with ``class_weight`` and ``tone_weight``, D's heads naming their conditions
+    and tones wrongly (``heads_loss``); also returns the fakes, so D's step reuses them."""
     fake = generator(latents, labels, train=True)
-    scores, class_logits = discriminator(augment(fake) if augment else fake, labels)
-    return jnp.mean(LOSSES[loss][2](scores)) + class_weight * naming_loss(class_logits, labels), fake
+    outputs = discriminator(augment(fake) if augment else fake, labels)
+    return jnp.mean(LOSSES[loss][2](outputs[0])) + heads_loss(outputs, labels, class_weight, tone_weight, tone_stride), fake
 
 
 # ----------------------------------------------------------------------------- differentiable augmentation
@@ -383,6 +398,7 @@ class GANTraining(nnx.Module):
         self.tone_stride = config.tone_stride
         self.augmentations = tuple(filter(None, config.diff_augment.split(",")))
         self.class_loss_weight = config.class_loss_weight
+        self.tone_loss_weight = config.tone_loss_weight
 
 
 # graph=False (NNX's tree mode) flattens the training state as a plain pytree on each call instead
@@ -407,14 +423,15 @@ def train_step(training: GANTraining, images, labels, key, with_r1: bool = False
         # Both players' gradients come from the same fakes and the same discriminator (simultaneous
         # updates): one generator forward pass per step instead of two, a quarter less work.
         g_grad_fn = nnx.value_and_grad(generator_loss, has_aux=True)
+        heads = (training.class_loss_weight, training.tone_loss_weight, training.tone_stride)
         (g_loss, fake), g_grads = g_grad_fn(training.generator, training.discriminator, latents, labels, training.loss,
-                                            augment(k_fake) if augment else None, training.class_loss_weight)
+                                            augment(k_fake) if augment else None, *heads)
         fake = jax.lax.stop_gradient(fake)
         if augment:
             real, fake = augment(k_real)(real), augment(k_fake_for_d)(fake)
         r1_gamma = training.r1_gamma * training.r1_interval if with_r1 else 0.0
         d_loss, d_grads = nnx.value_and_grad(discriminator_loss)(training.discriminator, real, fake, labels, r1_gamma,
-                                                                 training.loss, training.class_loss_weight)
+                                                                 training.loss, *heads)
         training.g_optimizer.update(training.generator, g_grads)
         training.d_optimizer.update(training.discriminator, d_grads)
 

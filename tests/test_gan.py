@@ -218,8 +218,8 @@ def test_the_naming_head_adds_its_cross_entropy_to_both_players_losses():
     labels = jnp.arange(6) % 10
     cross_entropy = lambda images: float(np.mean(-jax.nn.log_softmax(
         discriminator(images, labels)[1])[np.arange(6), labels]))
-    scores, class_logits = discriminator(real, labels)
-    assert class_logits.shape == (6, 10) and headless(real, labels)[1] is None
+    scores, class_logits, tone_logits = discriminator(real, labels)
+    assert class_logits.shape == (6, 10) and headless(real, labels)[1] is None and tone_logits is None
     np.testing.assert_allclose(scores, headless(real, labels)[0], rtol=1e-6)  # the head was made last
     for r1_gamma in (0.0, 4.0):
         named = float(gan.discriminator_loss(discriminator, real, fake, labels, r1_gamma, class_weight=0.5))
@@ -230,6 +230,33 @@ def test_the_naming_head_adds_its_cross_entropy_to_both_players_losses():
     named, fakes = gan.generator_loss(generator, discriminator, latents, labels, class_weight=0.5)
     plain, _ = gan.generator_loss(generator, discriminator, latents, labels)
     assert float(named - plain) == pytest.approx(0.5 * cross_entropy(fakes), rel=1e-4)
+
+
+def test_the_tone_head_names_each_conditions_tone_and_adds_its_weighted_cross_entropy():
+    """With tones and tone_loss_weight w, D has a head over the tones alone: both players' losses
+    add w x its cross-entropy against each condition's tone (condition // tone_stride), beside the
+    condition head's; without tones there is no tone head whatever the weight."""
+    assert gan.Discriminator(dataclasses.replace(PER_IMAGE_D, tone_loss_weight=1.0), rngs=nnx.Rngs(0)).tone_head is None
+    config = dataclasses.replace(PER_IMAGE_D, num_classes=2, num_styles=2, num_tones=3,
+                                 class_loss_weight=0.5, tone_loss_weight=2.0)
+    assert (config.conditions, config.tone_stride) == (12, 4)
+    discriminator = gan.Discriminator(config, rngs=nnx.Rngs(0))
+    rng = np.random.default_rng(1)
+    real, fake = (jnp.asarray(rng.uniform(-1, 1, (6, 28, 28, 1)).astype(np.float32)) for _ in range(2))
+    labels = jnp.array([0, 3, 4, 7, 8, 11])  # tones 0, 0, 1, 1, 2, 2
+    tone_logits = discriminator(real, labels)[2]
+    assert tone_logits.shape == (6, 3)
+    tone_entropy = float(np.mean(-jax.nn.log_softmax(tone_logits)[np.arange(6), [0, 0, 1, 1, 2, 2]]))
+    heads = dict(class_weight=0.5, tone_stride=4)
+    with_tone = float(gan.discriminator_loss(discriminator, real, fake, labels, tone_weight=2.0, **heads))
+    without = float(gan.discriminator_loss(discriminator, real, fake, labels, **heads))
+    assert with_tone - without == pytest.approx(2.0 * tone_entropy, rel=1e-4)
+    generator = gan.Generator(config, rngs=nnx.Rngs(1))
+    latents = gan.sample_latents(0, 6, config.latent_dim)
+    toned, fakes = gan.generator_loss(generator, discriminator, latents, labels, tone_weight=2.0, **heads)
+    plain, _ = gan.generator_loss(generator, discriminator, latents, labels, **heads)
+    fake_entropy = float(np.mean(-jax.nn.log_softmax(discriminator(fakes, labels)[2])[np.arange(6), [0, 0, 1, 1, 2, 2]]))
+    assert float(toned - plain) == pytest.approx(2.0 * fake_entropy, rel=1e-4)
 
 
 def test_samples_are_measured_in_the_mix_of_the_real_pictures_they_are_compared_with():
