@@ -6,8 +6,8 @@ Thin on purpose: the page is built in imgjax/studio/, each tab's actions live in
 import argparse
 import os
 
+from imgjax.service import start_studio
 from imgjax.service.lab import MAX_BUDGET_S as LAB_MAX_SECONDS
-from imgjax.studio import launch
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -21,5 +21,7 @@ if __name__ == "__main__":
     parser.add_argument("--lab-max-seconds", type=float, default=LAB_MAX_SECONDS,
                         help="the longest time budget a visitor may give a Lab run (seconds of training)")
     args = parser.parse_args()
-    launch(host=args.host, port=args.port, share=args.share, mcp=args.mcp, lab_runs=args.lab_runs,
-           lab_max_seconds=args.lab_max_seconds)
+    # The models load and compile in a thread while Gradio is imported: the first answer comes sooner.
+    started = start_studio(lab_runs=args.lab_runs, lab_max_seconds=args.lab_max_seconds)
+    from imgjax.studio import launch  # noqa: E402 - after the start, on purpose
+    launch(host=args.host, port=args.port, share=args.share, mcp=args.mcp, started=started)

@@ -15,11 +15,14 @@ Nothing here imports Gradio.
 
 from __future__ import annotations
 
+import ctypes
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from .. import checkpoint, datasets
 from ..emoji import ToneReader
+from ..parallel import enable_compilation_cache
 from ..serving import warm_up_in_background
 from .classify import ClassifyTab
 from .denoise import DenoiseTab
@@ -89,6 +92,41 @@ class Studio:
             for tab in later.values():
                 tab.warm_up()
         return time.perf_counter() - start
+
+
+def start_studio(cache_dir: str | None = None, lab_runs: int = 1, lab_max_seconds: float = MAX_BUDGET_S) -> Future:
+    """Load the checkpoints and compile the tabs the page opens on, in a thread (the rest compile
+    after, in the background: ``Studio.warm_up``): a future of (the ``Studio``, the seconds that
+    took). XLA releases Python's lock while it compiles, so the caller imports Gradio meanwhile
+    (each about a third of a cold start; docs/speed.md)."""
+    _return_freed_memory()  # before the first thread
+    cache = enable_compilation_cache(cache_dir)
+
+    def start():
+        began = time.perf_counter()
+        studio = Studio(lab_runs=lab_runs, lab_max_seconds=lab_max_seconds)
+        studio.lab_tab.cache_dir = str(cache)  # Lab runs compile into the same cache
+        studio.warm_up(in_background=True)  # the page opens while other tabs compile
+        return studio, time.perf_counter() - began
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="studio-start")
+    started = pool.submit(start)
+    pool.shutdown(wait=False)
+    return started
+
+
+def _return_freed_memory(arenas: int = 2, mmap_from_bytes: int = 4 * 2**20) -> None:
+    """Have glibc's malloc share two arenas among the server's threads (M_ARENA_MAX) instead of up to
+    16, and map every buffer of 4 MB or more on its own (M_MMAP_THRESHOLD, which also stops glibc
+    raising that threshold), so a freed image goes back to the system at once. Without both, freed
+    image buffers stay resident and the server's peak under the largest allowed inputs exceeds its
+    1.5 GB budget (docs/studio.md)."""
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+        mallopt(-8, arenas)  # M_ARENA_MAX; set before the first worker thread
+        mallopt(-3, mmap_from_bytes)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
 
 
 def _by_dataset(garments_tab, directory: Path, family: str, make_tab) -> dict:

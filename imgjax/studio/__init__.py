@@ -9,9 +9,9 @@ module here with its ``page`` function and one line in ``build_demo``.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
+from concurrent.futures import Future
 
 import gradio as gr
 from gradio.utils import get_upload_folder
@@ -27,9 +27,7 @@ from ..gradio_guards import (
     raw_values,
     temporary_files,
 )
-from ..parallel import enable_compilation_cache
-from ..service import Studio
-from ..service.lab import MAX_BUDGET_S as LAB_MAX_SECONDS
+from ..service import Studio, start_studio
 from . import classify, denoise, edit, generate, lab
 from .wiring import ASSETS, GIF_DIR, ModelChoice
 
@@ -93,34 +91,18 @@ def build_demo(studio: Studio | None = None) -> gr.Blocks:
     return demo
 
 
-def _return_freed_memory(arenas: int = 2, mmap_from_bytes: int = 4 * 2**20) -> None:
-    """Have glibc's malloc share two arenas among the server's threads (M_ARENA_MAX) instead of up to
-    16, and map every buffer of 4 MB or more on its own (M_MMAP_THRESHOLD, which also stops glibc
-    raising that threshold), so a freed image goes back to the system at once. Without both, freed
-    image buffers stay resident and the server's peak under the largest allowed inputs exceeds its
-    1.5 GB budget (docs/studio.md)."""
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-        mallopt(-8, arenas)  # M_ARENA_MAX; set before the first worker thread
-        mallopt(-3, mmap_from_bytes)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):  # not glibc: nothing to tune
-        pass
-
-
 def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, mcp: bool = False,
-           cache_dir: str | None = None, lab_runs: int = 1, lab_max_seconds: float = LAB_MAX_SECONDS) -> None:
-    """Load the checkpoints, compile everything (from the persistent cache when warm), serve."""
+           started: Future | None = None) -> None:
+    """Serve the studio ``started`` (``service.start_studio``; None: start one here, with no Lab
+    options) once its models are loaded and its first tabs compiled."""
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s imgjax: %(message)s"))
     logging.getLogger("imgjax").addHandler(handler)
     logging.getLogger("imgjax").setLevel(logging.INFO)
-    _return_freed_memory()
+    started = started or start_studio()
     # What an earlier server left (it may have crashed): uploads and outputs past their age.
     prune_cache(files_under(get_upload_folder(), GIF_DIR), CACHE_MAX_AGE_S, CACHE_MAX_BYTES)
-    cache = enable_compilation_cache(cache_dir)
-    studio = Studio(lab_runs=lab_runs, lab_max_seconds=lab_max_seconds)
-    studio.lab_tab.cache_dir = str(cache)  # Lab runs compile into the same cache
-    seconds = studio.warm_up(in_background=True)  # the page opens while other tabs compile
+    studio, seconds = started.result()
     print(f"imgjax studio: models loaded and compiled in {seconds:.1f} s", flush=True)
     demo = build_demo(studio)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=2)
