@@ -403,13 +403,18 @@ def bench_inference(workload: Workload, log) -> dict:
         "edit_classes_row": lambda: edits.classes_row(code),
         "edit_sketch": lambda: edits.sketch(sketch),
     })
-    if "Emoji" in studio.edit_tabs:  # an emoji example projected (with its detail), then a slider move
+    if "Emoji" in studio.edit_tabs:  # an emoji example projected (with its detail), a slider move, a sketch
         emoji_edits = studio.edit_tabs["Emoji"]
         emoji_code = emoji_edits.project(emoji_example)[1]
+        colour_sketch = np.full((280, 280, 3), 0.5, np.float32)  # a yellow block on white
+        colour_sketch[20:260, 20:260] = 1.0
+        colour_sketch[60:220, 60:220] = (1.0, 0.8, 0.3)
         actions.update({"edit_project_emoji": lambda: emoji_edits.project(emoji_example),
-                        "edit_render_emoji": lambda: emoji_edits.render(emoji_code, "Animals", 1.0, 0.0, 0.0, 0.0)})
+                        "edit_render_emoji": lambda: emoji_edits.render(emoji_code, "Animals", 1.0, 0.0, 0.0, 0.0),
+                        "edit_sketch_emoji": lambda: emoji_edits.sketch(colour_sketch)})
     # each call takes ~0.5 s (the edits) or seconds (BM3D)
-    slow = {**dict.fromkeys(("edit_project", "edit_project_emoji", "edit_sketch", "denoise_gaussian_512x512_colour"),
+    slow = {**dict.fromkeys(("edit_project", "edit_project_emoji", "edit_sketch", "edit_sketch_emoji",
+                             "denoise_gaussian_512x512_colour"),
                             workload.slow_calls),
             "bm3d_256x256_colour": min(workload.slow_calls, 5)}
     results = {}

@@ -1,15 +1,15 @@
 """Editing through the shipped generator: put an image into the generator's inputs (projection),
-then change its class or style, or find garments that agree with a sketch.
+then change its class or style, or find pictures that agree with a sketch.
 
-Reads top to bottom: the search (one compiled program), projection, sketch to garment, style
+Reads top to bottom: the search (one compiled program), projection, sketch to picture, style
 directions. Both projection and sketch are one search: gradient descent (Adam) on many latents at
 once, each paired with a class, towards per-pixel bounds. Projection bounds each pixel to the
 image's value, and adds the distance in the shipped classifier's features, so the result is the
 same kind of garment and not only close in pixels; a sketch bounds painted pixels to be garment
-(above ``INK``) or empty (below it) and leaves the rest free. The search runs as compiled chunks of
-``CHUNK`` steps, each a ``lax.scan`` unrolled when compiled: XLA:CPU runs a loop body about 3.6x
-slower than the same steps written out, and one program of all the steps takes a minute to compile
-(docs/edit.md).
+(above ``INK``) or empty (below it), or near the colour painted, and leaves the rest free. The
+search runs as compiled chunks of ``CHUNK`` steps, each a ``lax.scan`` unrolled when compiled:
+XLA:CPU runs a loop body about 3.6x slower than the same steps written out, and one program of all
+the steps takes a minute to compile (docs/edit.md).
 """
 
 from __future__ import annotations
@@ -210,9 +210,25 @@ def conditions_from_labels(generator, labels) -> np.ndarray:
     return conditions_of(np.asarray(labels), generator.num_styles, generator.tone_stride)
 
 
-# ----------------------------------------------------------------------------- sketch to garment
+# ----------------------------------------------------------------------------- sketch to picture
 
-SKETCH_CONFIG = SearchConfig(steps=30, starts=2, feature_weight=0.0, prior_weight=0.01, detail_steps=0)
+SKETCH_CONFIG = SearchConfig(steps=30, feature_weight=0.0, prior_weight=0.01, detail_steps=0)
+# Latents a sketch's search moves at once, which sets its time: as many random starts in each
+# condition as fit (garments: two in each of 10 classes; emoji: one in each (group, art set) pair).
+SKETCH_CANDIDATES = 24
+# The colours a colour dataset's sketch is painted in (the page's brushes, the first at hand; near
+# Twemoji's palette), [0, 1] RGB. White is the background every emoji is drawn on.
+SKETCH_COLOURS = {"yellow": (1.0, 0.8, 0.3), "white": (1.0, 1.0, 1.0), "black": (0.16, 0.18, 0.2),
+                  "orange": (0.96, 0.56, 0.05), "red": (0.87, 0.18, 0.27), "brown": (0.6, 0.37, 0.2),
+                  "green": (0.47, 0.7, 0.35), "blue": (0.23, 0.53, 0.76)}
+COLOUR_TOLERANCE = 0.2  # a pixel painted in a colour may differ from it by this much in each channel
+
+
+def ink(images, light_on_dark: bool) -> np.ndarray:
+    """(N, side, side, channels) images -> (N, side, side) masks of the pixels farther than ``INK``
+    from the background in some channel (black for pictures drawn light on dark, else white)."""
+    images = np.asarray(images)
+    return np.abs(images - (0.0 if light_on_dark else 1.0)).max(-1) > INK
 
 
 def sketch_bounds(garment, empty):
@@ -222,25 +238,51 @@ def sketch_bounds(garment, empty):
     return (lower.astype(np.float32)[None, ..., None], upper.astype(np.float32)[None, ..., None])
 
 
-def garments_for_sketch(generator, garment, empty, count: int = 6, seed: int = 0, config: SearchConfig = SKETCH_CONFIG):
-    """Garments that agree with a sketch ((28, 28) masks painted garment / empty): the best of each
-    class, the ``count`` classes that agree best. Returns (latents, labels, images, losses), best first."""
-    lower, upper = sketch_bounds(garment, empty)
-    classes = generator.embed.num_embeddings
-    labels = jnp.repeat(jnp.arange(classes), config.starts)
-    latents = jax.random.normal(jax.random.key(seed), (classes * config.starts, generator.project.in_features
+def colour_sketch_bounds(colours, painted):
+    """(side, side, 3) colours in [0, 1] and the (side, side) mask of painted pixels -> lower and upper
+    bounds: a painted pixel within ``COLOUR_TOLERANCE`` of its colour in each channel, the rest free."""
+    painted = np.asarray(painted)[..., None]
+    lower = np.where(painted, np.clip(colours - COLOUR_TOLERANCE, 0.0, 1.0), 0.0)
+    upper = np.where(painted, np.clip(colours + COLOUR_TOLERANCE, 0.0, 1.0), 1.0)
+    return lower.astype(np.float32)[None], upper.astype(np.float32)[None]
+
+
+def sketch_agreement(images, lower, upper, painted) -> np.ndarray:
+    """(N,) the share of each image's painted pixels ((side, side) mask) within the sketch's bounds."""
+    inside = np.all((np.asarray(images) >= lower) & (np.asarray(images) <= upper), axis=-1)
+    return inside[:, painted].mean(-1)
+
+
+def sketch_conditions(generator, style: int | None = None) -> np.ndarray:
+    """The conditions a sketch is searched in: every class in art set ``style`` (None: in every art
+    set), in the default tone."""
+    styles = max(generator.num_styles, 1)
+    classes = generator.untoned_conditions // styles
+    return conditions_from_labels(generator, [(c, s, 0) for c in range(classes)
+                                              for s in (range(styles) if style is None else [style])])
+
+
+def pictures_for_sketch(generator, lower, upper, conditions, count: int = 6, seed: int = 0,
+                        config: SearchConfig = SKETCH_CONFIG):
+    """Pictures that agree with a sketch's (1, side, side, channels) bounds: the best of each of the
+    generator's ``conditions`` (from ``SKETCH_CANDIDATES`` random starts in all), the ``count`` that
+    agree best. Returns (latents, conditions, images, losses), best first."""
+    conditions = np.asarray(conditions)
+    config = dataclasses.replace(config, starts=max(1, SKETCH_CANDIDATES // len(conditions)))
+    labels = jnp.repeat(jnp.asarray(conditions), config.starts)
+    latents = jax.random.normal(jax.random.key(seed), (len(labels), generator.project.in_features
                                                        - generator.embed.features))
     latents, _, images, losses = (np.asarray(x) for x in search(generator, None, latents, labels, lower, upper,
                                                                 None, config))
-    per_class = losses.reshape(-1, config.starts)  # rows: classes
-    best = per_class.argmin(1) + np.arange(len(per_class)) * config.starts
+    per_condition = losses.reshape(-1, config.starts)
+    best = per_condition.argmin(1) + np.arange(len(per_condition)) * config.starts
     chosen = best[np.argsort(losses[best])][:count]
-    return latents[chosen], chosen // config.starts, images[chosen], losses[chosen]
+    return latents[chosen], conditions[chosen // config.starts], images[chosen], losses[chosen]
 
 
-def mask_iou(a, b) -> np.ndarray:
-    """Intersection over union of the garment masks (pixels above ``INK``) of two image batches."""
-    a, b = np.asarray(a) > INK, np.asarray(b) > INK
+def mask_iou(a, b, light_on_dark: bool = True) -> np.ndarray:
+    """Intersection over union of the ``ink`` masks of two image batches."""
+    a, b = ink(a, light_on_dark), ink(b, light_on_dark)
     axes = tuple(range(1, a.ndim))
     return (a & b).sum(axes) / np.maximum((a | b).sum(axes), 1)
 
@@ -351,14 +393,39 @@ def silhouette_sketch(image) -> tuple[np.ndarray, np.ndarray]:
     return garment, ~garment
 
 
-def measure_sketches(generator, images, seed: int = 0) -> dict:
-    """Each image's silhouette as a sketch: the mask IoU of the best garment found, and of all six."""
-    best, all_six = [], []
+def poster_sketch(image) -> tuple[np.ndarray, np.ndarray]:
+    """A colour picture as a fully painted sketch: each pixel in the nearest ``SKETCH_COLOURS``
+    colour; (colours (side, side, 3), painted (side, side))."""
+    palette = np.array(list(SKETCH_COLOURS.values()), np.float32)
+    nearest = np.square(np.asarray(image)[..., None, :] - palette).sum(-1).argmin(-1)
+    return palette[nearest], np.ones(nearest.shape, bool)
+
+
+def measure_sketches(generator, images, labels=None, light_on_dark: bool = True, seed: int = 0) -> dict:
+    """Each image as a fully painted sketch (a garment's silhouette; a colour picture in the sketch
+    colours, searched in its art set, ``labels`` (N, 2+) column 1): the ink mask IoU of the best
+    picture found and of all six, the share of the sketch the best agrees with, and how often the
+    best is in the image's class (``labels`` given)."""
+    best, all_six, agree, same_class = [], [], [], []
     for i, image in enumerate(images):
-        garment, empty = silhouette_sketch(image)
-        found = garments_for_sketch(generator, garment, empty, seed=seed + i)[2]
-        iou = mask_iou(found, np.repeat(np.asarray(image)[None], len(found), 0))
+        if light_on_dark:
+            garment, empty = silhouette_sketch(image)
+            (lower, upper), painted, style = sketch_bounds(garment, empty), np.ones(garment.shape, bool), 0
+        else:
+            colours, painted = poster_sketch(image)
+            lower, upper = colour_sketch_bounds(colours, painted)
+            style = int(labels[i][1])
+        _, conditions, found, _ = pictures_for_sketch(generator, lower, upper, sketch_conditions(generator, style),
+                                                      seed=seed + i)
+        iou = mask_iou(found, np.repeat(np.asarray(image)[None], len(found), 0), light_on_dark)
         best.append(iou[0])
         all_six.append(iou.mean())
-    return {"mean_iou": float(np.mean(best)), "mean_iou_of_six": float(np.mean(all_six)),
-            "iou_10th_percentile": float(np.percentile(best, 10)), "sketches": len(images)}
+        agree.append(sketch_agreement(found[:1], lower, upper, painted)[0])
+        if labels is not None:
+            same_class.append(condition_labels(generator, conditions[:1])[0, 0] == np.atleast_1d(labels[i])[0])
+    figures = {"mean_iou": float(np.mean(best)), "mean_iou_of_six": float(np.mean(all_six)),
+               "iou_10th_percentile": float(np.percentile(best, 10)), "agreement": float(np.mean(agree)),
+               "sketches": len(images)}
+    if same_class:
+        figures["best_in_class"] = float(np.mean(same_class))
+    return figures

@@ -470,7 +470,7 @@ def art_set_picture(generator, rows: dict[str, int], styles, per_style: int = 6,
 
 
 EDIT_IMAGES = 1000  # test images projected and edited
-EDIT_SKETCHES = 200  # test-image silhouettes drawn as sketches
+EDIT_SKETCHES = 200  # test pictures drawn as sketches (garments: their silhouettes)
 EDIT_SEEDS = (0, 1, 2)  # the sketch search's random starts (projection has none: one start, the encoder's)
 
 
@@ -495,8 +495,8 @@ def eval_encoder(encoder, test, out: Path, log, images: int = EDIT_IMAGES, sketc
                  seeds=EDIT_SEEDS, dataset: str = "fashion-mnist", train=None) -> dict:
     """The Edit tab's figures with the shipped generator and classifier of ``dataset``: reconstructions
     of test images (the search from the encoder's start, from zero, and the encoder alone), class
-    (and art-set) edits of the reconstructions, and, for pictures drawn light on dark, garments for
-    test-image silhouettes drawn as sketches (over ``seeds``). Emoji: the first ``images`` of the test
+    (and art-set) edits of the reconstructions, and pictures for test pictures drawn as sketches
+    (garments: their silhouettes; emoji: in the sketch colours; over ``seeds``). Emoji: the first ``images`` of the test
     pictures in a fixed shuffle (the split lists them emoji by emoji), people in the skin tone a
     reader fitted on the ``train`` pictures (written beside the encoder) reads in their colours."""
     from . import edit
@@ -528,10 +528,11 @@ def eval_encoder(encoder, test, out: Path, log, images: int = EDIT_IMAGES, sketc
            else ""))
     results.update(images=len(x), search=dataclasses.asdict(edit.SearchConfig()), reconstruction=figures,
                    reconstruction_from_zero=from_zero, encoder_alone=alone, class_edits=class_edits)
-    if source.light_on_dark:  # a sketch paints where the garment is, light on dark
-        sketch_runs = [edit.measure_sketches(generator, x[:sketches], seed) for seed in seeds]
-        log(f"sketches: mean IoU {np.mean([s['mean_iou'] for s in sketch_runs]):.3f}")
-        results.update(sketch_seeds=list(seeds), sketch=over_seeds(sketch_runs))
+    sketch_runs = [edit.measure_sketches(generator, x[:sketches], y[:sketches], source.light_on_dark, seed)
+                   for seed in seeds]
+    log(f"sketches: mean IoU {np.mean([s['mean_iou'] for s in sketch_runs]):.3f}, best in the image's class "
+        f"{np.mean([s['best_in_class'] for s in sketch_runs]):.1%}")
+    results.update(sketch_seeds=list(seeds), sketch=over_seeds(sketch_runs))
 
     picture = out / "edit_examples.png"  # ten test images over their reconstructions
     rendered = edit.project(generator, classifier, encoder, x[:10], toned_classes=toned,

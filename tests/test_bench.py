@@ -47,7 +47,7 @@ def test_bench_smoke_json_reports_every_field():
                    "classify_256x256_photo", "denoise_gaussian_28x28", "denoise_salt_pepper_28x28",
                    "denoise_mask_28x28", "denoise_gaussian_256x256_colour", "photo_model_512x512_colour",
                    "denoise_gaussian_512x512_colour", "bm3d_256x256_colour", "edit_project", "edit_render",
-                   "edit_classes_row", "edit_sketch"):
+                   "edit_classes_row", "edit_sketch", "edit_project_emoji", "edit_render_emoji", "edit_sketch_emoji"):
         latency = figures["inference"][action]
         assert _positive(latency["p50_ms"]) and latency["p99_ms"] >= latency["p50_ms"]
         assert latency["compile_s"] >= 0

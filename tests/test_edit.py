@@ -145,11 +145,33 @@ def test_sketched_silhouettes_get_garments_that_fill_them(models, fashion_test):
     ious = []
     for image in fashion_test.images[:4]:
         image = image[..., None] / 255.0
-        garment, empty = edit.silhouette_sketch(image)
-        _, labels, found, losses = edit.garments_for_sketch(generator, garment, empty)
-        assert len(set(labels)) == len(labels) == 6 and np.all(np.diff(losses) >= 0)  # one per class, best first
+        lower, upper = edit.sketch_bounds(*edit.silhouette_sketch(image))
+        _, conditions, found, losses = edit.pictures_for_sketch(generator, lower, upper,
+                                                                edit.sketch_conditions(generator))
+        assert len(set(conditions)) == len(conditions) == 6 and np.all(np.diff(losses) >= 0)  # one per class, best first
         ious.append(edit.mask_iou(found[:1], image[None])[0])
     assert np.mean(ious) > 0.7
+
+
+def test_colour_sketches_bound_painted_pixels_near_their_colour_and_leave_the_rest_free():
+    """A colour sketch: a painted pixel within the tolerance of its colour in each channel, clipped to
+    [0, 1]; unpainted pixels free; agreement counts painted pixels inside their bounds only."""
+    colours = np.zeros((4, 4, 3), np.float32)
+    colours[..., 0] = 1.0  # red
+    painted = np.zeros((4, 4), bool)
+    painted[:2] = True
+    lower, upper = edit.colour_sketch_bounds(colours, painted)
+    tolerance = edit.COLOUR_TOLERANCE
+    np.testing.assert_allclose(lower[0, 0, 0], [1 - tolerance, 0, 0])
+    np.testing.assert_allclose(upper[0, 0, 0], [1, tolerance, tolerance])
+    assert np.all(lower[0, 2:] == 0) and np.all(upper[0, 2:] == 1)
+    image = np.ones((1, 4, 4, 3), np.float32)  # white: outside red's bounds where painted
+    image[0, 0, :2] = (0.9, 0.1, 0.1)  # two of the eight painted pixels reddish
+    assert edit.sketch_agreement(image, lower, upper, painted)[0] == pytest.approx(2 / 8)
+    # A picture in the sketch colours: every pixel painted, each in its nearest colour.
+    drawn, all_painted = edit.poster_sketch(np.array([[[0.98, 0.97, 0.99], [0.95, 0.75, 0.3]]], np.float32))
+    assert all_painted.all() and np.allclose(drawn[0], [edit.SKETCH_COLOURS["white"], edit.SKETCH_COLOURS["yellow"]])
+    assert edit.ink(drawn[None], light_on_dark=False).tolist() == [[[False, True]]]
 
 
 @pytest.mark.parametrize("code, message", [
@@ -239,8 +261,21 @@ def test_the_edit_tab_projects_and_edits_an_emoji_in_its_art_set_and_skin_tone(t
         tab.render(person, "People", 0, 0, 0, 0, tone="green")
     with pytest.raises(InputError, match="Project an emoji first"):
         tab.classes_row({"class": "Animals"})
-    with pytest.raises(InputError, match="Sketches draw garments"):
-        tab.sketch(np.ones((32, 32, 3), np.float32))
+    with pytest.raises(InputError, match="the sketch is all gray"):
+        tab.sketch(np.full((64, 64, 3), 0.5, np.float32))
+    sketch = np.full((280, 280, 3), 0.5, np.float32)  # a yellow disc on white, gray around
+    sketch[20:260, 20:260] = 1.0
+    rows, columns = np.mgrid[:280, :280]
+    sketch[(rows - 140) ** 2 + (columns - 140) ** 2 < 100 ** 2] = edit.SKETCH_COLOURS["yellow"]
+    found, codes = tab.sketch(sketch, "Noto")
+    assert len(found) == len(codes) == 6 and all(c["art_set"] == "Noto" and c["dataset"] == "emoji" for c in codes)
+    assert [c["class"] for c in codes] == [caption.split(",")[0] for _, caption in found]
+    agree = [int(caption.split(", ")[1].split("%")[0]) for _, caption in found]
+    assert agree[0] >= 50, found[0][1]  # the best agrees with most of the painted pixels
+    drawn = tab.garment(codes[0])[::7, ::7].astype(int)  # a code draws its picture (7x on the tab, 3x here)
+    assert np.abs(drawn - found[0][0][::3, ::3]).max() <= 1
+    with pytest.raises(InputError, match="Art set must be one of"):
+        tab.sketch(sketch, "Apple")
     not_a_number = base64.b64encode(np.full(8 * 8 * 96, np.nan, "<f2").tobytes()).decode()
     for detail, message in (("AAAA", "detail is the 16,384 characters"), ("*" * 16384, "base64 text"),
                             (not_a_number, "between -100 and 100")):

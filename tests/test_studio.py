@@ -269,8 +269,13 @@ def test_edit_endpoints_on_emoji(client, tmp_path):
     for dataset in ("cats", ["emoji"]):
         with pytest.raises(Exception, match="A code's dataset is one of"):
             client.predict({**code, "dataset": dataset}, api_name="/edit_classes")
-    with pytest.raises(Exception, match="Sketches draw garments"):
-        client.predict({"background": None, "layers": [], "composite": person}, "Emoji", api_name="/edit_sketch")
+    sketch = np.full((200, 200, 3), 255, np.uint8)  # a red blob on white
+    sketch[50:150, 60:140] = (221, 46, 68)
+    Image.fromarray(sketch).save(tmp_path / "emoji-sketch.png")
+    found, codes = client.predict({"background": None, "layers": [], "composite": handle_file(
+        str(tmp_path / "emoji-sketch.png"))}, "Emoji", api_name="/edit_sketch")
+    assert len(found) == 6 and all(c["dataset"] == "emoji" for c in codes)
+    assert client.predict(codes[0], api_name="/edit_classes")  # a sketched emoji's code edits like any other
 
 
 LAB_KNOBS = {"CNN (classifier)": ("0.004", "128"), "Autoencoder (denoiser)": ("0.004", "64"),
@@ -959,10 +964,21 @@ def test_browser_generate_classify_denoise(server, browser, tmp_path, colour_pho
     page.close()
 
 
+def _stroke(page, canvas_selector: str) -> None:
+    """A stroke down the middle of a sketchpad, in its brush's first colour."""
+    canvas = page.locator(canvas_selector).first
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.8, steps=12)
+    page.mouse.up()
+
+
 def test_browser_edit(server, browser, tmp_path):
     """The Edit tab arrives with a projected coat and its class row; a slider and the class change
     the edited picture; a sketch gets garments; "Edit the first picture" on Generate brings its code;
-    then the same on the emoji."""
+    then the same on the emoji, whose sketchpad paints in colour."""
     page = browser.new_page(viewport={"width": 1280, "height": 1600})
     page.goto(server)
     page.get_by_role("tab", name="Edit").click()
@@ -983,13 +999,7 @@ def test_browser_edit(server, browser, tmp_path):
     page.wait_for_function(NEW_PICTURE, arg=["#edit-animation img", ""], timeout=30_000)
 
     page.get_by_role("tab", name="Sketch").click()
-    canvas = page.locator("#edit-sketch canvas").first
-    canvas.scroll_into_view_if_needed()
-    box = canvas.bounding_box()
-    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.2)
-    page.mouse.down()  # a white stroke down the middle: the brush's first colour
-    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.8, steps=12)
-    page.mouse.up()
+    _stroke(page, "#edit-sketch canvas")  # white, the brush's first colour
     page.get_by_role("button", name="Find garments").click()
     page.locator("#sketch-garments img").nth(5).wait_for(timeout=60_000)
     page.locator("#sketch-garments button.thumbnail-item").first.click()  # the best garment, to edit
@@ -1019,6 +1029,15 @@ def test_browser_edit(server, browser, tmp_path):
     page.locator("#projection-summary", has_text="'s style").wait_for(timeout=60_000)
     page.locator("#edit-art-set").wait_for(state="visible", timeout=30_000)  # the code's controls follow it
     page.locator("#style-0", has_text="Direction 1").wait_for(timeout=30_000)
+    page.locator("button[role=tab]:visible", has_text="Sketch").click()  # the sketchpad follows the dataset
+    before = page.locator("#sketch-garments img").first.get_attribute("src")
+    _stroke(page, "#edit-sketch canvas")  # the emoji brushes' first colour, yellow
+    page.get_by_role("button", name="Find emoji").click()
+    page.wait_for_function(NEW_PICTURE, arg=["#sketch-garments img", before], timeout=60_000)
+    page.locator("#sketch-garments button.thumbnail-item").first.click()
+    page.locator("#projection-summary", has_text="from your sketch").wait_for(timeout=30_000)
+    assert page.locator("#edit-dataset").get_by_label("Emoji").is_checked()
+    page.locator("button[role=tab]:visible", has_text="Image").click()
     page.locator("#edit-examples-1 button").nth(3).click()  # the turtle
     page.locator("#projection-summary", has_text="Projected as Animals").wait_for(timeout=60_000)
     before = page.locator("#edited img").get_attribute("src")

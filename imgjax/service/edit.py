@@ -1,6 +1,6 @@
 """The Edit tab's actions: put a picture into the generator (projection), then render it as
 another class (and art set and skin tone, on the emoji), move it along style directions, mix two
-pictures, or find garments for a sketch. One tab per dataset with a shipped encoder.
+pictures, or find pictures for a sketch. One tab per dataset with a shipped encoder.
 
 A picture in the generator is its *code*, ``{"class": name, "latent": [64 numbers]}``, with its
 ``"art_set"`` and ``"tone"`` on a dataset that has them, and the ``"detail"`` a projection found
@@ -42,7 +42,7 @@ STYLE_RANGE = 2.0  # a slider moves the latent at most this far either way (late
 MAX_LATENT = 10.0  # a code's latent values beyond this are far outside what the generator saw
 MAX_DETAIL = 100.0  # a code's detail values beyond this are far outside the generator's features
 MAX_FRAMES = 32
-SKETCH_GARMENTS = 6
+SKETCH_PICTURES = 6  # pictures a sketch gets
 SKETCH_GARMENT, SKETCH_EMPTY = 0.75, 0.25  # sketch pixels above / below these are painted garment / empty
 SHOWN_SIDE = 224  # pictures are shown this many pixels a side (28x28 eight times larger)
 MAX_SIDE = CLASSIFY_MAX_SIDE  # pictures and sketches are read at most this large: they become the model's side
@@ -126,8 +126,7 @@ class EditTab:
         self.classes_row(code)
         self.render(code, code["class"], *[0.0] * len(self.style_names))
         self.animation(code, code["class"], *[0.0] * len(self.style_names), frames=MAX_FRAMES)
-        if self.dataset.light_on_dark:
-            self.sketch(np.pad(np.ones((14, 14, 3), np.float32), ((7, 7), (7, 7), (0, 0))))
+        self.sketch(np.pad(np.ones((14, 14, 3), np.float32), ((7, 7), (7, 7), (0, 0)), constant_values=0.5))
 
     @property
     def _a_picture(self) -> str:
@@ -322,32 +321,46 @@ class EditTab:
         return [self._picture(image, self.show // 2) for image in self._render(latents, weights, details)[:frames]]
 
     @_after_warm_up
-    def sketch(self, rgb: np.ndarray) -> tuple[list[tuple[np.ndarray, str]], list[dict]]:
-        """A sketch (light: garment here, dark: nothing here, mid-gray: free) -> six garments that
-        agree with it, best first, each with a caption (its class, how well it agrees), and their codes."""
-        if not self.dataset.light_on_dark:
-            raise InputError(f"Sketches draw garments so far: choose the garments to sketch, or project {self.dataset.noun}.")
-        gray = sketch_view(rgb)
-        garment, empty = gray > SKETCH_GARMENT, gray < SKETCH_EMPTY
-        if not garment.any():
-            raise InputError("Paint where the garment should be (white) first: the sketch has no light pixels.")
-        latents, labels, images, _ = edit.garments_for_sketch(self.generator, garment, empty, SKETCH_GARMENTS)
-        painted = garment | empty
+    def sketch(self, rgb: np.ndarray, art_set: str | None = None) -> tuple[list[tuple[np.ndarray, str]], list[dict]]:
+        """A sketch -> six pictures that agree with it, best first, each with a caption (its class, how
+        well it agrees), and their codes. Garments: light is garment, dark nothing, mid-gray free;
+        colour pictures (in ``art_set``, None: in every art set): each colour painted is asked for
+        there (white: the background), mid-gray free."""
+        style = self.styles.index(check_choice("Art set", art_set, self.styles)) if self.styles and art_set else None
+        if self.dataset.light_on_dark:
+            gray = sketch_view(to_gray(rgb)[..., None], self.dataset.side)[..., 0]
+            garment, empty = gray > SKETCH_GARMENT, gray < SKETCH_EMPTY
+            if not garment.any():
+                raise InputError("Paint where the garment should be (white) first: the sketch has no light pixels.")
+            (lower, upper), painted = edit.sketch_bounds(garment, empty), garment | empty
+        else:
+            colours, painted = colour_sketch_view(rgb, self.dataset.side)
+            if not painted.any():
+                raise InputError(f"Paint {self._a_picture} in the brush colours first: the sketch is all gray.")
+            lower, upper = edit.colour_sketch_bounds(colours, painted)
+        latents, conditions, images, _ = edit.pictures_for_sketch(
+            self.generator, lower, upper, edit.sketch_conditions(self.generator, style), SKETCH_PICTURES)
+        agree = edit.sketch_agreement(images, lower, upper, painted)
         results, codes = [], []
-        for latent, label, image in zip(latents, labels, images[..., 0]):
-            agree = ((image > edit.INK) == garment)[painted].mean()
-            results.append((self._picture(image, self.show // 2),
-                            f"{self.class_names[label]}, {agree:.0%} agree"))  # short: a caption under a small tile
-            codes.append({**garment_code(self.class_names[label], latent), "from": "your sketch"})
+        for latent, condition, image, share in zip(latents, conditions, images, agree):
+            code = {**self._code(int(condition), latent), "from": "your sketch"}
+            # short: a caption under a small tile
+            results.append((self._picture(image, self.show // 2), f"{code['class']}, {share:.0%} agree"))
+            codes.append(code)
         return results, codes
 
 
-# What a style slider can do to a garment, measured on its ink (pixels above ``edit.INK``): larger is
-# further that way. A slider's name is one of them; where a class goes another way, the page says so.
+# What a style slider can do to a picture, measured on its ink (``edit.ink``: pixels away from the
+# background): larger is further that way. A slider's name is one of them; where a class goes another
+# way, the page says so.
+def _brightness(images) -> np.ndarray:
+    return images.reshape(len(images), -1).mean(1)
+
+
 STYLE_EFFECTS = {
     "shorter": lambda ink, image: -ink.any(2).sum(1), "taller": lambda ink, image: ink.any(2).sum(1),  # rows
     "narrower": lambda ink, image: -ink.any(1).sum(1), "wider": lambda ink, image: ink.any(1).sum(1),  # columns
-    "darker": lambda ink, image: -image.mean((1, 2)), "lighter": lambda ink, image: image.mean((1, 2)),
+    "darker": lambda ink, image: -_brightness(image), "lighter": lambda ink, image: _brightness(image),
     "smaller": lambda ink, image: -ink.sum((1, 2)), "larger": lambda ink, image: ink.sum((1, 2)),
 }
 
@@ -360,16 +373,19 @@ def slider_label(name: str) -> str:
 
 def style_effects(tab: EditTab, name: str, per_class: int = 40, seed: int = 11) -> dict[str, np.ndarray]:
     """For style slider ``name`` moved from -2 to +2: for each effect of ``STYLE_EFFECTS``, the share
-    of each class's ``per_class`` garments that moved that way (an unchanged garment counts as not)."""
+    of each class's ``per_class`` pictures (in the default art set and tone) that moved that way (an
+    unchanged picture counts as not)."""
     from ..gan import sample_latents
     classes = len(tab.class_names)
     latents = np.asarray(sample_latents(seed, per_class * classes, tab.latent_dim))
     labels = np.arange(len(latents)) % classes
+    conditions = tab._conditions(np.stack([labels, 0 * labels, 0 * labels], -1))
     direction = tab.style_directions[tab.style_names.index(name)]
-    render = lambda moved: np.concatenate([tab._render(moved[i:i + MAX_FRAMES], tab._one_hot(labels[i:i + MAX_FRAMES]))
-                                           for i in range(0, len(moved), MAX_FRAMES)])[..., 0]  # the animation's shape
+    render = lambda moved: np.concatenate([tab._render(moved[i:i + MAX_FRAMES], tab._one_hot(conditions[i:i + MAX_FRAMES]))
+                                           for i in range(0, len(moved), MAX_FRAMES)])  # the animation's shape
     before, after = render(latents - STYLE_RANGE * direction), render(latents + STYLE_RANGE * direction)
-    moved = {effect: measure(after > edit.INK, after) - measure(before > edit.INK, before) > 0
+    ink = lambda images: edit.ink(images, tab.dataset.light_on_dark)
+    moved = {effect: measure(ink(after), after) - measure(ink(before), before) > 0
              for effect, measure in STYLE_EFFECTS.items()}
     return {effect: np.array([way[labels == c].mean() for c in range(classes)]) for effect, way in moved.items()}
 
@@ -389,8 +405,23 @@ def captioned_row(row: np.ndarray, captions: list[tuple[str, str]], tile: int) -
     return np.asarray(canvas)
 
 
-def sketch_view(rgb: np.ndarray) -> np.ndarray:
-    """Any sketch image -> (28, 28) gray in [0, 1], each pixel the mean of its block (no cropping:
-    the sketch's position is what it asks for)."""
-    gray = to_gray(rgb).astype(np.float32)
-    return np.asarray(Image.fromarray(gray, mode="F").resize((28, 28), Image.BOX), np.float32)
+def sketch_view(rgb: np.ndarray, side: int) -> np.ndarray:
+    """Any sketch image -> (side, side, channels) in [0, 1], each pixel the mean of its block (no
+    cropping: the sketch's position is what it asks for); gray for a one-channel ``side``."""
+    rgb = np.asarray(rgb, np.float32)
+    return np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(rgb[..., c]), mode="F").resize(
+        (side, side), Image.BOX), np.float32) for c in range(rgb.shape[-1])], -1)
+
+
+SKETCH_FREE = 0.5  # the sketchpad's gray: a pixel of it is left to the generator
+PAINTED = 0.1  # a pixel farther than this from that gray in some channel is painted
+
+
+def colour_sketch_view(rgb: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """A colour sketch -> (side, side, 3) colours and (side, side) mask of painted pixels: a pixel is
+    painted where most of its block is, in the mean colour of the block's painted part."""
+    rgb = np.asarray(rgb, np.float32)[..., :3]
+    painted = (np.abs(rgb - SKETCH_FREE).max(-1, keepdims=True) > PAINTED).astype(np.float32)
+    share = sketch_view(painted, side)[..., 0]
+    colours = sketch_view(rgb * painted, side) / np.maximum(share[..., None], 1e-6)
+    return np.clip(colours, 0.0, 1.0), share >= 0.5

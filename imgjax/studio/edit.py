@@ -1,6 +1,6 @@
 """The Edit tab's page: bring a picture of the dataset chosen (upload, paste, example, or "Edit"
 from the Generate tab), project it into that dataset's generator, then change its class (and art set
-and skin tone), move its style, mix it with another, or draw a sketch and get garments that agree
+and skin tone), move its style, mix it with another, or draw a sketch and get pictures that agree
 with it. Every edit follows the code's dataset (a code names it)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import gradio as gr
 import numpy as np
 
-from .. import user_input
+from .. import edit, user_input
 from ..gradio_guards import long_text, optional, raw_editor, raw_image
 from ..images import upscale
 from ..service import edit as actions
@@ -20,6 +20,28 @@ from .wiring import ASSETS, action, examples_by_dataset, for_page, save_gif, sho
 SHOWN_FIRST = {"fashion-mnist": ("example_4_coat.png", "example_7_sneaker.png"),
                "emoji": ("emoji_1_people_female-technologist-noto.png", "emoji_3_animals_turtle-twemoji.png")}
 SKETCH_SIZE = 280
+
+
+def sketch_brush(dataset) -> gr.Brush:
+    """Light and dark for a dataset drawn light on dark (garment, nothing); else the sketch colours."""
+    colours = ([(1.0, 1.0, 1.0), (0.0, 0.0, 0.0)] if dataset.light_on_dark
+               else list(edit.SKETCH_COLOURS.values()))
+    hexes = ["#" + "".join(f"{round(255 * c):02x}" for c in colour) for colour in colours]
+    return gr.Brush(colors=hexes, default_color=hexes[0], color_mode="fixed", default_size=24)
+
+
+def sketch_help(dataset) -> str:
+    """How to paint a sketch of ``dataset``'s pictures."""
+    if dataset.light_on_dark:
+        return ("Paint **white** where the garment should be and **black** where it must not be; gray is left "
+                "to the generator. Then click a garment to edit it.")
+    return (f"Paint {dataset.noun} in the brush colours (**white** is the background); gray is left to the "
+            "generator. Then click a picture to edit it.")
+
+
+def blank_sketch() -> np.ndarray:
+    """The sketchpad before painting: all gray, which leaves every pixel to the generator."""
+    return np.full((SKETCH_SIZE, SKETCH_SIZE, 3), 128, np.uint8)
 NO_IMAGE = ("No image: the code and edits below are still the last picture's. Upload, paste or click an example "
             "to project another.")
 INTRO = """Put a picture into the GAN: the studio searches for the generator input (a class, art set
@@ -90,10 +112,14 @@ def page(demo: gr.Blocks, tabs: dict[str, actions.EditTab], code: gr.JSON) -> li
         return chosen(dataset).sketch(user_input.read_image(value["composite"], actions.MAX_SIDE))
 
     def show_dataset(dataset):
-        """A dataset chosen on the page: its examples, its arrival picture (projected at once) and its
-        second picture to mix."""
+        """A dataset chosen on the page: its examples, its arrival picture (projected at once), its
+        second picture to mix, and its sketch brushes."""
         tab = chosen(dataset)
-        return (*shown_for(tabs, dataset), *shown_first(tab.dataset))
+        return (*shown_for(tabs, dataset), *shown_first(tab.dataset), *sketch_controls(tab.dataset))
+
+    def sketch_controls(shown) -> tuple:
+        """The sketch's help, brushes (a new brush empties the sketchpad) and button for dataset ``shown``."""
+        return sketch_help(shown), gr.update(brush=sketch_brush(shown)), gr.update(value=f"Find {shown.noun}")
 
     with gr.Tab("Edit", id="edit"):
         gr.Markdown(INTRO)
@@ -109,16 +135,14 @@ def page(demo: gr.Blocks, tabs: dict[str, actions.EditTab], code: gr.JSON) -> li
                                                elem_id="project-button")
                     example_sets = examples_by_dataset(tabs, photo, "edit-examples")
                 with gr.Tab("Sketch"):
-                    gr.Markdown("Paint **white** where the garment should be and **black** where it must not be; "
-                                "gray is left to the generator. Then click a garment to edit it.")
+                    how_to_sketch = gr.Markdown(sketch_help(first.dataset))
                     sketch = raw_editor(gr.ImageEditor(
-                        value=np.full((SKETCH_SIZE, SKETCH_SIZE, 3), 128, np.uint8), label="Sketch", type="pil",
+                        value=blank_sketch(), label="Sketch", type="pil",
                         image_mode="RGBA", sources=(), canvas_size=(SKETCH_SIZE, SKETCH_SIZE), height=320,
-                        brush=gr.Brush(colors=["#ffffff", "#000000"], color_mode="fixed", default_size=24),
-                        layers=False, transforms=(), elem_id="edit-sketch"))
-                    sketch_button = gr.Button("Find garments", variant="primary", elem_id="sketch-button")
+                        brush=sketch_brush(first.dataset), layers=False, transforms=(), elem_id="edit-sketch"))
+                    sketch_button = gr.Button(f"Find {first.dataset.noun}", variant="primary", elem_id="sketch-button")
                     sketch_status = status("sketch-status")
-                    garments = gr.Gallery(label="Garments that agree with the sketch, and the share of painted pixels "
+                    garments = gr.Gallery(label="Pictures that agree with the sketch, and the share of painted pixels "
                                                 "each agrees with (click one to edit it)",
                                           columns=3, height="auto", elem_id="sketch-garments", allow_preview=False,
                                           format="png", visible=False)
@@ -175,24 +199,26 @@ def page(demo: gr.Blocks, tabs: dict[str, actions.EditTab], code: gr.JSON) -> li
         photo.clear(lambda: (None, NO_IMAGE), None, [pair, summary], api_visibility="private", queue=False)
         # A dataset the visitor picks: its examples, and its arrival picture in the input (projected by
         # the change above). A dataset set by an arriving code (below) changes neither.
-        dataset.input(show_dataset, dataset, [*example_sets, photo, other], api_visibility="private", queue=False)
+        dataset.input(show_dataset, dataset, [*example_sets, photo, other, how_to_sketch, sketch, sketch_button],
+                      api_visibility="private", queue=False)
 
-        def code_changed(code_value):
+        def code_changed(code_value, shown_dataset):
             """A new code (projected, or sent from another tab): its dataset's classes, art sets and
             tones, its class row, the edit reset to it; a code sent from elsewhere also replaces the
             projection's picture and summary, empties the image input (the picture is no longer that
-            image's) and shows its dataset."""
+            image's) and shows its dataset (and that dataset's sketchpad, where another was shown)."""
             if code_value is None:
                 return (gr.skip(),) * len(changed_outputs)
             tab = of_code(code_value)
             row = tab.classes_row(code_value)  # checks the code
-            arrived = (gr.skip(),) * (5 + len(example_sets))
+            arrived = (gr.skip(),) * (8 + len(example_sets))
             if code_value.get("from"):
                 message = (f"A **{code_value['class']}** from {code_value['from']}: its code is the generator's "
                            "own, so nothing to project.")
                 title = tab.dataset.title
+                sketching = sketch_controls(tab.dataset) if title != shown_dataset else (gr.skip(),) * 3
                 arrived = (tab.garment(code_value), message, None, title, *shown_for(tabs, title),
-                           shown_first(tab.dataset)[1])
+                           shown_first(tab.dataset)[1], *sketching)
             controls = (gr.update(choices=tab.class_names, value=code_value["class"]),
                         gr.update(visible=bool(tab.styles), value=code_value.get("art_set")),
                         gr.update(visible=bool(tab.tones), value=code_value.get("tone", tab.tones[0] if tab.tones
@@ -201,9 +227,9 @@ def page(demo: gr.Blocks, tabs: dict[str, actions.EditTab], code: gr.JSON) -> li
             return row, *controls, *arrived
 
         changed_outputs = [classes, class_name, art_set, skin_tone, *sliders, pair, summary, photo, dataset,
-                           *example_sets, other]
-        code.change(for_page(code_changed, "edit_classes", len(changed_outputs)), code, [*changed_outputs, edit_status],
-                    api_visibility="private")
+                           *example_sets, other, how_to_sketch, sketch, sketch_button]
+        code.change(for_page(code_changed, "edit_classes", len(changed_outputs)), [code, dataset],
+                    [*changed_outputs, edit_status], api_visibility="private")
         action(demo, gr.Button(visible=False), classes_row, code, [classes], edit_status, "edit_classes", load=False)
         render_page = for_page(render, "edit_render", 1)
         for control in strengths:
