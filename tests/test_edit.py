@@ -126,18 +126,30 @@ def test_the_chunked_search_takes_every_step_of_a_plain_loop(models):
     assert float(jnp.abs(found - start).max()) > 0.1 and float(jnp.abs(details).max()) > 0.01  # both moved
 
 
-@pytest.mark.parametrize("name", [name for _, name in STYLE_DIRECTIONS])
-def test_style_sliders_do_what_their_names_say_in_every_class_or_say_where_not(tab, name):
-    """Per class, not only overall: at least half of a class's garments move the way the slider's
-    name says, or the slider names that class and what happens there instead (``STYLE_ELSEWHERE``)."""
+@pytest.fixture(scope="module")
+def emoji_tab():
+    generator, card = checkpoint.load_model("gan", checkpoint.default_weights("gan", "emoji"))
+    return EditTab(generator, checkpoint.load_model("cnn", checkpoint.default_weights("cnn", "emoji"))[0], None,
+                   card=card)
+
+
+@pytest.mark.parametrize("dataset, name", [(dataset, name) for dataset, named in STYLE_DIRECTIONS.items()
+                                           for _, name in named])
+def test_style_sliders_do_what_their_names_say_in_every_class_or_say_where_not(tab, emoji_tab, dataset, name):
+    """Per class, not only overall, on each dataset: at least half of a class's pictures move the way
+    the slider's name says, or the slider names that class and what happens there instead
+    (``STYLE_ELSEWHERE``)."""
+    tab = {"fashion-mnist": tab, "emoji": emoji_tab}[dataset]
     shares = style_effects(tab, name)
-    elsewhere = {cls: effect for effect, classes in STYLE_ELSEWHERE.get(name, {}).items() for cls in classes}
+    elsewhere = {cls: effect for effect, classes in STYLE_ELSEWHERE[dataset].get(name, {}).items() for cls in classes}
+    assert set(elsewhere) <= set(tab.class_names)
     for c, cls in enumerate(tab.class_names):
         if cls in elsewhere:
             assert shares[name.lower()][c] < 0.5 <= shares[elsewhere[cls]][c], (name, cls)
         else:
             assert shares[name.lower()][c] >= 0.5, (name, cls, shares[name.lower()][c])
-    assert slider_label(name).startswith(name) and all(cls in slider_label(name) for cls in elsewhere)
+    label = slider_label(name, tab.style_elsewhere)
+    assert label.startswith(name) and all(cls in label for cls in elsewhere)
 
 
 def test_sketched_silhouettes_get_garments_that_fill_them(models, fashion_test):

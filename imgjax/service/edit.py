@@ -26,18 +26,22 @@ from ..serving import compiling, frozen, wait_until_compiled
 from ..user_input import InputError, check_choice, check_int, check_range, is_number
 from .classify import CLASSIFY_MAX_SIDE, model_view
 
-# Style directions of the shipped garment generator (``edit.style_directions``: its index, principal
-# component first), named by what moving one way does, ordered by how much they change a garment
-# (docs/edit.md has the pictures and figures they were named by).
-STYLE_DIRECTIONS = ((1, "Shorter"), (4, "Darker"), (0, "Wider"), (3, "Smaller"))
-# By dataset; another dataset's generator: its four largest directions, not yet named by what they do.
-NAMED_DIRECTIONS = {"fashion-mnist": STYLE_DIRECTIONS}
+# Style directions of each dataset's shipped generator (``edit.style_directions``: its index, principal
+# component first), named by what moving one way does (docs/edit.md has the figures they were named
+# by); garments ordered by how much they change a garment, emoji by index.
+STYLE_DIRECTIONS = {"fashion-mnist": ((1, "Shorter"), (4, "Darker"), (0, "Wider"), (3, "Smaller")),
+                    "emoji": ((0, "Smaller"), (1, "Darker"), (2, "Larger"), (3, "Lighter"))}
 STYLE_SLIDERS = 4  # style directions on every dataset (the page and the API take four strengths)
+# Another dataset's generator: its four largest directions, not named by what they do.
 UNNAMED_DIRECTIONS = tuple((i, f"Direction {i + 1}") for i in range(STYLE_SLIDERS))
 # Where a slider does something else than its name (``style_effects``, checked by tests/test_edit.py):
 # what it does there, and in which classes. A tall garment cannot get much shorter, a shoe wider.
-STYLE_ELSEWHERE = {"Shorter": {"narrower": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Shirt")},
-                   "Wider": {"shorter": ("Sandal", "Ankle boot"), "taller": ("Sneaker",)}}
+STYLE_ELSEWHERE = {
+    "fashion-mnist": {"Shorter": {"narrower": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Shirt")},
+                      "Wider": {"shorter": ("Sandal", "Ankle boot"), "taller": ("Sneaker",)}},
+    "emoji": {"Smaller": {"larger": ("Buildings & places", "Vehicles", "Objects")},
+              "Larger": {"smaller": ("People", "Food & plants", "Objects")}},
+}
 STYLE_RANGE = 2.0  # a slider moves the latent at most this far either way (latents are standard normal)
 MAX_LATENT = 10.0  # a code's latent values beyond this are far outside what the generator saw
 MAX_DETAIL = 100.0  # a code's detail values beyond this are far outside the generator's features
@@ -110,9 +114,10 @@ class EditTab:
         self.generator, self.classifier, self.encoder = generator, classifier, encoder
         self.search = search or edit.SearchConfig()
         self.latent_dim = generator.project.in_features - generator.embed.features
-        named = NAMED_DIRECTIONS.get(self.dataset.name, UNNAMED_DIRECTIONS)
+        named = STYLE_DIRECTIONS.get(self.dataset.name, UNNAMED_DIRECTIONS)
         directions = edit.style_directions(generator, count=1 + max(i for i, _ in named))
         self.style_names = [name for _, name in named]
+        self.style_elsewhere = STYLE_ELSEWHERE.get(self.dataset.name, {})  # by slider name
         self.style_directions = directions[[i for i, _ in named]]
         self._render_fn = frozen(generate_blended, generator)
         self._classify_fn = frozen(predict_probabilities, classifier)
@@ -365,9 +370,10 @@ STYLE_EFFECTS = {
 }
 
 
-def slider_label(name: str) -> str:
-    """A style slider's name, with what it does instead where its name does not hold."""
-    elsewhere = "; ".join(f"{effect} for {', '.join(classes)}" for effect, classes in STYLE_ELSEWHERE.get(name, {}).items())
+def slider_label(name: str, style_elsewhere: dict) -> str:
+    """A style slider's name, with what it does instead where its name does not hold (a tab's
+    ``style_elsewhere``)."""
+    elsewhere = "; ".join(f"{effect} for {', '.join(classes)}" for effect, classes in style_elsewhere.get(name, {}).items())
     return f"{name} ({elsewhere})" if elsewhere else name
 
 

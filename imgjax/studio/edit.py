@@ -170,7 +170,7 @@ def page(demo: gr.Blocks, tabs: dict[str, actions.EditTab], code: gr.JSON) -> li
                 skin_tone = optional(gr.Dropdown(tones, value=None, label="Skin tone (people and hands)",
                                                  visible=bool(first.tones), elem_id="edit-skin-tone"))
                 sliders = [gr.Slider(-actions.STYLE_RANGE, actions.STYLE_RANGE, 0.0, step=0.1,
-                                     label=actions.slider_label(name),
+                                     label=actions.slider_label(name, first.style_elsewhere),
                                      elem_id=f"style-{i}") for i, name in enumerate(first.style_names)]
                 gif_button = gr.Button("Animate: original to edit")
             with gr.Column(scale=1):
@@ -223,7 +223,8 @@ def page(demo: gr.Blocks, tabs: dict[str, actions.EditTab], code: gr.JSON) -> li
                         gr.update(visible=bool(tab.styles), value=code_value.get("art_set")),
                         gr.update(visible=bool(tab.tones), value=code_value.get("tone", tab.tones[0] if tab.tones
                                                                                  else None)),
-                        *[gr.update(value=0.0, label=actions.slider_label(name)) for name in tab.style_names])
+                        *[gr.update(value=0.0, label=actions.slider_label(name, tab.style_elsewhere))
+                          for name in tab.style_names])
             return row, *controls, *arrived
 
         changed_outputs = [classes, class_name, art_set, skin_tone, *sliders, pair, summary, photo, dataset,
