@@ -141,11 +141,15 @@ class EditTab:
 
     # -- codes
 
+    def _style(self, art_set: str | None) -> int | None:
+        """The index of ``art_set``, checked; None where it is not given or the dataset has none."""
+        return self.styles.index(check_choice("Art set", art_set, self.styles)) if self.styles and art_set else None
+
     def _labels(self, class_name: str, art_set: str | None, tone: str | None) -> np.ndarray:
         """(3,) the class, art set and skin tone of a picture, checked (None: the first art set, the
         default tone; a class without tones takes the default)."""
         check_choice("Class", class_name, self.class_names)
-        style = self.styles.index(check_choice("Art set", art_set, self.styles)) if self.styles and art_set else 0
+        style = self._style(art_set) or 0
         shade = self.tones.index(check_choice("Skin tone", tone, self.tones)) if self.tones and tone else 0
         label = self.class_names.index(class_name)
         return np.array([label, style, shade if label in self._toned else 0])
@@ -331,7 +335,7 @@ class EditTab:
         well it agrees), and their codes. Garments: light is garment, dark nothing, mid-gray free;
         colour pictures (in ``art_set``, None: in every art set): each colour painted is asked for
         there (white: the background), mid-gray free."""
-        style = self.styles.index(check_choice("Art set", art_set, self.styles)) if self.styles and art_set else None
+        style = self._style(art_set)
         if self.dataset.light_on_dark:
             gray = sketch_view(to_gray(rgb)[..., None], self.dataset.side)[..., 0]
             garment, empty = gray > SKETCH_GARMENT, gray < SKETCH_EMPTY
