@@ -22,6 +22,7 @@ import optax
 from flax import nnx
 
 from .family import Family, scheduled_optimizer
+from .images import colour_shares
 from .layers import (
     compute_dtype,
     conv_by_patches,
@@ -85,6 +86,10 @@ class GANConfig:
     # and G is pushed to have its fakes' tones read as asked: within the condition head's 168-way
     # naming, neighbouring tones were drawn alike (docs/emoji.md, "Skin tones"). 0: no tone head.
     tone_loss_weight: float = 0.0
+    # With tones, G is also pushed to give each tone's fakes in a batch the colours of that tone's
+    # real pictures in it (``tone_colour_loss``: their mean colour histograms), weighted by this:
+    # D's heads let a tone's skin drift by a shade to the next tone's (docs/emoji.md). 0: off.
+    tone_colour_weight: float = 0.0
 
     def __post_init__(self):  # `imgjax train --set` takes any string
         if self.decay_shape not in ("linear", "cosine"):
@@ -284,6 +289,17 @@ def heads_loss(outputs, labels, class_weight: float, tone_weight: float, tone_st
     return class_weight * naming_loss(class_logits, labels) + tone_weight * naming_loss(tone_logits, tones)
 
 
+def tone_colour_loss(fake, real, labels, tone_stride: int, num_tones: int):
+    """The squared distance between each tone's mean colour histogram (``images.colour_shares``,
+    square roots) over the batch's fakes and over its real pictures of that tone (both in [-1, 1]),
+    summed over the tones; the fakes are drawn in the real pictures' conditions, so every tone in the
+    batch has both."""
+    in_tone = jax.nn.one_hot(labels // tone_stride, num_tones, dtype=fake.dtype)  # (B, tones)
+    histograms = lambda pictures: jnp.sqrt(colour_shares((pictures + 1.0) / 2.0) + 1e-6)
+    per_tone = lambda pictures: (in_tone.T @ histograms(pictures)) / jnp.maximum(in_tone.sum(0), 1.0)[:, None]
+    return jnp.sum((per_tone(fake) - jax.lax.stop_gradient(per_tone(real))) ** 2)
+
+
 def discriminator_loss(discriminator, real, fake, labels, r1_gamma: float = 0.0, loss: str = "non-saturating",
                        class_weight: float = 0.0, tone_weight: float = 0.0, tone_stride: int = 0):
     """D's ``loss`` (``LOSSES``) on a batch of real and fake images, plus the R1 penalty on real images
@@ -310,13 +326,18 @@ def discriminator_loss(discriminator, real, fake, labels, r1_gamma: float = 0.0,
 
 
 def generator_loss(generator, discriminator, latents, labels, loss: str = "non-saturating", augment=None,
-                   class_weight: float = 0.0, tone_weight: float = 0.0, tone_stride: int = 0):
+                   class_weight: float = 0.0, tone_weight: float = 0.0, tone_stride: int = 0,
+                   real=None, colour_weight: float = 0.0, num_tones: int = 0):
     """G's ``loss`` (``LOSSES``) on fakes drawn from ``latents`` (D judging them through ``augment``
     where given), plus, with ``class_weight`` and ``tone_weight``, D's heads naming their conditions
-    and tones wrongly (``heads_loss``); also returns the fakes, so D's step reuses them."""
+    and tones wrongly (``heads_loss``), and with ``colour_weight``, its tones' colours against the
+    ``real`` pictures' (``tone_colour_loss``); also returns the fakes, so D's step reuses them."""
     fake = generator(latents, labels, train=True)
     outputs = discriminator(augment(fake) if augment else fake, labels)
-    return jnp.mean(LOSSES[loss][2](outputs[0])) + heads_loss(outputs, labels, class_weight, tone_weight, tone_stride), fake
+    total = jnp.mean(LOSSES[loss][2](outputs[0])) + heads_loss(outputs, labels, class_weight, tone_weight, tone_stride)
+    if colour_weight:  # a Python float: without it, no histogram is traced
+        total = total + colour_weight * tone_colour_loss(fake, real, labels, tone_stride, num_tones)
+    return total, fake
 
 
 # ----------------------------------------------------------------------------- differentiable augmentation
@@ -399,6 +420,8 @@ class GANTraining(nnx.Module):
         self.augmentations = tuple(filter(None, config.diff_augment.split(",")))
         self.class_loss_weight = config.class_loss_weight
         self.tone_loss_weight = config.tone_loss_weight
+        self.tone_colour_weight = config.tone_colour_weight if config.num_tones else 0.0
+        self.num_tones = config.num_tones
 
 
 # graph=False (NNX's tree mode) flattens the training state as a plain pytree on each call instead
@@ -425,7 +448,8 @@ def train_step(training: GANTraining, images, labels, key, with_r1: bool = False
         g_grad_fn = nnx.value_and_grad(generator_loss, has_aux=True)
         heads = (training.class_loss_weight, training.tone_loss_weight, training.tone_stride)
         (g_loss, fake), g_grads = g_grad_fn(training.generator, training.discriminator, latents, labels, training.loss,
-                                            augment(k_fake) if augment else None, *heads)
+                                            augment(k_fake) if augment else None, *heads, real,
+                                            training.tone_colour_weight, training.num_tones)
         fake = jax.lax.stop_gradient(fake)
         if augment:
             real, fake = augment(k_real)(real), augment(k_fake_for_d)(fake)

@@ -23,6 +23,26 @@ def to_gray(rgb: np.ndarray) -> np.ndarray:
     return rgb @ np.array([0.299, 0.587, 0.114], np.float32)
 
 
+COLOUR_LEVELS = 8  # a colour histogram's levels per channel: 512 colours
+WHITE = 0.97  # a pixel this light in every channel is the background, not drawn
+
+
+def colour_shares(pixels, levels: int = COLOUR_LEVELS):
+    """(N, side, side, 3) colours in [0, 1], NumPy or JAX -> (N, levels**3) in the same library: the
+    share of each picture's drawn (not white) pixels near each colour of a levels^3 grid, a pixel's
+    weight split between the 8 grid colours around it by nearness, so a colour a shade off moves its
+    weight a little instead of across a bin's edge (and under JAX, gradients pass)."""
+    xp = pixels.__array_namespace__()
+    count, pixels_each = pixels.shape[0], pixels.shape[1] * pixels.shape[2]
+    position = xp.clip(pixels * levels - 0.5, 0, levels - 1)  # each channel's value in grid steps
+    near = xp.maximum(1.0 - xp.abs(position[..., None] - xp.arange(levels, dtype=pixels.dtype)), 0.0)
+    near = near * xp.any(pixels < WHITE, axis=-1).astype(pixels.dtype)[..., None, None]
+    red_green = (near[..., 0, :, None] * near[..., 1, None, :]).reshape(count, pixels_each, levels * levels)
+    joint = xp.matmul(xp.swapaxes(red_green, 1, 2), near[..., 2, :].reshape(count, pixels_each, levels))
+    joint = joint.reshape(count, -1)
+    return joint / xp.maximum(joint.sum(-1, keepdims=True), 1.0)
+
+
 def upscale(picture: np.ndarray, factor: int) -> np.ndarray:
     """Nearest-neighbour upscaling, so that 28-pixel images stay crisp on screen."""
     return np.repeat(np.repeat(picture, factor, axis=0), factor, axis=1)

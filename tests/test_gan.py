@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from imgjax import data, gan
+from imgjax import data, datasets, gan
 from imgjax.train import TrainConfig
 
 
@@ -257,6 +257,33 @@ def test_the_tone_head_names_each_conditions_tone_and_adds_its_weighted_cross_en
     plain, _ = gan.generator_loss(generator, discriminator, latents, labels, **heads)
     fake_entropy = float(np.mean(-jax.nn.log_softmax(discriminator(fakes, labels)[2])[np.arange(6), [0, 0, 1, 1, 2, 2]]))
     assert float(toned - plain) == pytest.approx(2.0 * fake_entropy, rel=1e-4)
+
+
+def test_the_tone_colour_loss_pulls_each_tones_fakes_to_its_real_pictures_colours():
+    """Zero where each tone's fakes have its real pictures' colours (whatever the drawing), above zero
+    where one tone's fakes take another tone's colour; its gradient moves the fakes' colours, and G's
+    loss adds it times its weight."""
+    rng = np.random.default_rng(0)
+    skin = lambda colour, count: np.broadcast_to(np.array(colour, np.float32) / 127.5 - 1, (count, 32, 32, 3))
+    light, darker = (255, 220, 200), (160, 110, 80)
+    real = jnp.asarray(np.concatenate([skin(light, 3), skin(darker, 3)]))
+    labels = jnp.array([0, 0, 0, 8, 8, 8])  # tone stride 8: tones 0, 0, 0, 1, 1, 1
+    moved = np.array(real)
+    moved[:, :16] = 1.0  # half of every picture white: drawn elsewhere, the same colours
+    assert float(gan.tone_colour_loss(jnp.asarray(moved), real, labels, 8, 3)) == pytest.approx(0.0, abs=1e-6)
+    swapped = jnp.asarray(np.concatenate([skin(darker, 3), skin(light, 3)]))
+    assert float(gan.tone_colour_loss(swapped, real, labels, 8, 3)) > 0.5
+    assert float(jnp.abs(jax.grad(gan.tone_colour_loss)(swapped, real, labels, 8, 3)).sum()) > 0
+    config = datasets.get("emoji").sized(gan.GANConfig(generator_widths=(16, 8, 8), discriminator_widths=(8, 8),
+                                                       minibatch_std_group=0), "gan")
+    generator, discriminator = gan.Generator(config, rngs=nnx.Rngs(0)), gan.Discriminator(config, rngs=nnx.Rngs(1))
+    latents, conditions = gan.sample_latents(0, 6, config.latent_dim), labels * config.tone_stride // 8
+    real = jnp.asarray(rng.uniform(-1, 1, (6, 32, 32, 3)).astype(np.float32))
+    coloured, fakes = gan.generator_loss(generator, discriminator, latents, conditions, real=real, colour_weight=3.0,
+                                         tone_stride=config.tone_stride, num_tones=config.num_tones)
+    plain, _ = gan.generator_loss(generator, discriminator, latents, conditions, tone_stride=config.tone_stride)
+    expected = 3.0 * gan.tone_colour_loss(fakes, real, conditions, config.tone_stride, config.num_tones)
+    assert float(coloured - plain) == pytest.approx(float(expected), rel=1e-4)
 
 
 def test_samples_are_measured_in_the_mix_of_the_real_pictures_they_are_compared_with():

@@ -1025,6 +1025,7 @@ def test_browser_edit(server, browser, tmp_path):
 
     # Emoji: the dataset's arrival picture is projected with its art set; the skin tone and the art
     # set change the edit; Generate's "Edit the first picture" on emoji brings the code and the dataset.
+    logged_before = len(server.log.read_text())
     page.locator("#edit-dataset").get_by_label("Emoji").check()
     page.locator("#projection-summary", has_text="'s style").wait_for(timeout=60_000)
     page.locator("#edit-art-set").wait_for(state="visible", timeout=30_000)  # the code's controls follow it
@@ -1057,6 +1058,8 @@ def test_browser_edit(server, browser, tmp_path):
     page.wait_for_function(NEW_PICTURE, arg=["#edited img", before], timeout=30_000)
     page.screenshot(path=str(tmp_path / "edit-emoji.png"), full_page=True)
     page.close()
+    # No edit was rendered with the other dataset's class while the new dataset's controls arrived.
+    assert "refused edit_render" not in server.log.read_text()[logged_before:]
 
 
 def _lab_step(page) -> int:

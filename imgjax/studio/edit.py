@@ -232,7 +232,14 @@ def page(demo: gr.Blocks, tabs: dict[str, actions.EditTab], code: gr.JSON) -> li
         code.change(for_page(code_changed, "edit_classes", len(changed_outputs)), [code, dataset],
                     [*changed_outputs, edit_status], api_visibility="private")
         action(demo, gr.Button(visible=False), classes_row, code, [classes], edit_status, "edit_classes", load=False)
-        render_page = for_page(render, "edit_render", 1)
+        def render_shown(code_value, class_name, *rest):
+            """The page's render: a class control still naming another dataset's class (a code from
+            that other dataset just arrived, its classes on their way) waits for them."""
+            if isinstance(code_value, dict) and class_name not in of_code(code_value).class_names:
+                return gr.skip()
+            return render(code_value, class_name, *rest)
+
+        render_page = for_page(render_shown, "edit_render", 1)
         for control in strengths:
             control.change(render_page, [code, *strengths], [edited, edit_status], api_visibility="private",
                            trigger_mode="always_last", concurrency_id="edit_render")
