@@ -285,13 +285,33 @@ def hold_out(split: EmojiSplit) -> tuple[EmojiSplit, EmojiSplit]:
 # model saw them (``write_examples`` draws them into ``imgjax/assets``).
 # ----------------------------------------------------------------------------- skin tones
 
-def colour_histogram(images: np.ndarray) -> np.ndarray:
+def colour_histogram(images: np.ndarray, chunk: int = 256) -> np.ndarray:
     """(N, side, side, 3) uint8 -> (N, 512): the square root of each colour's share of the picture's
-    non-white pixels, 8 levels a channel: where a skin tone shows, whatever the drawing."""
-    levels = images.astype(np.int32) * 8 // 256
-    bins = (levels[..., 0] * 64 + levels[..., 1] * 8 + levels[..., 2]).reshape(len(images), -1)
-    counts = np.stack([np.bincount(b[b != 511], minlength=512) for b in bins]).astype(np.float32)
-    return np.sqrt(counts / np.maximum(counts.sum(1, keepdims=True), 1))
+    non-white pixels (``images.colour_shares``, 8 levels a channel): where a skin tone shows,
+    whatever the drawing. A few pictures in NumPy; many compiled, ``chunk`` at a time."""
+    from .images import colour_shares
+    pixels = images.astype(np.float32) / 255
+    if len(images) <= chunk // 4:
+        return np.sqrt(colour_shares(pixels))
+    import jax
+    compiled = jax.jit(colour_shares)
+    padded = np.concatenate([pixels, np.ones((-len(pixels) % chunk, *pixels.shape[1:]), np.float32)])
+    shares = [np.asarray(compiled(padded[i:i + chunk])) for i in range(0, len(padded), chunk)]
+    return np.sqrt(np.concatenate(shares)[:len(images)])
+
+
+def shaded(images: np.ndarray, seed: int = 0) -> np.ndarray:
+    """``images`` each drawn a shade otherwise, in one of four ways at random: blurred (Gaussian,
+    radius 0.6), 3% darker, 3% lighter or with noise (sigma 3 of 255): what a reader of colours
+    must read as it reads the pictures themselves."""
+    from PIL import ImageFilter
+    rng = np.random.default_rng(seed)
+    way = rng.integers(0, 4, len(images))
+    out = np.clip(images * np.where(way == 1, 0.97, np.where(way == 2, 1.03, 1.0))[:, None, None, None]
+                  + (way == 3)[:, None, None, None] * rng.normal(0, 3, images.shape), 0, 255).astype(np.uint8)
+    for i in np.flatnonzero(way == 0):
+        out[i] = np.asarray(Image.fromarray(images[i]).filter(ImageFilter.GaussianBlur(0.6)))
+    return out
 
 
 def single_toned_people(split: EmojiSplit) -> tuple[np.ndarray, np.ndarray]:
@@ -303,7 +323,8 @@ def single_toned_people(split: EmojiSplit) -> tuple[np.ndarray, np.ndarray]:
 @dataclasses.dataclass(frozen=True)
 class ToneReader:
     """Names the skin tone of a picture of people (``SKIN_TONES`` but mixed): softmax regression on
-    its ``colour_histogram``, fitted on training pictures; what the GAN's people are measured by."""
+    its ``colour_histogram``, fitted on training pictures and their ``shaded`` copies, so a colour a
+    shade off reads the same; what the GAN's people are measured by."""
 
     weights: np.ndarray  # (512, tones)
     bias: np.ndarray
@@ -312,13 +333,16 @@ class ToneReader:
 
     @classmethod
     def fit(cls, split: EmojiSplit, steps: int = 1500, rate: float = 0.5, decay: float = 1e-3) -> "ToneReader":
-        """Full-batch gradient descent on the cross-entropy of the split's ``single_toned_people``."""
+        """Full-batch gradient descent on the cross-entropy of the split's ``single_toned_people``
+        and a ``shaded`` copy of each."""
         images, tones = single_toned_people(split)
-        features = colour_histogram(images)
+        features = colour_histogram(np.concatenate([images, shaded(images)]))
+        tones = np.concatenate([tones, tones])
         mean, scale = features.mean(0), features.std(0) + 1e-6
         features = (features - mean) / scale
         count = SKIN_TONES.index("mixed")
-        weights, bias, targets = np.zeros((features.shape[1], count)), np.zeros(count), np.eye(count)[tones]
+        weights, bias = np.zeros((features.shape[1], count), np.float32), np.zeros(count, np.float32)
+        targets = np.eye(count, dtype=np.float32)[tones]
         for _ in range(steps):
             logits = features @ weights + bias
             probabilities = np.exp(logits - logits.max(1, keepdims=True))

@@ -397,17 +397,17 @@ def eval_gan(generator, test, train, out: Path, log, trained_and_held_out=None, 
             "held_out_images": 0 if to_held_out is None else len(to_held_out["labels"]), "truncation_curve": curve}
 
 
-def people_per_tone(generator, trained_on, held_out, seeds, count: int = 1000, classifier=None) -> dict:
+def people_per_tone(generator, trained_on, held_out, seeds, count: int = 1000, classifier=None, reader=None) -> dict:
     """The GAN's people by skin tone: ``count`` samples of people per latent seed (the art sets in
-    turn; a generator with tones asked for them in the trained-on people's mix), each tone read by an
-    ``emoji.ToneReader`` fitted on the trained-on pictures (its accuracy on the held-out ones beside
-    it). The share of each tone read against its share among the trained-on people: the largest gap,
+    turn; a generator with tones asked for them in the trained-on people's mix), each tone read by
+    ``reader`` (None: an ``emoji.ToneReader`` fitted on the trained-on pictures; its accuracy on the
+    held-out ones beside it). The share of each tone read against its share among the trained-on people: the largest gap,
     in points, is the generator's bias. With tones, also the share read as the tone asked, and with
     a ``classifier`` the share named as people, per tone asked."""
     from .cnn import predict_probabilities
     from .emoji import SKIN_TONES, TONED_GROUP, ToneReader, single_toned_people
     from .gan import conditions_like, generate_images, sample_latents
-    reader = ToneReader.fit(trained_on)
+    reader = ToneReader.fit(trained_on) if reader is None else reader
     tones = SKIN_TONES[:SKIN_TONES.index("mixed")]
     share = lambda read: np.bincount(read, minlength=len(tones)) / len(read)
     real_tones = single_toned_people(trained_on)[1]
