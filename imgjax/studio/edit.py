@@ -42,6 +42,8 @@ def sketch_help(dataset) -> str:
 def blank_sketch() -> np.ndarray:
     """The sketchpad before painting: all gray, which leaves every pixel to the generator."""
     return np.full((SKETCH_SIZE, SKETCH_SIZE, 3), 128, np.uint8)
+
+
 NO_IMAGE = ("No image: the code and edits below are still the last picture's. Upload, paste or click an example "
             "to project another.")
 INTRO = """Put a picture into the GAN: the studio searches for the generator input (a class, art set
@@ -232,6 +234,7 @@ def page(demo: gr.Blocks, tabs: dict[str, actions.EditTab], code: gr.JSON) -> li
         code.change(for_page(code_changed, "edit_classes", len(changed_outputs)), [code, dataset],
                     [*changed_outputs, edit_status], api_visibility="private")
         action(demo, gr.Button(visible=False), classes_row, code, [classes], edit_status, "edit_classes", load=False)
+
         def render_shown(code_value, class_name, *rest):
             """The page's render: a class control still naming another dataset's class (a code from
             that other dataset just arrived, its classes on their way) waits for them."""
