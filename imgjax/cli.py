@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--write-card", action="store_true", help="store the metrics in the checkpoint's JSON card "
                           "and write the pictures and statistics beside it (ignores --out)")
     evaluate.add_argument("--bm3d-images", type=int, default=200, help="test images for the BM3D baseline (default: 200)")
+    evaluate.add_argument("--held-out", action="store_true", help="measure on the training images the checkpoint was "
+                          "trained without (ae, encoder, gan), not the test set: for choosing recipes and defaults")
 
     bench = subcommand("bench", "time training and serving, side by side with PyTorch")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
@@ -132,10 +134,16 @@ def main(argv=None) -> int:
         from .pictures import make_pictures
         make_pictures(Path(args.out), url=args.url)
         return 0
-    from .evaluate import run_eval
-    results = run_eval(args.family, args.checkpoint, data_dir=args.data_dir, out=args.out,
-                       write_card=args.write_card, bm3d_images=args.bm3d_images,
-                       log=(lambda *a: print(*a, file=sys.stderr)) if args.json else print)
+    from .checkpoint import CheckpointError
+    from .data import DataError
+    from .evaluate import HeldOutError, run_eval
+    try:
+        results = run_eval(args.family, args.checkpoint, data_dir=args.data_dir, out=args.out,
+                           write_card=args.write_card, bm3d_images=args.bm3d_images, on_held_out=args.held_out,
+                           log=(lambda *a: print(*a, file=sys.stderr)) if args.json else print)
+    except (HeldOutError, CheckpointError, DataError) as error:  # one clear line, no traceback
+        print(f"imgjax eval: error: {error}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(results))
     return 0

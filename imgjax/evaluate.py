@@ -542,17 +542,37 @@ def eval_encoder(encoder, test, out: Path, log, images: int = EDIT_IMAGES, sketc
     return results
 
 
+HELD_OUT_FAMILIES = ("ae", "encoder", "gan")  # the CNN's familiarity check is fitted on held-out images
+
+
+class HeldOutError(ValueError):
+    """A measure on held-out images that this checkpoint cannot give."""
+
+
 def run_eval(family_name: str, weights_path=None, data_dir=None, out=None, write_card: bool = False,
-             bm3d_images: int = 200, log=print) -> dict:
+             bm3d_images: int = 200, log=print, on_held_out: bool = False) -> dict:
+    """Measure a checkpoint on its dataset's test set, or with ``on_held_out`` on the training images
+    it was trained without (its card's ``held_out``), for choices that must not read the test set."""
     path = Path(weights_path or checkpoint.default_weights(family_name))
     model, card = checkpoint.load_model(family_name, path)
+    dataset = card.get("dataset", "fashion-mnist")
+    source = datasets.get(dataset) if family_name != "photo" else None
+    train = lambda held_out=0: source.train_and_held_out(data_dir, held_out)  # (trained on, held out)
+    if on_held_out:
+        held_out_images = card.get("train_config", {}).get("held_out", 0)
+        if write_card:
+            raise HeldOutError("held-out figures are for choices and stay out of the card: leave out --write-card")
+        if family_name not in HELD_OUT_FAMILIES:
+            raise HeldOutError(f"--held-out measures {', '.join(HELD_OUT_FAMILIES)} checkpoints, not {family_name}")
+        if not held_out_images:
+            raise HeldOutError(f"{path.name} was trained on every training image: none is held out to measure it on")
+        trained_on, test = train(held_out_images)
+        train = lambda _held_out=0: (trained_on, test)  # nothing the checkpoint trained on is measured
+    else:
+        test = source.test(data_dir) if source else None
     # Files beside the checkpoint only with its card (which records their SHA-256); else runs/eval.
     out = path.parent if write_card else Path(out or Path("runs") / "eval" / family_name)
     out.mkdir(parents=True, exist_ok=True)
-    dataset = card.get("dataset", "fashion-mnist")
-    source = datasets.get(dataset) if family_name != "photo" else None
-    test = source.test(data_dir) if source else None
-    train = lambda held_out=0: source.train_and_held_out(data_dir, held_out)  # (trained on, held out)
     started = time.perf_counter()
     if family_name == "cnn":
         results = eval_cnn(model, test, train(FAMILIARITY_HELDOUT), source.classes, out, log)
@@ -566,7 +586,8 @@ def run_eval(family_name: str, weights_path=None, data_dir=None, out=None, write
         held_out = card.get("train_config", {}).get("held_out", 0)
         results = eval_gan(model, test, train()[0], out, log, train(held_out) if held_out else None, dataset=dataset)
     # The card names its weights relative to itself: no machine's absolute path.
-    results = {"family": family_name, "checkpoint": path.name if write_card else str(path), "dataset": dataset, **results,
+    results = {"family": family_name, "checkpoint": path.name if write_card else str(path), "dataset": dataset,
+               **({"measured_on": "held-out training images"} if on_held_out else {}), **results,
                "eval_seconds": round(time.perf_counter() - started, 1)}
     if write_card:
         checkpoint.update_card(path, metrics=results)

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from imgjax import baselines, checkpoint, corruptions, data, emoji, evaluate
+from imgjax import baselines, checkpoint, corruptions, data, datasets, emoji, evaluate
 from imgjax.ae import restore
 from imgjax.metrics import psnr
 
@@ -178,3 +178,37 @@ def test_eval_command_reaches_the_cnn_target_and_leaves_checkpoints_alone(fashio
     familiarity = figures["familiarity"]
     assert familiarity["test_flagged"] < 0.03 and familiarity["uniform_noise_flagged"] > 0.95
     assert familiarity["threshold"] == pytest.approx(card["metrics"]["familiarity"]["threshold"], rel=1e-3)
+
+
+@pytest.mark.parametrize("weights, pictures", [("encoder.safetensors", "fashion_test"),
+                                           ("emoji/encoder.safetensors", "emoji_pictures")])
+def test_eval_on_held_out_measures_only_images_the_checkpoint_was_trained_without(weights, pictures, request,
+                                                                                  monkeypatch, tmp_path):
+    """`imgjax eval --held-out`, for choices: the encoder's figures come from the training images held
+    out of its training (the card's ``held_out``), the tone reader from the rest; never the test set."""
+    request.getfixturevalue(pictures)  # the dataset is here (or the test skips, as every real-data test)
+    path = checkpoint.CHECKPOINT_DIR / weights
+    card = checkpoint.read_card(path)
+    seen = {}
+    monkeypatch.setattr(evaluate, "eval_encoder", lambda model, test, out, log, dataset, train: seen.update(
+        test=test, train=train, out=out) or {})
+    figures = evaluate.run_eval("encoder", path, out=tmp_path, on_held_out=True, log=lambda *_: None)
+    trained_on, held_out = datasets.get(card["dataset"]).train_and_held_out(None, card["train_config"]["held_out"])
+    assert figures["measured_on"] == "held-out training images" and seen["out"] == tmp_path
+    assert np.array_equal(seen["test"].images, held_out.images) and len(held_out) > 0
+    if seen["train"] is not None:  # emoji: the reader of skin tones is fitted on what the encoder trained on
+        assert np.array_equal(seen["train"].images, trained_on.images)
+        assert len(seen["train"]) + len(seen["test"]) == len(datasets.get("emoji").train_and_held_out(None, 0)[0])
+
+
+@pytest.mark.parametrize("family, options, refusal", [
+    ("encoder", ["--write-card"], "stay out of the card"),
+    ("cnn", [], "not cnn"),
+    ("ae", [], "none is held out"),  # the garment autoencoder trained on every training image
+])
+def test_eval_on_held_out_refuses_what_it_cannot_measure_in_a_sentence(family, options, refusal, capsys):
+    from imgjax.cli import main
+    before = checkpoint.read_card(checkpoint.default_weights(family))
+    assert main(["eval", family, "--held-out", *options]) == 2
+    assert refusal in capsys.readouterr().err
+    assert checkpoint.read_card(checkpoint.default_weights(family)) == before
