@@ -558,8 +558,8 @@ def run_eval(family_name: str, weights_path=None, data_dir=None, out=None, write
     dataset = card.get("dataset", "fashion-mnist")
     source = datasets.get(dataset) if family_name != "photo" else None
     train = lambda held_out=0: source.train_and_held_out(data_dir, held_out)  # (trained on, held out)
+    held_out_images = card.get("train_config", {}).get("held_out", 0)  # kept out of the checkpoint's training
     if on_held_out:
-        held_out_images = card.get("train_config", {}).get("held_out", 0)
         if write_card:
             raise HeldOutError("held-out figures are for choices and stay out of the card: leave out --write-card")
         if family_name not in HELD_OUT_FAMILIES:
@@ -583,8 +583,8 @@ def run_eval(family_name: str, weights_path=None, data_dir=None, out=None, write
     elif family_name == "photo":
         results = eval_photo(model, out, log, garment_model=checkpoint.load_if_present("ae"))
     else:
-        held_out = card.get("train_config", {}).get("held_out", 0)
-        results = eval_gan(model, test, train()[0], out, log, train(held_out) if held_out else None, dataset=dataset)
+        results = eval_gan(model, test, train()[0], out, log, train(held_out_images) if held_out_images else None,
+                           dataset=dataset)
     # The card names its weights relative to itself: no machine's absolute path.
     results = {"family": family_name, "checkpoint": path.name if write_card else str(path), "dataset": dataset,
                **({"measured_on": "held-out training images"} if on_held_out else {}), **results,
