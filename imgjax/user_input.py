@@ -34,7 +34,8 @@ MAX_SEED = 2**31 - 1  # seeds are int32, so every JAX key and API client reads t
 MAX_MAGNITUDE = 1e15  # no number a user sends means anything beyond this (seeds, counts, latents)
 MAX_TEXT = 1000  # characters in any string a user sends (a choice, a command, a class name)
 MAX_ITEMS = 1000  # values in any list or object a user sends (a code's latent has 64)
-LARGE_PIXELS = 2_000_000  # images above this decode one at a time (at most ~200 MB each)
+LARGE_PIXELS = 2_000_000  # images above this decode one at a time (at most ~100 MB each)
+_BAND_PIXELS = 1_000_000  # a large image converts and reduces this many pixels at a time
 
 # Pillow refuses to open images more than twice this size (DecompressionBombError) and warns above it;
 # ``open_image`` refuses those with a message of its own, so the warning would only fill the log.
@@ -111,21 +112,39 @@ def decode(image: Image.Image, max_side: int | None = None) -> Image.Image:
                 image.draft(image.mode, (max(1, width * max_side // max(image.size)),
                                          max(1, height * max_side // max(image.size))))
             image.load()
-            if image.mode in ("1", "P", "I;16", "I;16B", "I;16L", "I;16N"):
-                image = image.convert(_WIDE_MODE.get(image.mode) or ("RGBA" if "transparency" in image.info else "RGB"))
+            wide = (_WIDE_MODE.get(image.mode) or ("RGBA" if "transparency" in image.info else "RGB")
+                    if image.mode in ("1", "P", "I;16", "I;16B", "I;16L", "I;16N") else None)
+            factor = max(image.size) // max_side if max_side else 1
+            if factor > 1:
+                image = _convert_and_reduce(image, wide, factor)
+            elif wide:
+                image = image.convert(wide)
             if max_side and max(image.size) > max_side:
-                factor = max(image.size) // max_side
-                if factor > 1:
-                    image = image.reduce(factor)
-                if max(image.size) > max_side:
-                    scale = max_side / max(image.size)
-                    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-                    image = image.resize(size, Image.BOX)
+                scale = max_side / max(image.size)
+                size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+                image = image.resize(size, Image.BOX)
             if orientation in _UPRIGHT:
                 image = image.transpose(_UPRIGHT[orientation])
             return image
         except (OSError, ValueError, SyntaxError, EOFError):  # Pillow's errors for truncated or corrupt data
             raise InputError(CORRUPT) from None
+
+
+def _convert_and_reduce(image: Image.Image, mode: str | None, factor: int) -> Image.Image:
+    """``image`` converted to ``mode`` (when given) and box-reduced by ``factor``, a band of rows at a
+    time: no full-size copy is made beside the decoded image (a whole-image convert is one, and
+    Pillow's reduce premultiplies RGBA into another). Bands are whole blocks tall, so the result is
+    the whole-image reduce's, pixel for pixel."""
+    rows = factor * max(1, _BAND_PIXELS // (image.width * factor))
+    reduced = None
+    for top in range(0, image.height, rows):
+        band = image.crop((0, top, image.width, min(top + rows, image.height)))
+        band = (band.convert(mode) if mode else band).reduce(factor)
+        if reduced is None:
+            reduced = Image.new(band.mode, (band.width, -(-image.height // factor)))
+        reduced.paste(band, (0, top // factor))
+    reduced.info = {key: value for key, value in image.info.items() if key != "transparency" or not mode}
+    return reduced
 
 
 def read_image(source, max_side: int | None = None) -> np.ndarray:

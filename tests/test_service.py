@@ -39,6 +39,54 @@ def test_awkward_modes_read_as_the_same_picture(tmp_path, sneaker_u8):
     assert np.abs(cmyk - expected).mean() < 0.03
 
 
+def test_large_images_reduce_band_by_band_as_the_whole_image_would(tmp_path, monkeypatch):
+    """Every mode a large upload may have (RGBA, 16-bit, palette with transparency, float, 1-bit)
+    reads the same converted and reduced a band of rows at a time as whole, the last band partial."""
+    monkeypatch.setattr(user_input, "_BAND_PIXELS", 20_000)  # 9 rows of 2,150 per band: 168 bands
+    y, x = np.mgrid[0:1501, 0:2150]
+    rgba = Image.fromarray(np.stack([x % 251, y % 241, (x * y) % 239, (x + y) % 256], -1).astype(np.uint8), "RGBA")
+    palette = Image.fromarray(((x // 7 + y // 5) % 256).astype(np.uint8)).convert("P")
+    palette.info["transparency"] = 3
+    cases = {"rgba": rgba, "gray16": Image.fromarray(((x * 13 + y) % 65536).astype(np.uint16)),
+             "palette": palette, "float": Image.fromarray((x % 97 / 97).astype(np.float32), "F"),
+             "bits": Image.fromarray((x + y) % 3 == 0)}
+    for name, image in cases.items():
+        path = tmp_path / f"{name}.{'tiff' if name == 'float' else 'png'}"
+        image.save(path)
+        assert user_input.decode(Image.open(path), 300).mode == user_input.decode(Image.open(path)).mode, name
+        whole = user_input.decode(Image.open(path))  # converted, not reduced
+        expected = whole.reduce(max(whole.size) // 300)
+        expected = expected.resize((300, round(expected.height * 300 / expected.width)), Image.BOX)
+        np.testing.assert_array_equal(np.asarray(user_input.decode(Image.open(path), 300)), np.asarray(expected),
+                                      err_msg=name)
+
+
+def test_a_25_megapixel_upload_decodes_beside_one_copy_of_itself(tmp_path):
+    """The largest allowed RGBA upload adds at most 1.25 times its decoded size (100 MB) to the
+    process's peak, read for the classifier, or for the Denoise tab with a 25 MP painted layer: no
+    whole-image copy is made while reducing it, and the upload is freed before the layer decodes."""
+    import subprocess
+    import sys
+    y, x = np.mgrid[0:5000, 0:5000]
+    Image.fromarray(np.stack([x % 256, y % 256, (x + y) % 256, np.full_like(x, 200)], -1).astype(np.uint8),
+                    "RGBA").save(tmp_path / "upload.png")
+    layer = np.zeros((5000, 5000, 4), np.uint8)
+    layer[2000:3000, 2000:3000] = 255
+    Image.fromarray(layer, "RGBA").save(tmp_path / "layer.png")
+    reads = {"classify": ("from imgjax import user_input", "user_input.read_image(upload, 1024)"),
+             "denoise": ("from imgjax.studio.denoise import editor_image",
+                         "editor_image({'background': upload, 'layers': [layer]})")}
+    for name, (imports, read) in reads.items():
+        probe = "\n".join([
+            "import sys", imports, "upload, layer = sys.argv[1:]",
+            "status = lambda: {l.split(':')[0]: int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('Vm')}",
+            "before = status()['VmRSS']", read, "print((status()['VmHWM'] - before) / 1024)"])
+        added_mb = float(subprocess.run([sys.executable, "-c", probe, str(tmp_path / "upload.png"),
+                                         str(tmp_path / "layer.png")], capture_output=True, text=True,
+                                        check=True).stdout)
+        assert 90 < added_mb < 125, name
+
+
 def test_transparent_canvas_strokes_stay_visible():
     """A sketch: black strokes on a fully transparent canvas (RGB 0 everywhere, strokes only in
     alpha). Dropping alpha would give an all-black image; compositing on white keeps the strokes."""

@@ -15,8 +15,10 @@ three channels, and every jitted step (corruption, model, baselines, scores) run
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import threading
 from functools import partial
 
 import jax
@@ -34,6 +36,8 @@ from ..user_input import MAX_SEED, InputError, check_choice, check_int, check_ra
 
 DENOISE_MAX_SIDE = 512  # larger images are downscaled to this long side before denoising
 DENOISE_SIDES = (64, 128, 256, DENOISE_MAX_SIDE)
+# Restorations at the largest side run one at a time: each holds ~130 MB (the server's memory budget).
+_one_at_the_largest_side = threading.Lock()
 GAUSSIAN_RANGE = (0.0, 0.5)
 SALT_PEPPER_RANGE = (0.0, 0.5)
 GAUSSIAN, SALT_PEPPER, MASK, GRAY = "Gaussian noise", "Salt and pepper", "Brush mask", "Gray (colourise)"
@@ -121,6 +125,12 @@ class DenoiseTab:
         convolutional, run at the image's own resolution (padded to its bucket).
         ``original_size`` (width, height) is the uploaded file's, when the caller already reduced it."""
         prepared = self._prepare(rgb, kind, level, seed, mask, original_size, denoiser)
+        largest = prepared.clean.shape[1] == DENOISE_MAX_SIDE
+        with _one_at_the_largest_side if largest else contextlib.nullcontext():
+            return self._restoration(prepared, kind, already_noisy)
+
+    def _restoration(self, prepared: Prepared, kind: str, already_noisy: bool) -> Restoration:
+        """``denoise`` on its prepared image: the model's and the baseline's restorations, and figures."""
         clean, corrupted, h, w = prepared.clean, prepared.corrupted, prepared.height, prepared.width
         if already_noisy:
             corrupted = clean

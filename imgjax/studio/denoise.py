@@ -130,8 +130,9 @@ def editor_image(value) -> tuple[np.ndarray, np.ndarray | None, tuple[int, int]]
     long side, painted mask or None, the upload's own (width, height))."""
     if not value or value.get("background") is None:
         raise InputError("Choose an image first: upload one or click an example.")
-    image = user_input.open_image(value["background"])
-    original_size = image.size
-    rgb = user_input.read_image(image, actions.DENOISE_MAX_SIDE)
+    # The size from the header alone: an opened image kept here would hold its decoded pixels (100 MB
+    # at 25 MP) while the masks decode.
+    original_size = user_input.open_image(value["background"]).size
+    rgb = user_input.read_image(value["background"], actions.DENOISE_MAX_SIDE)
     masks = [user_input.read_mask(layer, rgb.shape[:2]) for layer in value.get("layers") or [] if layer is not None]
     return rgb, (np.maximum.reduce(masks) if masks else None), original_size
