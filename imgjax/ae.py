@@ -40,6 +40,9 @@ class AEConfig:
     # Colour only: this share of the training images is turned gray instead of corrupted, and the
     # model learns to colour it back (``corruptions.grayscale``). 0: none (garments, photos).
     gray_share: float = 0.0
+    # Colour only: weight of the distance between the shipped classifier's features of each picture
+    # coloured back and of the original (a perceptual loss on the gray share; 0: pixels alone).
+    colour_feature_weight: float = 0.0
 
 
 # ----------------------------------------------------------------------------- model
@@ -108,9 +111,17 @@ def identity_layer(name: str, shape: tuple):
 
 # ----------------------------------------------------------------------------- loss
 
-def loss_fn(model: DenoisingAutoencoder, corrupted, clean):
-    """Mean squared error to the clean image: minimising it maximises PSNR."""
-    return jnp.mean((model(corrupted) - clean) ** 2)
+def loss_fn(model: DenoisingAutoencoder, corrupted, clean, classifier=None, gray=None, feature_weight: float = 0.0):
+    """Mean squared error to the clean image (minimising it maximises PSNR); with a ``classifier``,
+    plus ``feature_weight`` times the mean distance between its features of the restored and the
+    clean pictures over those turned ``gray`` (N,): colours it names the picture by, not only the
+    average colour a pixel loss settles on."""
+    restored = model(corrupted)
+    pixel = jnp.mean((restored - clean) ** 2)
+    if classifier is None:
+        return pixel
+    distance = jnp.mean((classifier.features(restored) - jax.lax.stop_gradient(classifier.features(clean))) ** 2, -1)
+    return pixel + feature_weight * jnp.sum(jnp.where(gray, distance, 0.0)) / jnp.maximum(jnp.sum(gray), 1)
 
 
 # ----------------------------------------------------------------------------- training
@@ -129,6 +140,11 @@ class AETraining(nnx.Module):
                                        wrt=nnx.Param)
         self.corruption_shares = config.corruption_shares
         self.gray_share = config.gray_share
+        self.colour_feature_weight = config.colour_feature_weight
+        from .checkpoint import default_weights, load_model
+        # The dataset's shipped classifier, frozen, for the colour feature loss (None: pixels alone).
+        self.classifier = (load_model("cnn", default_weights("cnn", train_config.dataset))[0]
+                           if config.colour_feature_weight else None)
 
 
 @nnx.jit
@@ -136,7 +152,10 @@ def train_step(training: AETraining, images, labels, key):
     """One step on clean images (B, H, W, 1) in [0, 1]; each gets a random corruption from the mix.
     ``labels`` are unused (the loop's common signature)."""
     corrupted = corruptions.random_corruption(key, images, training.corruption_shares, training.gray_share)
-    loss, grads = nnx.value_and_grad(loss_fn)(training.model, corrupted, images)
+    gray = (None if training.classifier is None
+            else corruptions.turned_gray(key, images.shape[0], training.gray_share)[:, 0, 0, 0])
+    loss, grads = nnx.value_and_grad(loss_fn)(training.model, corrupted, images, training.classifier, gray,
+                                              training.colour_feature_weight)
     training.optimizer.update(training.model, grads)
     return {"loss": loss}
 

@@ -67,5 +67,9 @@ def random_corruption(key: jax.Array, images: jnp.ndarray, shares=(1 / 3, 1 / 3,
     corrupted = jnp.select([kind == 0, kind == 1], [noisy, peppered], masked)
     if not gray_share:  # a Python float: the garments' mix draws exactly as before
         return corrupted
-    gray = jax.random.bernoulli(jax.random.fold_in(key, 1), gray_share, (n, 1, 1, 1))
-    return jnp.where(gray, grayscale(images), corrupted)
+    return jnp.where(turned_gray(key, n, gray_share), grayscale(images), corrupted)
+
+
+def turned_gray(key: jax.Array, n: int, gray_share: float) -> jnp.ndarray:
+    """(n, 1, 1, 1) booleans: which of ``n`` images ``random_corruption(key, ...)`` turns gray."""
+    return jax.random.bernoulli(jax.random.fold_in(key, 1), gray_share, (n, 1, 1, 1))

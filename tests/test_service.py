@@ -69,10 +69,10 @@ def test_a_25_megapixel_upload_decodes_beside_one_copy_of_itself(tmp_path):
     import sys
     y, x = np.mgrid[0:5000, 0:5000]
     Image.fromarray(np.stack([x % 256, y % 256, (x + y) % 256, np.full_like(x, 200)], -1).astype(np.uint8),
-                    "RGBA").save(tmp_path / "upload.png")
+                    "RGBA").save(tmp_path / "upload.png", compress_level=1)
     layer = np.zeros((5000, 5000, 4), np.uint8)
     layer[2000:3000, 2000:3000] = 255
-    Image.fromarray(layer, "RGBA").save(tmp_path / "layer.png")
+    Image.fromarray(layer, "RGBA").save(tmp_path / "layer.png", compress_level=1)
     reads = {"classify": ("from imgjax import user_input", "user_input.read_image(upload, 1024)"),
              "denoise": ("from imgjax.studio.denoise import editor_image",
                          "editor_image({'background': upload, 'layers': [layer]})")}
