@@ -51,3 +51,25 @@ def unusable(directory: Path, valid_png: Path) -> dict[str, Path]:
     Image.new("1", (10000, 10000)).save(files["bomb.png"], optimize=True)
     Image.new("L", (1, 1), 128).save(files["one_pixel.png"])
     return files
+
+
+def largest_allowed(directory: Path, names=("rgba.png", "gray16.png", "float.tiff", "strip.png", "layer.png")
+                    ) -> dict[str, Path]:
+    """The largest uploads the limits allow, those ``names`` of: 25 MP in RGBA, 16-bit and float, a
+    20:1 strip, and a 25 MP painted layer (a square on transparency); each under 10 MB on disk."""
+    directory.mkdir(parents=True, exist_ok=True)
+    y, x = np.mgrid[0:5000, 0:5000]
+    layer = np.zeros((5000, 5000, 4), np.uint8)
+    layer[2000:3000, 2000:3000] = 255
+    make = {
+        "rgba.png": lambda: Image.fromarray(np.stack([x % 256, y % 256, (x + y) % 256, np.full_like(x, 255)], -1)
+                                            .astype(np.uint8), "RGBA"),
+        "gray16.png": lambda: Image.fromarray(((x * 13 + y) % 65536).astype(np.uint16)),
+        "float.tiff": lambda: Image.fromarray((x % 97 / 97).astype(np.float32), "F"),
+        "strip.png": lambda: Image.fromarray((np.mgrid[0:1000, 0:20000][1] % 256).astype(np.uint8)),
+        "layer.png": lambda: Image.fromarray(layer, "RGBA"),
+    }
+    files = {name: directory / name for name in names}
+    for name, path in files.items():
+        make[name]().save(path, **({"compression": "tiff_adobe_deflate"} if name.endswith(".tiff") else {}))
+    return files

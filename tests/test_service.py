@@ -67,12 +67,7 @@ def test_a_25_megapixel_upload_decodes_beside_one_copy_of_itself(tmp_path):
     whole-image copy is made while reducing it, and the upload is freed before the layer decodes."""
     import subprocess
     import sys
-    y, x = np.mgrid[0:5000, 0:5000]
-    Image.fromarray(np.stack([x % 256, y % 256, (x + y) % 256, np.full_like(x, 200)], -1).astype(np.uint8),
-                    "RGBA").save(tmp_path / "upload.png", compress_level=1)
-    layer = np.zeros((5000, 5000, 4), np.uint8)
-    layer[2000:3000, 2000:3000] = 255
-    Image.fromarray(layer, "RGBA").save(tmp_path / "layer.png", compress_level=1)
+    files = awkward_images.largest_allowed(tmp_path, ("rgba.png", "layer.png"))
     reads = {"classify": ("from imgjax import user_input", "user_input.read_image(upload, 1024)"),
              "denoise": ("from imgjax.studio.denoise import editor_image",
                          "editor_image({'background': upload, 'layers': [layer]})")}
@@ -81,9 +76,8 @@ def test_a_25_megapixel_upload_decodes_beside_one_copy_of_itself(tmp_path):
             "import sys", imports, "upload, layer = sys.argv[1:]",
             "status = lambda: {l.split(':')[0]: int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('Vm')}",
             "before = status()['VmRSS']", read, "print((status()['VmHWM'] - before) / 1024)"])
-        added_mb = float(subprocess.run([sys.executable, "-c", probe, str(tmp_path / "upload.png"),
-                                         str(tmp_path / "layer.png")], capture_output=True, text=True,
-                                        check=True).stdout)
+        added_mb = float(subprocess.run([sys.executable, "-c", probe, str(files["rgba.png"]), str(files["layer.png"])],
+                                        capture_output=True, text=True, check=True).stdout)
         assert 90 < added_mb < 125, name
 
 

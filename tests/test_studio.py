@@ -662,15 +662,7 @@ def test_worst_allowed_inputs_at_once_stay_under_the_memory_budget(server, clien
     from concurrent.futures import ThreadPoolExecutor
 
     from gradio_client import handle_file
-    y, x = np.mgrid[0:5000, 0:5000]
-    rgba = np.stack([x % 256, y % 256, (x + y) % 256, np.full_like(x, 255)], -1).astype(np.uint8)
-    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
-    Image.fromarray(((x * 13 + y) % 65536).astype(np.uint16)).save(tmp_path / "gray16.png")
-    Image.fromarray((x % 97 / 97).astype(np.float32), "F").save(tmp_path / "float.tiff", compression="tiff_adobe_deflate")
-    Image.fromarray((np.mgrid[0:1000, 0:20000][1] % 256).astype(np.uint8)).save(tmp_path / "strip.png")
-    layer = np.zeros((5000, 5000, 4), np.uint8)
-    layer[2000:3000, 2000:3000] = 255  # a painted square on a transparent layer
-    Image.fromarray(layer, "RGBA").save(tmp_path / "layer.png")
+    awkward_images.largest_allowed(tmp_path)
     files = [str(tmp_path / name) for name in ("rgba.png", "gray16.png", "float.tiff", "strip.png")]
     assert all(Path(f).stat().st_size < 10 * 2**20 for f in files)
     editor = lambda f: {"background": handle_file(f), "layers": [handle_file(str(tmp_path / "layer.png"))],

@@ -36,7 +36,7 @@ from ..user_input import MAX_SEED, InputError, check_choice, check_int, check_ra
 
 DENOISE_MAX_SIDE = 512  # larger images are downscaled to this long side before denoising
 DENOISE_SIDES = (64, 128, 256, DENOISE_MAX_SIDE)
-# Restorations at the largest side run one at a time: each holds ~130 MB (the server's memory budget).
+# Restorations at the largest side run one at a time: each holds ~110 MB (the server's memory budget).
 _one_at_the_largest_side = threading.Lock()
 GAUSSIAN_RANGE = (0.0, 0.5)
 SALT_PEPPER_RANGE = (0.0, 0.5)
