@@ -397,6 +397,37 @@ def test_lab_folders_of_ended_servers_are_removed_at_start():
     lab.close()
 
 
+def test_a_compiling_lab_run_is_stopped_by_its_own_cpu_time_or_a_long_wait(monkeypatch):
+    """The Lab's worker runs at idle priority, so a busy host can hold its compile back: a run is
+    stopped once its process has spent COMPILE_CPU_LIMIT_S of CPU time without training, or after
+    COMPILE_WALL_LIMIT_S on the clock (a hung compile); a run that waits without spending is kept."""
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    from imgjax.lab import Update
+    from imgjax.service import lab as service_lab
+    lab = service_lab.LabTab(max_runs=0)
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        now = time.monotonic()
+        compiling = Update("compiling", "cnn")
+        reason = lambda process, waited, update=compiling: lab._reason_to_stop(
+            SimpleNamespace(latest=update, started=now - waited, paused_since=None, process=process), now, False)
+        _wait(lambda: service_lab.cpu_seconds(busy.pid, default=0.0) > 1.0, timeout=60)
+        assert service_lab.cpu_seconds(idle.pid, default=0.0) < 1.0
+        assert reason(idle, waited=service_lab.COMPILE_WALL_LIMIT_S - 10) == ""  # waiting, spending nothing
+        assert reason(idle, waited=service_lab.COMPILE_WALL_LIMIT_S + 1) == "not training after 15 minutes"
+        assert reason(busy, waited=1) == ""  # under the CPU limit
+        monkeypatch.setattr(service_lab, "COMPILE_CPU_LIMIT_S", 1.0)
+        assert reason(busy, waited=1) == "not training after 1 s of compiling"
+        assert reason(busy, waited=1, update=Update("training", "cnn")) == ""  # training: no limit
+    finally:
+        idle.kill(), busy.kill()
+        lab.close()
+
+
 def _wait(condition, timeout=180.0):
     import time
     deadline = time.monotonic() + timeout

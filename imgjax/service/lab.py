@@ -45,7 +45,10 @@ log = logging.getLogger("imgjax.lab")
 # A run whose page has not asked for news this long is taken as abandoned (the page asks every second).
 ABANDONED_AFTER_S = 15.0
 PAUSE_LIMIT_S = 300.0  # a paused run is stopped after this long, so it cannot hold the line forever
-COMPILE_LIMIT_S = 180.0  # a run that has not started training by then is stopped
+# A run that has not started training after this much of its process's own CPU time is stopped; the
+# worker runs at idle priority, so on a busy host the clock alone would stop compiles that are merely waiting.
+COMPILE_CPU_LIMIT_S = 180.0
+COMPILE_WALL_LIMIT_S = 900.0  # ... or after this long on the clock (a hung compile spends no CPU time)
 MAX_BUDGET_S = 300.0  # the default time cap per run (``python app.py --lab-max-seconds``)
 MEMORY_LIMIT_BYTES = 3 * 2**30  # a run's process resident above this is stopped (one takes ~1-1.5 GB)
 KEEP_SESSIONS = 32  # visitors whose trained models are kept (the least recently seen are dropped)
@@ -322,9 +325,11 @@ class LabTab:
             return "its page has gone"
         if run.paused_since is not None and now - run.paused_since > PAUSE_LIMIT_S:
             return f"paused for more than {PAUSE_LIMIT_S:.0f} s"
-        update = run.latest
-        if (update is None or update.state == "compiling") and now - run.started > COMPILE_LIMIT_S:
-            return f"not training after {COMPILE_LIMIT_S:.0f} s"
+        if run.latest is None or run.latest.state == "compiling":
+            if now - run.started > COMPILE_WALL_LIMIT_S:
+                return f"not training after {COMPILE_WALL_LIMIT_S / 60:.0f} minutes"
+            if cpu_seconds(run.process.pid, default=now - run.started) > COMPILE_CPU_LIMIT_S:
+                return f"not training after {COMPILE_CPU_LIMIT_S:.0f} s of compiling"
         if resident_bytes(run.process.pid) > MEMORY_LIMIT_BYTES:
             return f"its process held more than {MEMORY_LIMIT_BYTES / 2**30:.0f} GB of memory"
         return ""
@@ -421,6 +426,16 @@ def resident_bytes(pid: int) -> int:
             return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
     except (OSError, StopIteration, ValueError):
         return 0
+
+
+def cpu_seconds(pid: int, default: float) -> float:
+    """The CPU time a process has spent, its threads' included (Linux's /proc; ``default`` where unknown)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()  # after the command's name, which may hold spaces
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime, in ticks
+    except (OSError, IndexError, ValueError):
+        return default
 
 
 def _because(run: _Run) -> str:
