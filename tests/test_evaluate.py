@@ -135,6 +135,24 @@ def test_gan_measurement_computes_in_full_float32_on_every_device(monkeypatch):
 
 
 @pytest.mark.slow
+def test_the_emoji_autoencoder_colours_test_emoji_that_the_classifier_names_within_5_points(emoji_pictures):
+    """Every test emoji turned gray and coloured back by the shipped emoji autoencoder: the card's
+    figures reproduced; colours nearer the originals than the gray-to-mean-colour baseline's, and
+    named by the shipped classifier within 5 points of the originals (issue 40's targets)."""
+    weights = checkpoint.CHECKPOINT_DIR / "emoji" / "ae.safetensors"
+    model, card = checkpoint.load_model("ae", weights)
+    source = datasets.get("emoji")
+    test, train = source.test(None), source.train_and_held_out(None, 0)[0]
+    figures = evaluate.eval_colourisation(model, data.to_float(test.images), test.labels, train,
+                                          checkpoint.load_if_present("cnn", "emoji"), log=lambda line: None)
+    named, expected = figures["named_by_the_classifier"], card["metrics"]["colourise"]
+    assert named == pytest.approx(expected["named_by_the_classifier"], abs=1e-4)
+    assert figures["autoencoder"]["psnr"] == pytest.approx(expected["autoencoder"]["psnr"], abs=1e-3)
+    assert figures["autoencoder"]["psnr"] > figures["gray_to_mean_colour"]["psnr"]
+    assert named["gray"] < named["colour"] - 0.05 <= named["autoencoder"] <= named["colour"]
+
+
+@pytest.mark.slow
 def test_eval_on_emoji_reports_balanced_art_set_tone_and_neighbour_figures(emoji_pictures, tmp_path):
     """`imgjax eval cnn` on the shipped emoji classifier reads its dataset from the card and
     reproduces the card's figures on the test emoji (unseen in every art set and tone): balanced
