@@ -139,8 +139,7 @@ def test_the_emoji_autoencoder_colours_test_emoji_that_the_classifier_names_with
     """Every test emoji turned gray and coloured back by the shipped emoji autoencoder: the card's
     figures reproduced; colours nearer the originals than the gray-to-mean-colour baseline's, and
     named by the shipped classifier within 5 points of the originals (issue 40's targets)."""
-    weights = checkpoint.CHECKPOINT_DIR / "emoji" / "ae.safetensors"
-    model, card = checkpoint.load_model("ae", weights)
+    model, card = checkpoint.load_model("ae", checkpoint.default_weights("ae", "emoji"))
     source = datasets.get("emoji")
     test, train = source.test(None), source.train_and_held_out(None, 0)[0]
     figures = evaluate.eval_colourisation(model, data.to_float(test.images), test.labels, train,

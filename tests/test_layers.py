@@ -13,14 +13,14 @@ from imgjax.layers import (
 )
 
 
-def _numpy_normal(seed):
-    """Standard normal values from NumPy, as a parameter initialiser (``normal(seed)(None, shape)`` for
-    an input): JAX's random draws compile a program per shape, ~1.5 s each, most of this file's time."""
-    return lambda key, shape, dtype=np.float32: np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+def _normal(seed, shape):
+    """Standard normal float32 values from NumPy: JAX's random draws compile a program per shape,
+    ~1.5 s each here, which was most of this file's time."""
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
 def test_depth_to_space_inverts_space_to_depth():
-    x = _numpy_normal(0)(None, (2, 8, 6, 3))
+    x = _normal(0, (2, 8, 6, 3))
     y = space_to_depth(x)
     assert y.shape == (2, 4, 3, 12)
     np.testing.assert_array_equal(depth_to_space(y), x)
@@ -32,8 +32,8 @@ def test_depth_to_space_places_channels_as_2x2_blocks():
 
 
 def test_pooling_matches_flax_pooling_values_and_gradients_without_ties():
-    x = _numpy_normal(1)(None, (3, 8, 6, 5))  # continuous values: no ties in a window
-    weights = _numpy_normal(2)(None, (3, 4, 3, 5))
+    x = _normal(1, (3, 8, 6, 5))  # continuous values: no ties in a window
+    weights = _normal(2, (3, 4, 3, 5))
     for ours, flax_pool in ((max_pool_2x2, nnx.max_pool), (avg_pool_2x2, nnx.avg_pool)):
         reference = lambda v, flax_pool=flax_pool: flax_pool(v, (2, 2), (2, 2))
         np.testing.assert_allclose(ours(x), reference(x), rtol=1e-6)
@@ -47,9 +47,9 @@ def test_max_pooling_shares_a_windows_gradient_among_tied_maxima_as_jax_does():
     # After batch norm and ReLU a flat background gives windows of equal values: zeros, and
     # positive ties. The written-out gradient must split those windows' gradients as JAX's own
     # gradient of a maximum does, bit for bit.
-    x = jax.nn.relu(_numpy_normal(5)(None, (2, 8, 6, 3)))
+    x = jax.nn.relu(_normal(5, (2, 8, 6, 3)))
     x = x.at[0, :4, :4].set(0.7).at[1, 4:, 2:].set(0.0).at[1, 0, 0].set(x[1, 0, 1])
-    weights = _numpy_normal(6)(None, (2, 4, 3, 3))
+    weights = _normal(6, (2, 4, 3, 3))
     jax_max = lambda v: v.reshape(2, 4, 2, 3, 2, 3).max(axis=(2, 4))
     grad = lambda pool: np.asarray(jax.grad(lambda v: (pool(v) * weights).sum())(x))
     np.testing.assert_array_equal(max_pool_2x2(x), jax_max(x))
@@ -60,7 +60,7 @@ def test_max_pooling_shares_a_windows_gradient_among_tied_maxima_as_jax_does():
 @pytest.mark.parametrize("convolution", [conv_by_patches, conv_by_taps])
 def test_convolution_as_matrix_products_matches_flax_convolution_values_and_gradients(convolution):
     rngs = nnx.Rngs(0)
-    x, weights = _numpy_normal(3)(None, (2, 6, 5, 4)), _numpy_normal(4)(None, (2, 6, 5, 7))
+    x, weights = _normal(3, (2, 6, 5, 4)), _normal(4, (2, 6, 5, 7))
 
     def outputs_and_gradients(model):  # for the parameters and the input; one compiled program, as eager is slow
         def loss(m, v):
@@ -77,7 +77,8 @@ def test_convolution_as_matrix_products_matches_flax_convolution_values_and_grad
 
 def _compare_convolutions(rngs, outputs_and_gradients, convolution):
     for kernel_size in ((3, 3), (2, 2), (1, 3), (5, 4)):
-        initial = {"kernel_init": _numpy_normal(1), "bias_init": _numpy_normal(2)}
+        initial = {"kernel_init": lambda key, shape, dtype: _normal(1, shape),
+                   "bias_init": lambda key, shape, dtype: _normal(2, shape)}
         reference = nnx.Conv(4, 7, kernel_size, rngs=rngs, **initial)
         ours = nnx.Conv(4, 7, kernel_size, rngs=rngs, conv_general_dilated=convolution, **initial)
         nnx.update(ours, nnx.state(reference))  # the same parameters, so checkpoints carry over
