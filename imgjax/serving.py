@@ -41,29 +41,43 @@ def wait_until_compiled(tab) -> None:
         pass
 
 
-def warm_up_in_background(named_tabs: dict, log=print) -> None:
-    """Compile each of ``named_tabs`` (``warm_up``) in turn, in a thread of their own, while the server
-    starts answering; returns once that thread holds every tab's ``compiling`` lock, and requests for
-    a tab wait on it rather than compile the same programs a second time."""
-    holding = threading.Event()
+def warm_up_in_background(named_tabs: dict, log=print, at_once: int = 0) -> None:
+    """Compile ``named_tabs`` (``warm_up``) while the server starts: the first ``at_once`` of them
+    together, each in a thread of its own (XLA compiles without Python's lock, so they share the
+    cores), then the rest in turn in one more thread. Returns once those threads hold every tab's
+    ``compiling`` lock: a request for a tab waits until that tab is done (not the ones after it),
+    rather than compile the same programs a second time."""
+    names = list(named_tabs)
+    together = [{name: named_tabs[name]} for name in names[:at_once]]
+    holding = threading.Barrier(len(together) + 2)
+    first = [threading.Thread(target=_compile, args=(tabs, log, holding), daemon=True) for tabs in together]
 
-    def run():
-        for tab in named_tabs.values():
-            tab.compiling.acquire()
-        holding.set()
-        for name, tab in named_tabs.items():
-            start = time.perf_counter()
-            try:
-                tab.warm_up()
-                log(f"imgjax studio: {name} compiled in {time.perf_counter() - start:.1f} s")
-            except Exception as error:  # noqa: BLE001 - the tab compiles on first use; the others go on
-                log(f"imgjax studio: {name} failed to compile ({error}); it compiles on first use")
-            finally:
-                tab.compiling.release()
+    def rest():
+        _compile({name: named_tabs[name] for name in names[at_once:]}, log, holding, after=first)
         log(f"imgjax studio: {ALL_READY}")
 
-    threading.Thread(target=run, name="warm-up", daemon=True).start()
+    for thread in [*first, threading.Thread(target=rest, name="warm-up", daemon=True)]:
+        thread.start()
     holding.wait()
+
+
+def _compile(named_tabs: dict, log, holding: threading.Barrier, after: list = ()) -> None:
+    """Hold each tab's lock, meet the other warm-up threads at ``holding``, wait for the threads
+    ``after``, then compile the tabs in turn, each freed as soon as it is done (or failed)."""
+    for tab in named_tabs.values():
+        tab.compiling.acquire()
+    holding.wait()
+    for thread in after:
+        thread.join()
+    for name, tab in named_tabs.items():
+        start = time.perf_counter()
+        try:
+            tab.warm_up()
+            log(f"imgjax studio: {name} compiled in {time.perf_counter() - start:.1f} s")
+        except Exception as error:  # noqa: BLE001 - the tab compiles on first use; the others go on
+            log(f"imgjax studio: {name} failed to compile ({error}); it compiles on first use")
+        finally:
+            tab.compiling.release()
 
 
 ALL_READY = "every tab compiled"  # the line the server prints once the background compiles are done

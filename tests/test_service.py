@@ -148,6 +148,17 @@ def test_generate_grid_layout_and_determinism(studio):
     assert every_class.shape[0] // 4 == 10 * 30 + 2  # one row per class
 
 
+def test_a_seed_draws_the_same_latents_whatever_the_count(studio):
+    """The tab draws latents a bucket at a time and cuts them (one compiled draw per bucket): the
+    first images of a seed stay those ``sample_latents`` gives for that count."""
+    from imgjax.gan import sample_latents
+    tab = studio.generate_tab
+    for count in (1, 5, 16, 17, 64):
+        for truncation, drawn in ((1.0, 1.0), (generate.TRUNCATION_RANGE[1], None)):
+            np.testing.assert_array_equal(tab._latents(7, count, truncation),
+                                          np.asarray(sample_latents(7, count, tab.latent_dim, drawn)))
+
+
 def test_interpolation_frames_start_and_end_at_the_endpoints(studio):
     frames = studio.generate_tab.interpolate(generate.INTERPOLATE_SEEDS, "Dress", 3, 4, 6, 1.0)
     assert len(frames) == 6
@@ -515,6 +526,37 @@ def test_an_emoji_generator_draws_people_and_hands_in_the_skin_tone_asked():
     untoned = generate.GenerateTab(gan.Generator(dataclasses.replace(config, num_tones=0), rngs=nnx.Rngs(0)),
                                    {"dataset": "emoji", "config": {"latent_dim": config.latent_dim}})
     assert untoned.tones == [] and untoned.generate("People", 3, 4, 3.0, "Twemoji", "green").shape == every.shape
+
+
+def test_the_first_tabs_compile_together_and_the_rest_after_them():
+    """``warm_up_in_background(..., at_once=2)``: the first two tabs compile at the same time, each in
+    a thread of its own; the third starts only once both are done."""
+    import threading
+
+    from imgjax import serving
+
+    class Tab:
+        def __init__(self):
+            self.compiling, self.started, self.go = serving.compiling(), threading.Event(), threading.Event()
+
+        def warm_up(self):
+            self.started.set()
+            assert self.go.wait(30)
+
+    first, second, third = Tab(), Tab(), Tab()
+    lines = []
+    serving.warm_up_in_background({"first": first, "second": second, "third": third}, log=lines.append, at_once=2)
+    assert first.started.wait(10) and second.started.wait(10)  # neither waits for the other
+    first.go.set()
+    time.sleep(0.3)
+    assert not third.started.is_set()  # the second is still compiling
+    second.go.set()
+    assert third.started.wait(10)
+    third.go.set()
+    deadline = time.monotonic() + 10
+    while serving.ALL_READY not in " ".join(lines) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [line.split(" compiled")[0] for line in lines[:3]] == [f"imgjax studio: {n}" for n in ("first", "second", "third")]
 
 
 def test_tabs_compiled_in_the_background_hold_their_requests_until_ready():

@@ -67,38 +67,35 @@ class Studio:
         tabs = {"gan": self.generate_tabs, "cnn": self.classify_tabs, "ae": self.denoise_tabs}[family]
         return next((tab.card for tab in tabs.values() if tab.dataset.name == dataset), {})
 
-    def warm_up(self, in_background: bool = False) -> float:
+    def opening_tabs(self) -> list:
+        """The tabs the page opens on: the first dataset's Generate, Classify and Denoise tabs."""
+        return [next(iter(tabs.values())) for tabs in (self.generate_tabs, self.classify_tabs, self.denoise_tabs)]
+
+    def warm_up(self, in_background: bool = False) -> None:
         """Run every action once per compiled shape the page uses, so the first click is as fast as
         the rest (with the persistent compilation cache, a second start loads these from disk).
-        With ``in_background``, only the first dataset's Generate, Classify and Denoise tabs (those the
-        page opens on) compile before this returns; the other datasets' tabs, then the Edit tabs,
-        compile in a thread while the server starts, and their actions wait for them. Returns the
-        seconds the blocking part took."""
-        start = time.perf_counter()
-        later = {}
-        for kind, tabs in (("Generate", self.generate_tabs), ("Classify", self.classify_tabs),
-                           ("Denoise", self.denoise_tabs)):
-            for index, (title, tab) in enumerate(tabs.items()):
-                if index:
-                    later[f"the {title} {kind} tab"] = tab
-                else:
-                    tab.warm_up()
-        # The Edit tabs last: the largest compiles, which would slow the page's start beside them.
-        later.update({"the Edit tab" if not index else f"the {title} Edit tab": tab
-                      for index, (title, tab) in enumerate(self.edit_tabs.items())})
+        With ``in_background``, return once threads hold every tab: the tabs the page opens on
+        compile together, then the other datasets' tabs, then the Edit tabs (the largest compiles,
+        which would slow the page's start beside them); each tab's actions wait for it."""
+        named = {f"the {title} {kind} tab": tab for kind, by_dataset in (
+            ("Generate", self.generate_tabs), ("Classify", self.classify_tabs), ("Denoise", self.denoise_tabs))
+            for title, tab in by_dataset.items()}
+        opening = self.opening_tabs()
+        tabs = {**{name: tab for name, tab in named.items() if tab in opening}, **named}
+        tabs.update({"the Edit tab" if not index else f"the {title} Edit tab": tab
+                     for index, (title, tab) in enumerate(self.edit_tabs.items())})
         if in_background:
-            warm_up_in_background(later, log=lambda line: print(line, flush=True))
+            warm_up_in_background(tabs, log=lambda line: print(line, flush=True), at_once=len(opening))
         else:
-            for tab in later.values():
+            for tab in tabs.values():
                 tab.warm_up()
-        return time.perf_counter() - start
 
 
 def start_studio(cache_dir: str | None = None, lab_runs: int = 1, lab_max_seconds: float = MAX_BUDGET_S) -> Future:
-    """Load the checkpoints and compile the tabs the page opens on, in a thread (the rest compile
-    after, in the background: ``Studio.warm_up``): a future of (the ``Studio``, the seconds that
-    took). XLA releases Python's lock while it compiles, so the caller imports Gradio meanwhile
-    (each about a third of a cold start; docs/speed.md)."""
+    """Load the checkpoints in a thread and start compiling every tab in the background (the tabs the
+    page opens on first: ``Studio.warm_up``): a future of (the ``Studio``, the seconds it took to
+    load). XLA releases Python's lock while it compiles, so the caller imports Gradio and builds the
+    page meanwhile (each a large part of a cold start; docs/speed.md)."""
     _return_freed_memory()  # before the first thread
     cache = enable_compilation_cache(cache_dir)
 
@@ -106,8 +103,9 @@ def start_studio(cache_dir: str | None = None, lab_runs: int = 1, lab_max_second
         began = time.perf_counter()
         studio = Studio(lab_runs=lab_runs, lab_max_seconds=lab_max_seconds)
         studio.lab_tab.cache_dir = str(cache)  # Lab runs compile into the same cache
-        studio.warm_up(in_background=True)  # the page opens while other tabs compile
-        return studio, time.perf_counter() - began
+        loaded = time.perf_counter() - began
+        studio.warm_up(in_background=True)
+        return studio, loaded
 
     pool = ThreadPoolExecutor(1, thread_name_prefix="studio-start")
     started = pool.submit(start)

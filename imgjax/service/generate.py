@@ -74,7 +74,9 @@ class GenerateTab:
 
     def _latents(self, seed: int, count: int, truncation: float) -> np.ndarray:
         truncation = None if truncation >= TRUNCATION_RANGE[1] else truncation
-        return np.asarray(sample_latents(seed, count, self.latent_dim, truncation))
+        # Drawn a bucket at a time (one compiled draw per bucket) and cut: a seed's first rows are the same.
+        drawn = next((size for size in GENERATE_BUCKETS if size >= count), count)
+        return np.asarray(sample_latents(seed, drawn, self.latent_dim, truncation))[:count]
 
     def _generate(self, latents: np.ndarray, class_weights: np.ndarray) -> np.ndarray:
         """(N, latent) and (N, conditions) weights -> (N, side, side[, 3]) float images, in bucketed batches."""

@@ -28,6 +28,7 @@ from ..gradio_guards import (
     temporary_files,
 )
 from ..service import Studio, start_studio
+from ..serving import wait_until_compiled
 from . import classify, denoise, edit, generate, lab
 from .wiring import ASSETS, GIF_DIR, ModelChoice
 
@@ -94,7 +95,7 @@ def build_demo(studio: Studio | None = None) -> gr.Blocks:
 def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, mcp: bool = False,
            started: Future | None = None) -> None:
     """Serve the studio ``started`` (``service.start_studio``; None: start one here, with no Lab
-    options) once its models are loaded and its first tabs compiled."""
+    options) once its models are loaded and the tabs the page opens on are compiled."""
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s imgjax: %(message)s"))
     logging.getLogger("imgjax").addHandler(handler)
@@ -103,8 +104,10 @@ def launch(host: str = "127.0.0.1", port: int = 7860, share: bool = False, mcp: 
     # What an earlier server left (it may have crashed): uploads and outputs past their age.
     prune_cache(files_under(get_upload_folder(), GIF_DIR), CACHE_MAX_AGE_S, CACHE_MAX_BYTES)
     studio, seconds = started.result()
-    print(f"imgjax studio: models loaded and compiled in {seconds:.1f} s", flush=True)
-    demo = build_demo(studio)
+    print(f"imgjax studio: models loaded in {seconds:.1f} s", flush=True)
+    demo = build_demo(studio)  # while the tabs compile
+    for tab in studio.opening_tabs():  # the page answers once the tabs it opens on are compiled
+        wait_until_compiled(tab)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=2)
     keep_pruning(lambda: temporary_files(demo, GIF_DIR), CACHE_MAX_AGE_S, CACHE_MAX_BYTES, every=PRUNE_EVERY_S)
     patient_start_check()
