@@ -90,6 +90,10 @@ class GANConfig:
     # real pictures in it (``tone_colour_loss``: their mean colour histograms), weighted by this:
     # D's heads let a tone's skin drift by a shade to the next tone's (docs/emoji.md). 0: off.
     tone_colour_weight: float = 0.0
+    # With tones, each condition's vector (G's embedding, D's projection) is its (class, style)
+    # pair's plus its tone's (``ToneSharingEmbed``), so a tone is learnt from every picture in it,
+    # not from each pair's few; False: a free vector per condition.
+    share_tone_embedding: bool = False
 
     def __post_init__(self):  # `imgjax train --set` takes any string
         if self.decay_shape not in ("linear", "cosine"):
@@ -125,6 +129,32 @@ def conditions_of(labels, num_styles: int, tone_stride: int = 0):
 
 # ----------------------------------------------------------------------------- generator
 
+class ToneSharingEmbed(nnx.Module):
+    """``nnx.Embed``'s interface (``embedding``, ``num_embeddings``, ``features``, a call on indices)
+    for conditions in tones: condition c's vector is the sum of its (class, style) pair's,
+    c % ``tone_stride``, and its tone's, c // ``tone_stride``."""
+
+    def __init__(self, num_embeddings: int, features: int, tone_stride: int, *, rngs: nnx.Rngs):
+        self.num_embeddings, self.features, self.tone_stride = num_embeddings, features, tone_stride
+        self.pairs = nnx.Embed(tone_stride, features, rngs=rngs)
+        self.tones = nnx.Embed(num_embeddings // tone_stride, features, rngs=rngs)
+
+    @property
+    def embedding(self) -> jax.Array:
+        """(num_embeddings, features): every condition's vector, tone by tone."""
+        return (self.tones.embedding[...][:, None, :] + self.pairs.embedding[...][None]).reshape(-1, self.features)
+
+    def __call__(self, conditions):
+        return self.pairs(conditions % self.tone_stride) + self.tones(conditions // self.tone_stride)
+
+
+def condition_embed(config: GANConfig, features: int, rngs: nnx.Rngs):
+    """A vector of ``features`` per condition: ``ToneSharingEmbed`` where the config shares tones."""
+    if config.share_tone_embedding and config.tone_stride:
+        return ToneSharingEmbed(config.conditions, features, config.tone_stride, rngs=rngs)
+    return nnx.Embed(config.conditions, features, rngs=rngs)
+
+
 class Generator(nnx.Module):
     """(latents (N, latent_dim), conditions (N,) int) -> images (N, side, side, channels) float32 in [-1, 1].
     (Names follow the garments' sizes: 7, 14 and 28 are side/4, side/2 and side.)"""
@@ -132,7 +162,7 @@ class Generator(nnx.Module):
     def __init__(self, config: GANConfig, *, rngs: nnx.Rngs, dtype=None):
         c7, c14, c28 = config.generator_widths
         self.base = config.side // 4
-        self.embed = nnx.Embed(config.conditions, config.class_embedding, rngs=rngs)
+        self.embed = condition_embed(config, config.class_embedding, rngs)
         self.project = nnx.Linear(config.latent_dim + config.class_embedding, self.base ** 2 * c7, dtype=dtype,
                                   rngs=rngs)
         self.norm0 = nnx.BatchNorm(self.base ** 2 * c7, rngs=rngs)
@@ -209,7 +239,7 @@ class Discriminator(nnx.Module):
         self.refine7 = nnx.Conv(c7 + (1 if self.std_group else 0), c7, (3, 3), dtype=dtype, rngs=rngs)
         features = (config.side // 4) ** 2 * c7
         self.score = nnx.Linear(features, 1, dtype=dtype, rngs=rngs)
-        self.class_projection = nnx.Embed(config.conditions, features, rngs=rngs)
+        self.class_projection = condition_embed(config, features, rngs)
         self.class_head = (nnx.Linear(features, config.conditions, dtype=dtype, rngs=rngs)
                            if config.class_loss_weight else None)
         self.tone_head = (nnx.Linear(features, config.num_tones, dtype=dtype, rngs=rngs)

@@ -55,6 +55,31 @@ def test_a_colour_gan_is_conditioned_on_each_class_style_and_tone():
         gan.GANConfig(diff_augment="blur")
 
 
+def test_a_shared_tone_embedding_gives_each_condition_its_pairs_vector_plus_its_tones():
+    """With ``share_tone_embedding``, G's condition vectors and D's projections are a (group, art
+    set) pair's plus a tone's: one tone's step is the same for every pair, and a step trains them."""
+    from imgjax import datasets
+    config = datasets.get("emoji").sized(gan.GANConfig(share_tone_embedding=True, class_loss_weight=1.0), "gan")
+    generator, discriminator = gan.Generator(config, rngs=nnx.Rngs(0)), gan.Discriminator(config, rngs=nnx.Rngs(1))
+    for embed in (generator.embed, discriminator.class_projection):
+        table = np.asarray(embed.embedding).reshape(7, 24, -1)  # tone, pair
+        assert (embed.num_embeddings, embed.features) == (168, table.shape[-1])
+        steps = table[5] - table[0]  # the default tone to tone 5, pair by pair
+        np.testing.assert_allclose(steps, np.broadcast_to(steps[0], steps.shape), atol=1e-6)
+        np.testing.assert_allclose(np.asarray(embed(jnp.array([3, 5 * 24 + 3]))), table[[0, 5], 3], atol=1e-6)
+    unshared = gan.Generator(dataclasses.replace(config, share_tone_embedding=False), rngs=nnx.Rngs(0))
+    free = np.asarray(unshared.embed.embedding[...]).reshape(7, 24, -1)
+    assert np.abs((free[5] - free[0]) - (free[5, 0] - free[0, 0])).max() > 0.1  # free vectors: no shared step
+    latents = gan.sample_latents(0, 2, config.latent_dim)
+    np.testing.assert_allclose(gan.generate_images(generator, latents, jnp.array([3, 123])),
+                               gan.generate_blended(generator, latents, jnp.eye(168)[jnp.array([3, 123])]), atol=1e-5)
+    training = gan.GANTraining(config, TrainConfig("gan", epochs=1, batch_size=8, learning_rate=2e-4), 4)
+    real = np.random.default_rng(0).random((8, 32, 32, 3)).astype(np.float32)
+    labels = np.stack([np.arange(8) % 8, np.arange(8) % 3, np.arange(8) % 7], -1).astype(np.int32)
+    metrics = gan.train_step(training, real, labels, jax.random.key(0))
+    assert np.isfinite(float(metrics["d_loss"])) and np.isfinite(float(metrics["g_loss"]))
+
+
 def test_diff_augment_draws_per_image_and_lets_gradients_through():
     """Each image gets its own shift, colour and hole; the operations are differentiable, so G learns
     through them; no policy leaves images as they are."""
