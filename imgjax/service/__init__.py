@@ -81,6 +81,7 @@ class Studio:
             ("Generate", self.generate_tabs), ("Classify", self.classify_tabs), ("Denoise", self.denoise_tabs))
             for title, tab in by_dataset.items()}
         opening = self.opening_tabs()
+        # The opening tabs first (a dict keeps the order keys were first given), then the other datasets'.
         tabs = {**{name: tab for name, tab in named.items() if tab in opening}, **named}
         tabs.update({"the Edit tab" if not index else f"the {title} Edit tab": tab
                      for index, (title, tab) in enumerate(self.edit_tabs.items())})
