@@ -94,6 +94,10 @@ class GANConfig:
     # pair's plus its tone's (``ToneSharingEmbed``), so a tone is learnt from every picture in it,
     # not from each pair's few; False: a free vector per condition.
     share_tone_embedding: bool = False
+    # Conditional normalisation (BigGAN): after each of G's normalisations past the first, a gain
+    # and a bias drawn linearly from the condition's vector, so the condition steers every
+    # resolution, not only the input it is concatenated to. Starts as the plain network (zeros).
+    conditional_norm: bool = False
 
     def __post_init__(self):  # `imgjax train --set` takes any string
         if self.decay_shape not in ("linear", "cosine"):
@@ -176,6 +180,10 @@ class Generator(nnx.Module):
         self.refine2 = nnx.Conv(c28, c28, (3, 3), use_bias=False, dtype=dtype, rngs=rngs)
         self.refine_norm2 = nnx.BatchNorm(c28, rngs=rngs)
         self.to_image = nnx.Conv(c28, config.channels, (3, 3), dtype=dtype, rngs=rngs)
+        # Per normalisation after the first: its (gain, bias) from the condition's vector, or None.
+        film = lambda width: nnx.Linear(config.class_embedding, 2 * width, kernel_init=nnx.initializers.zeros,
+                                        rngs=rngs) if config.conditional_norm else None
+        self.film1, self.refine_film1, self.film2, self.refine_film2 = film(c14), film(c14), film(c28), film(c28)
         self.c7 = c7
         self.num_styles = config.num_styles  # condition c is class c // num_styles, style c % num_styles
         self.tone_stride = config.tone_stride  # and with tones, in tone c // tone_stride
@@ -203,15 +211,21 @@ class Generator(nnx.Module):
         classes' vectors give the in-between garments of a class interpolation. ``details``
         (N, *detail_shape), added to the first features: what a projection found that the latent
         alone does not draw (``imgjax.edit``)."""
-        norm = lambda layer, x: nnx.relu(layer(x, use_running_average=not train))
+        def norm(layer, x, film=None):
+            x = layer(x, use_running_average=not train)
+            if film is not None:  # the condition's gain and bias, per channel
+                gain, bias = jnp.split(film(class_vectors)[:, None, None, :], 2, axis=-1)
+                x = x * (1 + gain) + bias
+            return nnx.relu(x)
+
         h = self.project(jnp.concatenate([latents, class_vectors], axis=-1))
         h = norm(self.norm0, h).reshape(latents.shape[0], self.base, self.base, self.c7)
         if details is not None:
             h = h + details
-        h = norm(self.norm1, depth_to_space(self.up1(h)))  # 14x14
-        h = norm(self.refine_norm1, self.refine1(h))
-        h = norm(self.norm2, depth_to_space(self.up2(h)))  # 28x28
-        h = norm(self.refine_norm2, self.refine2(h))
+        h = norm(self.norm1, depth_to_space(self.up1(h)), self.film1)  # 14x14
+        h = norm(self.refine_norm1, self.refine1(h), self.refine_film1)
+        h = norm(self.norm2, depth_to_space(self.up2(h)), self.film2)  # 28x28
+        h = norm(self.refine_norm2, self.refine2(h), self.refine_film2)
         return jnp.tanh(self.to_image(h).astype(jnp.float32))
 
 

@@ -80,6 +80,26 @@ def test_a_shared_tone_embedding_gives_each_condition_its_pairs_vector_plus_its_
     assert np.isfinite(float(metrics["d_loss"])) and np.isfinite(float(metrics["g_loss"]))
 
 
+def test_conditional_norm_starts_as_the_plain_generator_and_learns_a_gain_per_condition():
+    """With ``conditional_norm``, G's gains and biases come from the condition's vector: zero at
+    first, so it draws what the plain network draws; a training step makes them differ by condition."""
+    from imgjax import datasets
+    config = datasets.get("emoji").sized(gan.GANConfig(conditional_norm=True, share_tone_embedding=True), "gan")
+    generator = gan.Generator(config, rngs=nnx.Rngs(0))
+    plain = gan.Generator(dataclasses.replace(config, conditional_norm=False), rngs=nnx.Rngs(0))
+    latents, conditions = gan.sample_latents(0, 4, config.latent_dim), jnp.array([0, 3, 24, 123])
+    np.testing.assert_allclose(gan.generate_images(generator, latents, conditions),
+                               gan.generate_images(plain, latents, conditions), atol=1e-6)
+    training = gan.GANTraining(config, TrainConfig("gan", epochs=1, batch_size=8, learning_rate=2e-4), 4)
+    real = np.random.default_rng(0).random((8, 32, 32, 3)).astype(np.float32)
+    labels = np.stack([np.arange(8) % 8, np.arange(8) % 3, np.arange(8) % 7], -1).astype(np.int32)
+    for step in range(2):
+        gan.train_step(training, real, labels, jax.random.key(step))
+    trained = training.generator
+    gains = np.asarray(trained.film2(trained.embed(conditions)))
+    assert np.abs(gains).max() > 0 and np.abs(gains[0] - gains[3]).max() > 0  # learnt, and per condition
+
+
 def test_diff_augment_draws_per_image_and_lets_gradients_through():
     """Each image gets its own shift, colour and hole; the operations are differentiable, so G learns
     through them; no policy leaves images as they are."""
