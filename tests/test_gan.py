@@ -24,12 +24,22 @@ def test_shapes_ranges_and_determinism():
     assert float(jnp.abs(other - images).max()) > 1e-3
 
 
+def emoji_steps(config: gan.GANConfig, steps: int = 1):
+    """``steps`` training steps of an emoji-sized GAN on 8 random pictures in every group, art set
+    and tone: (the training, the last step's metrics)."""
+    training = gan.GANTraining(config, TrainConfig("gan", epochs=1, batch_size=8, learning_rate=2e-4), 4)
+    real = np.random.default_rng(0).random((8, 32, 32, 3)).astype(np.float32)
+    labels = np.stack([np.arange(8) % 8, np.arange(8) % 3, np.arange(8) % 7], -1).astype(np.int32)
+    for step in range(steps):
+        metrics = gan.train_step(training, real, labels, jax.random.key(step))
+    return training, metrics
+
+
 def test_a_colour_gan_is_conditioned_on_each_class_style_and_tone():
     """Sized for emoji (32x32 colour, eight groups, three art sets, seven skin tones), the networks
     embed 24 (group, art set) pairs in each tone; a batch's (group, art set, tone) labels become
     condition tone x 24 + group x 3 + art set (the default tone 0 keeps the pair's index), and a step
     trains on them with differentiable augmentation."""
-    from imgjax import datasets
     config = datasets.get("emoji").sized(gan.GANConfig(diff_augment="colour,translation,cutout"), "gan")
     assert (config.side, config.channels, config.num_classes, config.num_styles, config.num_tones) == (32, 3, 8, 3, 7)
     assert (config.conditions, config.tone_stride) == (168, 24)
@@ -46,10 +56,7 @@ def test_a_colour_gan_is_conditioned_on_each_class_style_and_tone():
     darker = gan.generate_images(generator, latents, jnp.array([0, 7, 23, 3]) + 5 * 24)
     assert float(jnp.abs(darker - images).max()) > 1e-3
     assert gan.Discriminator(config, rngs=nnx.Rngs(1))(images * 2 - 1, jnp.array([0, 7, 23, 3]))[0].shape == (4,)
-    training = gan.GANTraining(config, TrainConfig("gan", epochs=1, batch_size=8, learning_rate=2e-4), 4)
-    real = np.random.default_rng(0).random((8, 32, 32, 3)).astype(np.float32)
-    labels = np.stack([np.arange(8) % 8, np.arange(8) % 3, np.arange(8) % 7], -1).astype(np.int32)
-    metrics = gan.train_step(training, real, labels, jax.random.key(0))
+    metrics = emoji_steps(config)[1]
     assert np.isfinite(float(metrics["d_loss"])) and np.isfinite(float(metrics["g_loss"]))
     with pytest.raises(ValueError, match="diff_augment=blur"):
         gan.GANConfig(diff_augment="blur")
@@ -58,7 +65,6 @@ def test_a_colour_gan_is_conditioned_on_each_class_style_and_tone():
 def test_a_shared_tone_embedding_gives_each_condition_its_pairs_vector_plus_its_tones():
     """With ``share_tone_embedding``, G's condition vectors and D's projections are a (group, art
     set) pair's plus a tone's: one tone's step is the same for every pair, and a step trains them."""
-    from imgjax import datasets
     config = datasets.get("emoji").sized(gan.GANConfig(share_tone_embedding=True, class_loss_weight=1.0), "gan")
     generator, discriminator = gan.Generator(config, rngs=nnx.Rngs(0)), gan.Discriminator(config, rngs=nnx.Rngs(1))
     for embed in (generator.embed, discriminator.class_projection):
@@ -73,29 +79,20 @@ def test_a_shared_tone_embedding_gives_each_condition_its_pairs_vector_plus_its_
     latents = gan.sample_latents(0, 2, config.latent_dim)
     np.testing.assert_allclose(gan.generate_images(generator, latents, jnp.array([3, 123])),
                                gan.generate_blended(generator, latents, jnp.eye(168)[jnp.array([3, 123])]), atol=1e-5)
-    training = gan.GANTraining(config, TrainConfig("gan", epochs=1, batch_size=8, learning_rate=2e-4), 4)
-    real = np.random.default_rng(0).random((8, 32, 32, 3)).astype(np.float32)
-    labels = np.stack([np.arange(8) % 8, np.arange(8) % 3, np.arange(8) % 7], -1).astype(np.int32)
-    metrics = gan.train_step(training, real, labels, jax.random.key(0))
+    metrics = emoji_steps(config)[1]
     assert np.isfinite(float(metrics["d_loss"])) and np.isfinite(float(metrics["g_loss"]))
 
 
 def test_conditional_norm_starts_as_the_plain_generator_and_learns_a_gain_per_condition():
     """With ``conditional_norm``, G's gains and biases come from the condition's vector: zero at
     first, so it draws what the plain network draws; a training step makes them differ by condition."""
-    from imgjax import datasets
     config = datasets.get("emoji").sized(gan.GANConfig(conditional_norm=True, share_tone_embedding=True), "gan")
     generator = gan.Generator(config, rngs=nnx.Rngs(0))
     plain = gan.Generator(dataclasses.replace(config, conditional_norm=False), rngs=nnx.Rngs(0))
     latents, conditions = gan.sample_latents(0, 4, config.latent_dim), jnp.array([0, 3, 24, 123])
     np.testing.assert_allclose(gan.generate_images(generator, latents, conditions),
                                gan.generate_images(plain, latents, conditions), atol=1e-6)
-    training = gan.GANTraining(config, TrainConfig("gan", epochs=1, batch_size=8, learning_rate=2e-4), 4)
-    real = np.random.default_rng(0).random((8, 32, 32, 3)).astype(np.float32)
-    labels = np.stack([np.arange(8) % 8, np.arange(8) % 3, np.arange(8) % 7], -1).astype(np.int32)
-    for step in range(2):
-        gan.train_step(training, real, labels, jax.random.key(step))
-    trained = training.generator
+    trained = emoji_steps(config, steps=2)[0].generator
     gains = np.asarray(trained.film2(trained.embed(conditions)))
     assert np.abs(gains).max() > 0 and np.abs(gains[0] - gains[3]).max() > 0  # learnt, and per condition
 
