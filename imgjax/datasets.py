@@ -29,14 +29,20 @@ class Dataset:
     styles: tuple[str, ...] = ()  # the names of the second label (emoji: the art sets); () none
     tones: tuple[str, ...] = ()  # the names of the third label (emoji: the skin tones); () none
     toned_classes: tuple[str, ...] = ()  # the classes whose pictures come in those tones
+    # () -> each style's skin colour in each tone, flat (``emoji.skin_palette``); read only by a
+    # config that asks for it (the GAN's ``skin_channel_width``). None: the dataset has none.
+    tone_palette: Callable[[], tuple[float, ...]] | None = None
 
     def sized(self, model_config, family: str):
         """``model_config`` with its ``side``, ``channels``, ``num_classes``, ``num_styles`` and ``num_tones``
-        set to this dataset's, those it has; a family whose config has no channels (a fully convolutional one
+        set to this dataset's, those it has, and its ``tone_palette`` where the config asks (a GAN's
+        ``skin_channel_width``); a family whose config has no channels (a fully convolutional one
         needs no side) takes only 28x28 gray pictures and refuses others."""
         sizes = {"side": self.side, "channels": self.channels, "num_classes": len(self.classes),
                  "num_styles": len(self.styles), "num_tones": len(self.tones)}
         fields = {field.name for field in dataclasses.fields(model_config)}
+        if getattr(model_config, "skin_channel_width", 0) and self.tone_palette:
+            sizes["tone_palette"] = self.tone_palette()
         if "channels" not in fields and (self.side, self.channels) != (28, 1):
             raise data.DataError(f"the {family} family does not train on {self.title} ({self.side}x{self.side}, "
                                  f"{self.channels} channels) yet")
@@ -62,7 +68,7 @@ DATASETS = {dataset.name: dataset for dataset in (
     Dataset("emoji", "Emoji", emoji.GROUPS, emoji.SIDE, 3, _emoji_train_and_held_out,
             lambda folder: emoji.load_split("test"), "; ".join(a.credit for a in emoji.ART_SETS), "emoji", False,
             "emoji_*.png", styles=tuple(a.name for a in emoji.ART_SETS), tones=emoji.SKIN_TONES,
-            toned_classes=emoji.TONED_GROUPS),
+            toned_classes=emoji.TONED_GROUPS, tone_palette=emoji.training_palette),
 )}
 NAMES = tuple(DATASETS)
 

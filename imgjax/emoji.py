@@ -320,6 +320,33 @@ def single_toned_people(split: EmojiSplit) -> tuple[np.ndarray, np.ndarray]:
     return split.images[keep], split.tones[keep]
 
 
+def skin_palette(split: EmojiSplit) -> np.ndarray:
+    """(art sets, ``SKIN_TONES``, 3) in [0, 1]: each art set's skin colour in each tone, the commonest
+    colour (cells of 8 levels of 256, their pixels' mean) of the pixels in which the tone variants of
+    one emoji differ; "mixed" takes the commonest of its two tones' pixels."""
+    palette = np.zeros((len(ART_SETS), len(SKIN_TONES), 3), np.float32)
+    varies = np.zeros(split.images.shape[:3], bool)
+    toned = split.tones > 0
+    for emoji_index, art_set in set(zip(split.emoji[toned].tolist(), split.art_sets[toned].tolist())):
+        variants = np.flatnonzero((split.emoji == emoji_index) & (split.art_sets == art_set))
+        pixels = split.images[variants].astype(np.int32)
+        varies[variants] = (np.abs(pixels - pixels.mean(0)).sum(-1) > 15).max(0)  # over 15 of 765 off the mean
+    for art_set in range(len(ART_SETS)):
+        for tone in range(len(SKIN_TONES)):
+            chosen = varies & ((split.art_sets == art_set) & (split.tones == tone))[:, None, None]
+            pixels = split.images[chosen].astype(np.int32)
+            if len(pixels):
+                cells = (pixels // 8) @ np.array([1024, 32, 1])
+                palette[art_set, tone] = pixels[cells == np.bincount(cells).argmax()].mean(0) / 255
+    return palette
+
+
+def training_palette() -> tuple[float, ...]:
+    """``skin_palette`` of the pictures a model trains on (the training emoji but the held-out ones),
+    flat, rounded to 4 places, as a config holds it."""
+    return tuple(np.round(skin_palette(hold_out(load_split("train"))[0]), 4).ravel().tolist())
+
+
 @dataclasses.dataclass(frozen=True)
 class ToneReader:
     """Names the skin tone of a picture of people (``SKIN_TONES`` but mixed): softmax regression on

@@ -98,6 +98,17 @@ class GANConfig:
     # and a bias drawn linearly from the condition's vector, so the condition steers every
     # resolution, not only the input it is concatenated to. Starts as the plain network (zeros).
     conditional_norm: bool = False
+    # With tones, D also sees, as one more channel, how near each pixel's colour is to the skin
+    # colour of the asked (art set, tone) (``skin_closeness``), within this width on [0, 1]: a skin a
+    # shade off the tone asked is plain to D, where DiffAugment and the projection blur it. 0: off.
+    skin_channel_width: float = 0.0
+    # G draws a mask beside its picture and fills it with one colour drawn linearly from the
+    # condition's vector (``Generator.synthesize``): a tone's skin is one colour per (art set,
+    # tone) in the drawings, which this gives G at once instead of through its whole network.
+    skin_mask: bool = False
+    # Each style's skin colour in each tone, (num_styles x num_tones x 3) in [0, 1], flat: filled
+    # from the data (``datasets.Dataset.sized``, ``emoji.skin_palette``) where skin_channel_width is set.
+    tone_palette: tuple[float, ...] = ()
 
     def __post_init__(self):  # `imgjax train --set` takes any string
         if self.decay_shape not in ("linear", "cosine"):
@@ -179,7 +190,8 @@ class Generator(nnx.Module):
         self.norm2 = nnx.BatchNorm(c28, rngs=rngs)
         self.refine2 = nnx.Conv(c28, c28, (3, 3), use_bias=False, dtype=dtype, rngs=rngs)
         self.refine_norm2 = nnx.BatchNorm(c28, rngs=rngs)
-        self.to_image = nnx.Conv(c28, config.channels, (3, 3), dtype=dtype, rngs=rngs)
+        self.to_image = nnx.Conv(c28, config.channels + (1 if config.skin_mask else 0), (3, 3), dtype=dtype, rngs=rngs)
+        self.skin_colour = nnx.Linear(config.class_embedding, config.channels, rngs=rngs) if config.skin_mask else None
         # Per normalisation after the first: its (gain, bias) from the condition's vector, or None.
         film = lambda width: nnx.Linear(config.class_embedding, 2 * width, kernel_init=nnx.initializers.zeros,
                                         rngs=rngs) if config.conditional_norm else None
@@ -226,7 +238,13 @@ class Generator(nnx.Module):
         h = norm(self.refine_norm1, self.refine1(h), self.refine_film1)
         h = norm(self.norm2, depth_to_space(self.up2(h)), self.film2)  # 28x28
         h = norm(self.refine_norm2, self.refine2(h), self.refine_film2)
-        return jnp.tanh(self.to_image(h).astype(jnp.float32))
+        drawn = self.to_image(h).astype(jnp.float32)
+        if self.skin_colour is None:
+            return jnp.tanh(drawn)
+        # The last channel is the mask (nearly empty at first: the logit less 4), the rest the picture.
+        mask = jax.nn.sigmoid(drawn[..., -1:] - 4.0)
+        colour = jnp.tanh(self.skin_colour(class_vectors).astype(jnp.float32))[:, None, None, :]
+        return jnp.tanh(drawn[..., :-1]) * (1 - mask) + colour * mask
 
 
 # ----------------------------------------------------------------------------- discriminator
@@ -241,9 +259,18 @@ class Discriminator(nnx.Module):
 
     def __init__(self, config: GANConfig, *, rngs: nnx.Rngs, dtype=None):
         c14, c7 = config.discriminator_widths
+        # The skin colour per condition, (conditions, 3) on [-1, 1], and the width D sees it within;
+        # a tuple, so the jit-compiled step holds it as a constant. () : no skin channel.
+        self.skin_colours, self.skin_width = (), 2 * config.skin_channel_width
+        if config.skin_channel_width and config.tone_palette:
+            palette = np.asarray(config.tone_palette, np.float32).reshape(max(config.num_styles, 1), config.num_tones, 3)
+            condition = np.arange(config.conditions)
+            styles, tones = condition % config.tone_stride % max(config.num_styles, 1), condition // config.tone_stride
+            self.skin_colours = tuple(map(tuple, (2 * palette[styles, tones] - 1).tolist()))
+        channels = config.channels + (1 if self.skin_colours else 0)
         # Four input channels: computed as a product of patches, 2x faster than XLA:CPU's convolution
         # here with the input gradients G's update and the R1 penalty need (see conv_by_patches).
-        self.conv14 = nnx.Conv(4 * config.channels, c14, (3, 3), dtype=dtype, rngs=rngs,
+        self.conv14 = nnx.Conv(4 * channels, c14, (3, 3), dtype=dtype, rngs=rngs,
                                conv_general_dilated=conv_by_patches)
         self.conv7 = nnx.Conv(4 * c14, c7, (2, 2), dtype=dtype, rngs=rngs)
         # A 3x3 convolution at 7x7 before the score: the recipe search's largest single gain.
@@ -260,6 +287,9 @@ class Discriminator(nnx.Module):
                           if config.tone_loss_weight and config.num_tones else None)
 
     def __call__(self, images, labels):
+        if self.skin_colours:
+            images = jnp.concatenate([images, skin_closeness(images, jnp.asarray(self.skin_colours)[labels],
+                                                             self.skin_width)], axis=-1)
         h = nnx.leaky_relu(self.conv14(space_to_depth(images)), 0.2)   # 14x14
         h = nnx.leaky_relu(self.conv7(space_to_depth(h)), 0.2)         # 7x7
         if self.std_group and self.std_by_class:
@@ -271,6 +301,13 @@ class Discriminator(nnx.Module):
         scores = self.score(h)[:, 0].astype(jnp.float32) + jnp.sum(self.class_projection(labels) * h, axis=-1)
         head = lambda layer: None if layer is None else layer(h).astype(jnp.float32)
         return scores, head(self.class_head), head(self.tone_head)
+
+
+def skin_closeness(images, colours, width: float):
+    """(N, side, side, 3) images and (N, 3) colours, both on [-1, 1] -> (N, side, side, 1) on [-1, 1]:
+    1 where a pixel is the image's colour, falling as a Gaussian of ``width`` with the distance to it."""
+    distance = jnp.sum((images - colours[:, None, None, :]) ** 2, axis=-1, keepdims=True)
+    return 2 * jnp.exp(-distance / (2 * width ** 2)) - 1
 
 
 def append_minibatch_std(h, group: int):

@@ -178,6 +178,21 @@ def test_the_tone_reader_reads_held_out_peoples_skin_tones_by_their_colours(emoj
     assert all(0 <= share <= 1 for share in figures["read_as_asked"].values())
 
 
+def test_each_art_sets_skin_palette_is_its_yellow_then_its_tones_light_to_dark(emoji_pictures):
+    """The skin colours found where one emoji's tone variants differ: the default a yellow (blue far
+    under red), then each tone darker than the one before in every art set; a GAN asking for the
+    skin channel gets them, flat, from the dataset, and one that does not ask gets none."""
+    palette = emoji.skin_palette(emoji.hold_out(emoji.load_split("train"))[0])
+    assert palette.shape == (len(emoji.ART_SETS), len(emoji.SKIN_TONES), 3)
+    default, tones = palette[:, 0], palette[:, 1:emoji.SKIN_TONES.index("mixed")]
+    assert (default[:, 0] - default[:, 2] > 0.5).all()
+    assert (np.diff(tones.sum(-1), axis=1) < -0.1).all()  # every step a tenth of the scale darker or more
+    dataset = datasets.get("emoji")
+    asking = dataset.sized(gan.GANConfig(skin_channel_width=0.08), "gan")
+    np.testing.assert_allclose(np.reshape(asking.tone_palette, palette.shape), palette, atol=1e-4)
+    assert dataset.sized(gan.GANConfig(), "gan").tone_palette == ()
+
+
 def test_the_dataset_sizes_the_classifier_and_families_not_sized_refuse(small_art_sets, tmp_path):
     """`imgjax train cnn --dataset emoji` builds a 32x32 colour classifier of the eight groups, whose
     checkpoint serves colour pictures with a saliency map per pixel; families whose config has no

@@ -62,6 +62,57 @@ def test_a_colour_gan_is_conditioned_on_each_class_style_and_tone():
         gan.GANConfig(diff_augment="blur")
 
 
+def test_the_skin_channel_shows_d_where_a_picture_has_the_asked_tones_skin():
+    """With ``skin_channel_width``, D sees one more channel: 1 where a pixel is the skin colour of the
+    condition's art set and tone, near -1 a tone away; so with its projection zeroed, D scores the
+    same picture differently when asked for another tone, and a step trains through it."""
+    # A palette (art set, tone, RGB) whose tones are a tenth of the scale apart, as the drawings' are.
+    palette = np.broadcast_to(0.9 - 0.1 * np.arange(7)[None, :, None] + 0.02 * np.arange(3)[:, None, None], (3, 7, 3))
+    config = dataclasses.replace(datasets.get("emoji").sized(gan.GANConfig(), "gan"), skin_channel_width=0.05,
+                                 tone_palette=tuple(palette.ravel().tolist()))
+    discriminator = gan.Discriminator(config, rngs=nnx.Rngs(0))
+    assert discriminator.conv14.in_features == 4 * 4  # space-to-depth of RGB and the skin channel
+    medium, dark = 3 * 24 + 1 * 3 + 2, 5 * 24 + 1 * 3 + 2  # people in OpenMoji's style, medium and dark
+    picture = jnp.broadcast_to(jnp.asarray(2 * palette[2, 3] - 1, jnp.float32), (2, 32, 32, 3))
+    colours = jnp.asarray(discriminator.skin_colours)[jnp.array([medium, dark])]
+    closeness = gan.skin_closeness(picture, colours, discriminator.skin_width)
+    np.testing.assert_allclose(closeness[0], 1.0, atol=1e-6)
+    assert float(closeness[1].max()) < -0.9
+    discriminator.class_projection.embedding[...] = jnp.zeros_like(discriminator.class_projection.embedding[...])
+    scores = discriminator(picture, jnp.array([medium, dark]))[0]
+    assert abs(float(scores[0] - scores[1])) > 1e-4
+    plain = gan.Discriminator(dataclasses.replace(config, skin_channel_width=0.0), rngs=nnx.Rngs(0))
+    plain.class_projection.embedding[...] = jnp.zeros_like(plain.class_projection.embedding[...])
+    assert float(jnp.ptp(plain(picture, jnp.array([medium, dark]))[0])) == 0.0  # without it, no difference
+    metrics = emoji_steps(config, 2)[1]
+    assert np.isfinite(float(metrics["d_loss"])) and np.isfinite(float(metrics["g_loss"]))
+
+
+def test_the_skin_mask_fills_where_g_marks_with_a_colour_of_the_condition():
+    """With ``skin_mask``, G's last channel is a mask, nearly empty at first, and where it is full the
+    picture is one colour drawn from the condition's vector: per condition its own, for a blend of
+    two conditions' vectors that of the blend; a step trains it."""
+    config = dataclasses.replace(datasets.get("emoji").sized(gan.GANConfig(), "gan"), skin_mask=True)
+    generator = gan.Generator(config, rngs=nnx.Rngs(0))
+    latents, conditions = gan.sample_latents(0, 3, config.latent_dim), jnp.array([1 * 3, 3 * 24 + 3, 5 * 24 + 3])
+    vectors = generator.embed(conditions)
+    colours = np.tanh(np.asarray(generator.skin_colour(vectors)))
+    drawn = np.asarray(generator(latents, conditions))
+    painted = nnx.clone(generator)  # its colour white: the picture moves a little towards it, not more
+    painted.skin_colour.bias[...] = jnp.full_like(painted.skin_colour.bias[...], 100.0)
+    moved = np.asarray(painted(latents, conditions)) - drawn
+    assert (moved > 0).all() and 0.001 < moved.mean() < 0.05
+    generator.to_image.bias[...] = generator.to_image.bias[...].at[-1].set(100.0)  # the mask full everywhere
+    np.testing.assert_allclose(generator(latents, conditions), np.broadcast_to(colours[:, None, None, :], drawn.shape),
+                               atol=1e-5)
+    assert np.abs(colours[1] - colours[2]).max() > 1e-3  # medium and dark people: colours of their own
+    halfway = generator.synthesize(latents[:1], (vectors[1:2] + vectors[2:3]) / 2)
+    np.testing.assert_allclose(halfway[0, 0, 0], np.tanh(np.asarray(generator.skin_colour((vectors[1] + vectors[2]) / 2))),
+                               atol=1e-5)
+    metrics = emoji_steps(config, 2)[1]
+    assert np.isfinite(float(metrics["d_loss"])) and np.isfinite(float(metrics["g_loss"]))
+
+
 def test_a_shared_tone_embedding_gives_each_condition_its_pairs_vector_plus_its_tones():
     """With ``share_tone_embedding``, G's condition vectors and D's projections are a (group, art
     set) pair's plus a tone's: one tone's step is the same for every pair, and a step trains them."""
