@@ -24,7 +24,7 @@ import optax
 from flax import nnx
 
 from .encoder import Encoder
-from .gan import conditions_of
+from .gan import conditions_of, labels_of
 
 INK = 0.1  # a pixel above this is garment, at or below it background (Fashion-MNIST's is 0)
 SKETCH_MARGIN = 0.05  # a painted pixel is pushed this far past INK
@@ -198,11 +198,7 @@ def project(generator, classifier, encoder, images, config: SearchConfig | None 
 def condition_labels(generator, conditions) -> np.ndarray:
     """The generator's (N,) conditions as (N, 3) labels: class, art set and skin tone (0 where the
     generator has none); ``conditions_from_labels`` is the way back."""
-    conditions = np.asarray(conditions)
-    pairs = conditions % generator.untoned_conditions
-    styles = max(generator.num_styles, 1)
-    tones = conditions // generator.tone_stride if generator.tone_stride else np.zeros_like(conditions)
-    return np.stack([pairs // styles, pairs % styles, tones], axis=-1)
+    return labels_of(conditions, generator.num_styles, generator.tone_stride)
 
 
 def conditions_from_labels(generator, labels) -> np.ndarray:

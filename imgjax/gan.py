@@ -142,6 +142,15 @@ def conditions_of(labels, num_styles: int, tone_stride: int = 0):
     return pair + labels[:, 2] * tone_stride if labels.shape[1] == 3 else pair
 
 
+def labels_of(conditions, num_styles: int, tone_stride: int = 0) -> np.ndarray:
+    """``conditions_of``'s way back: (N,) condition indices as (N, 3) labels, class, style and tone
+    (0 where the model has none)."""
+    conditions = np.asarray(conditions)
+    pairs = conditions % tone_stride if tone_stride else conditions
+    tones = conditions // tone_stride if tone_stride else np.zeros_like(conditions)
+    return np.stack([pairs // max(num_styles, 1), pairs % max(num_styles, 1), tones], axis=-1)
+
+
 # ----------------------------------------------------------------------------- generator
 
 class ToneSharingEmbed(nnx.Module):
@@ -264,8 +273,7 @@ class Discriminator(nnx.Module):
         self.skin_colours, self.skin_width = (), 2 * config.skin_channel_width
         if config.skin_channel_width and config.tone_palette:
             palette = np.asarray(config.tone_palette, np.float32).reshape(max(config.num_styles, 1), config.num_tones, 3)
-            condition = np.arange(config.conditions)
-            styles, tones = condition % config.tone_stride % max(config.num_styles, 1), condition // config.tone_stride
+            _, styles, tones = labels_of(np.arange(config.conditions), config.num_styles, config.tone_stride).T
             self.skin_colours = tuple(map(tuple, (2 * palette[styles, tones] - 1).tolist()))
         channels = config.channels + (1 if self.skin_colours else 0)
         # Four input channels: computed as a product of patches, 2x faster than XLA:CPU's convolution
