@@ -102,10 +102,6 @@ class GANConfig:
     # colour of the asked (art set, tone) (``skin_closeness``), within this width on [0, 1]: a skin a
     # shade off the tone asked is plain to D, where DiffAugment and the projection blur it. 0: off.
     skin_channel_width: float = 0.0
-    # Which skin colours those channels show: "asked", one channel for the asked (art set, tone)'s;
-    # "palette", one channel per (art set, tone) colour, the same for every condition, so that D's
-    # input tells it nothing of the condition and its naming head must read the picture.
-    skin_channel_colours: str = "asked"
     # G draws a mask beside its picture and fills it with one colour drawn linearly from the
     # condition's vector (``Generator.synthesize``): a tone's skin is one colour per (art set,
     # tone) in the drawings, which this gives G at once instead of through its whole network.
@@ -117,8 +113,6 @@ class GANConfig:
     def __post_init__(self):  # `imgjax train --set` takes any string
         if self.decay_shape not in ("linear", "cosine"):
             raise ValueError(f"decay_shape={self.decay_shape}: expected linear or cosine")
-        if self.skin_channel_colours not in ("asked", "palette"):
-            raise ValueError(f"skin_channel_colours={self.skin_channel_colours}: expected asked or palette")
         if self.loss not in LOSSES:
             raise ValueError(f"loss={self.loss}: expected {' or '.join(LOSSES)}")
         unknown = set(filter(None, self.diff_augment.split(","))) - set(AUGMENTATIONS)
@@ -274,22 +268,14 @@ class Discriminator(nnx.Module):
 
     def __init__(self, config: GANConfig, *, rngs: nnx.Rngs, dtype=None):
         c14, c7 = config.discriminator_widths
-        # The skin colours on [-1, 1], per condition ("asked": (conditions, 3)) or the whole palette
-        # ((styles x tones, 3)), and the width D sees them within; tuples, so the jit-compiled step
-        # holds them as constants. () : no skin channel.
+        # The skin colour per condition, (conditions, 3) on [-1, 1], and the width D sees it within;
+        # a tuple, so the jit-compiled step holds it as a constant. () : no skin channel.
         self.skin_colours, self.skin_width = (), 2 * config.skin_channel_width
-        self.skin_per_condition = config.skin_channel_colours == "asked"
-        skin_channels = 0
         if config.skin_channel_width and config.tone_palette:
-            palette = 2 * np.asarray(config.tone_palette, np.float32).reshape(max(config.num_styles, 1), config.num_tones, 3) - 1
-            if self.skin_per_condition:
-                _, styles, tones = labels_of(np.arange(config.conditions), config.num_styles, config.tone_stride).T
-                palette, skin_channels = palette[styles, tones], 1
-            else:
-                palette = palette.reshape(-1, 3)
-                skin_channels = len(palette)
-            self.skin_colours = tuple(map(tuple, palette.tolist()))
-        channels = config.channels + skin_channels
+            palette = np.asarray(config.tone_palette, np.float32).reshape(max(config.num_styles, 1), config.num_tones, 3)
+            _, styles, tones = labels_of(np.arange(config.conditions), config.num_styles, config.tone_stride).T
+            self.skin_colours = tuple(map(tuple, (2 * palette[styles, tones] - 1).tolist()))
+        channels = config.channels + (1 if self.skin_colours else 0)
         # Four input channels: computed as a product of patches, 2x faster than XLA:CPU's convolution
         # here with the input gradients G's update and the R1 penalty need (see conv_by_patches).
         self.conv14 = nnx.Conv(4 * channels, c14, (3, 3), dtype=dtype, rngs=rngs,
@@ -310,9 +296,8 @@ class Discriminator(nnx.Module):
 
     def __call__(self, images, labels):
         if self.skin_colours:
-            colours = jnp.asarray(self.skin_colours)
-            colours = colours[labels][:, None] if self.skin_per_condition else colours[None]
-            images = jnp.concatenate([images, skin_closeness(images, colours, self.skin_width)], axis=-1)
+            images = jnp.concatenate([images, skin_closeness(images, jnp.asarray(self.skin_colours)[labels],
+                                                             self.skin_width)], axis=-1)
         h = nnx.leaky_relu(self.conv14(space_to_depth(images)), 0.2)   # 14x14
         h = nnx.leaky_relu(self.conv7(space_to_depth(h)), 0.2)         # 7x7
         if self.std_group and self.std_by_class:
@@ -327,10 +312,9 @@ class Discriminator(nnx.Module):
 
 
 def skin_closeness(images, colours, width: float):
-    """(N, side, side, 3) images and (N or 1, K, 3) colours, both on [-1, 1] -> (N, side, side, K) on
-    [-1, 1]: channel k is 1 where a pixel is colour k, falling as a Gaussian of ``width`` with the
-    distance to it."""
-    distance = jnp.sum((images[..., None, :] - colours[:, None, None]) ** 2, axis=-1)
+    """(N, side, side, 3) images and (N, 3) colours, both on [-1, 1] -> (N, side, side, 1) on [-1, 1]:
+    1 where a pixel is the image's colour, falling as a Gaussian of ``width`` with the distance to it."""
+    distance = jnp.sum((images - colours[:, None, None, :]) ** 2, axis=-1, keepdims=True)
     return 2 * jnp.exp(-distance / (2 * width ** 2)) - 1
 
 
