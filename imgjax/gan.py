@@ -100,7 +100,8 @@ class GANConfig:
     conditional_norm: bool = False
     # With tones, D also sees, as one more channel, how near each pixel's colour is to the skin
     # colour of the asked (art set, tone) (``skin_closeness``), within this width on [0, 1]: a skin a
-    # shade off the tone asked is plain to D, where DiffAugment and the projection blur it. 0: off.
+    # shade off the tone asked is plain to D, where DiffAugment and the projection blur it; empty in
+    # the default tone. 0: off.
     skin_channel_width: float = 0.0
     # G draws a mask beside its picture and fills it with one colour drawn linearly from the
     # condition's vector (``Generator.synthesize``): a tone's skin is one colour per (art set,
@@ -270,11 +271,14 @@ class Discriminator(nnx.Module):
         c14, c7 = config.discriminator_widths
         # The skin colour per condition, (conditions, 3) on [-1, 1], and the width D sees it within;
         # a tuple, so the jit-compiled step holds it as a constant. () : no skin channel.
-        self.skin_colours, self.skin_width = (), 2 * config.skin_channel_width
+        self.skin_colours, self.skin_width, self.skin_asked = (), 2 * config.skin_channel_width, ()
         if config.skin_channel_width and config.tone_palette:
             palette = np.asarray(config.tone_palette, np.float32).reshape(max(config.num_styles, 1), config.num_tones, 3)
             _, styles, tones = labels_of(np.arange(config.conditions), config.num_styles, config.tone_stride).T
             self.skin_colours = tuple(map(tuple, (2 * palette[styles, tones] - 1).tolist()))
+            # The default tone asks for no skin colour: its channel is empty. Held to the default
+            # yellow, G drew hands & body as pink organs, which have no skin (docs/emoji.md).
+            self.skin_asked = tuple((tones > 0).tolist())
         channels = config.channels + (1 if self.skin_colours else 0)
         # Four input channels: computed as a product of patches, 2x faster than XLA:CPU's convolution
         # here with the input gradients G's update and the R1 penalty need (see conv_by_patches).
@@ -296,8 +300,7 @@ class Discriminator(nnx.Module):
 
     def __call__(self, images, labels):
         if self.skin_colours:
-            images = jnp.concatenate([images, skin_closeness(images, jnp.asarray(self.skin_colours)[labels],
-                                                             self.skin_width)], axis=-1)
+            images = jnp.concatenate([images, self.skin_channel(images, labels)], axis=-1)
         h = nnx.leaky_relu(self.conv14(space_to_depth(images)), 0.2)   # 14x14
         h = nnx.leaky_relu(self.conv7(space_to_depth(h)), 0.2)         # 7x7
         if self.std_group and self.std_by_class:
@@ -309,6 +312,12 @@ class Discriminator(nnx.Module):
         scores = self.score(h)[:, 0].astype(jnp.float32) + jnp.sum(self.class_projection(labels) * h, axis=-1)
         head = lambda layer: None if layer is None else layer(h).astype(jnp.float32)
         return scores, head(self.class_head), head(self.tone_head)
+
+    def skin_channel(self, images, labels):
+        """(N, side, side, 1) on [-1, 1]: each pixel's ``skin_closeness`` to the skin colour of the
+        asked (art set, tone); -1 everywhere where the default tone is asked."""
+        near = skin_closeness(images, jnp.asarray(self.skin_colours)[labels], self.skin_width)
+        return jnp.where(jnp.asarray(self.skin_asked)[labels][:, None, None, None], near, -1.0)
 
 
 def skin_closeness(images, colours, width: float):

@@ -64,8 +64,9 @@ def test_a_colour_gan_is_conditioned_on_each_class_style_and_tone():
 
 def test_the_skin_channel_shows_d_where_a_picture_has_the_asked_tones_skin():
     """With ``skin_channel_width``, D sees one more channel: 1 where a pixel is the skin colour of the
-    condition's art set and tone, near -1 a tone away; so with its projection zeroed, D scores the
-    same picture differently when asked for another tone, and a step trains through it."""
+    condition's art set and tone, near -1 a tone away, -1 in the default tone; so with its projection
+    zeroed, D scores the same picture differently when asked for another tone, and a step trains
+    through it."""
     # A palette (art set, tone, RGB) whose tones are a tenth of the scale apart, as the drawings' are.
     palette = np.broadcast_to(0.9 - 0.1 * np.arange(7)[None, :, None] + 0.02 * np.arange(3)[:, None, None], (3, 7, 3))
     config = dataclasses.replace(datasets.get("emoji").sized(gan.GANConfig(), "gan"), skin_channel_width=0.05,
@@ -78,6 +79,10 @@ def test_the_skin_channel_shows_d_where_a_picture_has_the_asked_tones_skin():
     closeness = gan.skin_closeness(picture, colours, discriminator.skin_width)
     np.testing.assert_allclose(closeness[0], 1.0, atol=1e-6)
     assert float(closeness[1].max()) < -0.9
+    default = 1 * 3 + 2  # people in OpenMoji's style, the default tone: no skin colour asked
+    channel = discriminator.skin_channel(picture, jnp.array([medium, default]))
+    np.testing.assert_allclose(channel[0], closeness[0])
+    assert float(channel[1].max()) == -1.0
     discriminator.class_projection.embedding[...] = jnp.zeros_like(discriminator.class_projection.embedding[...])
     scores = discriminator(picture, jnp.array([medium, dark]))[0]
     assert abs(float(scores[0] - scores[1])) > 1e-4
