@@ -269,8 +269,9 @@ class Discriminator(nnx.Module):
 
     def __init__(self, config: GANConfig, *, rngs: nnx.Rngs, dtype=None):
         c14, c7 = config.discriminator_widths
-        # The skin colour per condition, (conditions, 3) on [-1, 1], and the width D sees it within;
-        # a tuple, so the jit-compiled step holds it as a constant. () : no skin channel.
+        # The skin colour per condition, (conditions, 3) on [-1, 1], the width D sees it within, and
+        # whether the condition asks for a skin colour; tuples, so the jit-compiled step holds them
+        # as constants. () : no skin channel.
         self.skin_colours, self.skin_width, self.skin_asked = (), 2 * config.skin_channel_width, ()
         if config.skin_channel_width and config.tone_palette:
             palette = np.asarray(config.tone_palette, np.float32).reshape(max(config.num_styles, 1), config.num_tones, 3)
