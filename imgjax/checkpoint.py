@@ -114,11 +114,16 @@ def load_state(path: Path, objects, fill_missing=None) -> dict[str, Any]:
         metadata = _read_metadata(data)
     except (SafetensorError, ValueError, json.JSONDecodeError) as error:
         raise CheckpointError(f"{path}: corrupt checkpoint ({error})") from error
-    state = nnx.state(objects)
-    pure = _fill(nnx.to_pure_dict(state), arrays, str(path), fill_missing=fill_missing)
-    nnx.replace_by_pure_dict(state, pure)
-    nnx.update(objects, state)
+    fill_state(objects, arrays, str(path), fill_missing)
     return metadata
+
+
+def fill_state(objects, arrays: dict[str, np.ndarray], source: str, fill_missing=None) -> None:
+    """Put ``arrays`` ({"path/to/leaf": ndarray}, as ``state_arrays`` gives) into ``objects`` in place;
+    ``source`` names where they came from in errors."""
+    state = nnx.state(objects)
+    nnx.replace_by_pure_dict(state, _fill(nnx.to_pure_dict(state), arrays, source, fill_missing=fill_missing))
+    nnx.update(objects, state)
 
 
 def _read_metadata(data: bytes) -> dict[str, Any]:

@@ -182,7 +182,7 @@ def project(generator, classifier, encoder, images, config: SearchConfig | None 
     """Project (N, side, side, channels) float32 images in [0, 1] into the generator (``encoder`` None:
     from zero) with ``config`` (default: the shipped ``SearchConfig()``); ``toned_classes``: the
     classes whose pictures come in skin tones (``datasets.Dataset.toned_classes``, as indices), drawn
-    in each image's tone ``tones`` (N,) (read from its colours: ``emoji.ToneReader``)."""
+    in each image's tone ``tones`` (N,) (read by a ``tone_reader.ToneReader``)."""
     config = config or SearchConfig()
     images = jnp.asarray(images, jnp.float32)
     latents, labels, features = starting_points(generator, classifier, encoder, images, jax.random.key(seed), config,

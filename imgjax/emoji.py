@@ -285,33 +285,17 @@ def hold_out(split: EmojiSplit) -> tuple[EmojiSplit, EmojiSplit]:
 # model saw them (``write_examples`` draws them into ``imgjax/assets``).
 # ----------------------------------------------------------------------------- skin tones
 
-def colour_histogram(images: np.ndarray, chunk: int = 256) -> np.ndarray:
-    """(N, side, side, 3) uint8 -> (N, 512): the square root of each colour's share of the picture's
-    non-white pixels (``images.colour_shares``, 8 levels a channel): where a skin tone shows,
-    whatever the drawing. A few pictures in NumPy; many compiled, ``chunk`` at a time."""
-    from .images import colour_shares
-    pixels = images.astype(np.float32) / 255
-    if len(images) <= chunk // 4:
-        return np.sqrt(colour_shares(pixels))
-    import jax
-    compiled = jax.jit(colour_shares)
-    padded = np.concatenate([pixels, np.ones((-len(pixels) % chunk, *pixels.shape[1:]), np.float32)])
-    shares = [np.asarray(compiled(padded[i:i + chunk])) for i in range(0, len(padded), chunk)]
-    return np.sqrt(np.concatenate(shares)[:len(images)])
-
-
 def shaded(images: np.ndarray, seed: int = 0) -> np.ndarray:
-    """``images`` each drawn a shade otherwise, in one of four ways at random: blurred (Gaussian,
-    radius 0.6), 3% darker, 3% lighter or with noise (sigma 3 of 255): what a reader of colours
-    must read as it reads the pictures themselves."""
+    """``images`` each drawn a shade otherwise, at random: blurred (Gaussian, radius up to 1.3), up to
+    4% darker or lighter, with noise (sigma up to 8 of 255): how a generator's samples or an upload
+    differ from the drawings, which a reader of colours must read as the drawings themselves."""
     from PIL import ImageFilter
     rng = np.random.default_rng(seed)
-    way = rng.integers(0, 4, len(images))
-    out = np.clip(images * np.where(way == 1, 0.97, np.where(way == 2, 1.03, 1.0))[:, None, None, None]
-                  + (way == 3)[:, None, None, None] * rng.normal(0, 3, images.shape), 0, 255).astype(np.uint8)
-    for i in np.flatnonzero(way == 0):
-        out[i] = np.asarray(Image.fromarray(images[i]).filter(ImageFilter.GaussianBlur(0.6)))
-    return out
+    radius, light, noise = rng.uniform(0, 1.3, len(images)), rng.uniform(0.96, 1.04, len(images)), rng.uniform(0, 8, len(images))
+    blurred = np.stack([np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(float(r))))
+                        for image, r in zip(images, radius)]).astype(np.float32)
+    out = blurred * light[:, None, None, None] + rng.normal(0, 1, images.shape) * noise[:, None, None, None]
+    return np.clip(out, 0, 255).astype(np.uint8)
 
 
 def single_toned_people(split: EmojiSplit) -> tuple[np.ndarray, np.ndarray]:
@@ -345,55 +329,6 @@ def training_palette() -> tuple[float, ...]:
     """``skin_palette`` of the pictures a model trains on (the training emoji but the held-out ones),
     flat, rounded to 4 places, as a config holds it."""
     return tuple(np.round(skin_palette(hold_out(load_split("train"))[0]), 4).ravel().tolist())
-
-
-@dataclasses.dataclass(frozen=True)
-class ToneReader:
-    """Names the skin tone of a picture of people (``SKIN_TONES`` but mixed): softmax regression on
-    its ``colour_histogram``, fitted on training pictures and their ``shaded`` copies, so a colour a
-    shade off reads the same; what the GAN's people are measured by."""
-
-    weights: np.ndarray  # (512, tones)
-    bias: np.ndarray
-    mean: np.ndarray
-    scale: np.ndarray
-
-    @classmethod
-    def fit(cls, split: EmojiSplit, steps: int = 1500, rate: float = 0.5, decay: float = 1e-3) -> "ToneReader":
-        """Full-batch gradient descent on the cross-entropy of the split's ``single_toned_people``
-        and a ``shaded`` copy of each."""
-        images, tones = single_toned_people(split)
-        features = colour_histogram(np.concatenate([images, shaded(images)]))
-        tones = np.concatenate([tones, tones])
-        mean, scale = features.mean(0), features.std(0) + 1e-6
-        features = (features - mean) / scale
-        count = SKIN_TONES.index("mixed")
-        weights, bias = np.zeros((features.shape[1], count), np.float32), np.zeros(count, np.float32)
-        targets = np.eye(count, dtype=np.float32)[tones]
-        for _ in range(steps):
-            logits = features @ weights + bias
-            probabilities = np.exp(logits - logits.max(1, keepdims=True))
-            error = (probabilities / probabilities.sum(1, keepdims=True) - targets) / len(features)
-            weights -= rate * (features.T @ error + decay * weights)
-            bias -= rate * error.sum(0)
-        return cls(weights, bias, mean, scale)
-
-    def read(self, images: np.ndarray) -> np.ndarray:
-        """(N, side, side, 3) uint8 -> (N,) tone indices into ``SKIN_TONES``."""
-        return (((colour_histogram(images) - self.mean) / self.scale) @ self.weights + self.bias).argmax(1)
-
-    def accuracy(self, split: EmojiSplit) -> float:
-        """The share of the split's ``single_toned_people`` read as their tone."""
-        images, tones = single_toned_people(split)
-        return float(np.mean(self.read(images) == tones))
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        """Its numbers by name, for a safetensors file (``from_arrays`` reads them back)."""
-        return {field.name: np.asarray(getattr(self, field.name), np.float32) for field in dataclasses.fields(self)}
-
-    @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "ToneReader":
-        return cls(**{field.name: arrays[field.name] for field in dataclasses.fields(cls)})
 
 
 EXAMPLES = (("sweat_smile", "Twemoji"), ("female-technologist", "Noto"), ("+1", "OpenMoji"), ("turtle", "Twemoji"),

@@ -400,13 +400,14 @@ def eval_gan(generator, test, train, out: Path, log, trained_and_held_out=None, 
 def people_per_tone(generator, trained_on, held_out, seeds, count: int = 1000, classifier=None, reader=None) -> dict:
     """The GAN's people by skin tone: ``count`` samples of people per latent seed (the art sets in
     turn; a generator with tones asked for them in the trained-on people's mix), each tone read by
-    ``reader`` (None: an ``emoji.ToneReader`` fitted on the trained-on pictures; its accuracy on the
+    ``reader`` (None: a ``tone_reader.ToneReader`` fitted on the trained-on pictures; its accuracy on the
     held-out ones beside it). The share of each tone read against its share among the trained-on people: the largest gap,
     in points, is the generator's bias. With tones, also the share read as the tone asked, and with
     a ``classifier`` the share named as people, per tone asked."""
     from .cnn import predict_probabilities
-    from .emoji import SKIN_TONES, TONED_GROUP, ToneReader, single_toned_people
+    from .emoji import SKIN_TONES, TONED_GROUP, single_toned_people
     from .gan import conditions_like, generate_images, sample_latents
+    from .tone_reader import ToneReader
     reader = ToneReader.fit(trained_on) if reader is None else reader
     tones = SKIN_TONES[:SKIN_TONES.index("mixed")]
     share = lambda read: np.bincount(read, minlength=len(tones)) / len(read)
@@ -478,12 +479,12 @@ TONE_READER_FILE = "encoder_tone_reader.safetensors"
 
 
 def fit_tone_reader(train, test, path: Path, log):
-    """Fit the Edit tab's reader of skin tones (``emoji.ToneReader``) on the training pictures, write
+    """Fit the Edit tab's reader of skin tones (``tone_reader.ToneReader``) on the training pictures, write
     it beside the encoder and measure it on the test people: (the reader, its figures)."""
     from safetensors.numpy import save as save_safetensors_bytes
 
     from .checkpoint import atomic_write, sha256_file
-    from .emoji import ToneReader
+    from .tone_reader import ToneReader
     reader = ToneReader.fit(train)
     atomic_write(path, save_safetensors_bytes(reader.arrays()))
     results = {"file": path.name, "sha256": sha256_file(path), "test_accuracy": reader.accuracy(test)}

@@ -13,7 +13,7 @@ import pytest
 from flax import nnx
 from PIL import Image
 
-from imgjax import checkpoint, data, datasets, emoji, evaluate, gan
+from imgjax import checkpoint, data, datasets, emoji, evaluate, gan, tone_reader
 
 
 def _png(colour, alpha=255) -> bytes:
@@ -149,21 +149,23 @@ def test_the_art_sets_give_every_group_60_emoji_and_unseen_test_emoji(emoji_pict
     assert set(every.tones[people]) == set(range(len(emoji.SKIN_TONES)))  # every tone, mixed pairs too
 
 
-def test_the_tone_reader_reads_held_out_peoples_skin_tones_by_their_colours(emoji_pictures):
-    """Fitted on the training people, it names the tone of people it never saw nine times in ten or
-    more in every tone; the histogram counts no white pixel, and the same colours read the same."""
+def test_the_tone_reader_reads_held_out_peoples_skin_tones_even_blurred(emoji_pictures):
+    """Trained on the training people, it names the tone of people it never saw nine times in ten,
+    and blurred, relit and noisy (a generator's softness) still more than eight in ten, with each
+    tone's share read within 3 points of its true share; its weights read back the same."""
     trained, held = emoji.hold_out(emoji.load_split("train"))
-    reader = emoji.ToneReader.fit(trained)
+    reader = tone_reader.ToneReader.fit(trained)
     images, tones = emoji.single_toned_people(held)
     read = reader.read(images)
     assert len(set(tones)) == emoji.SKIN_TONES.index("mixed")  # five tones and the default
-    assert all(np.mean(read[tones == tone] == tone) > 0.9 for tone in set(tones))
-    white = np.full((1, emoji.SIDE, emoji.SIDE, 3), 255, np.uint8)
-    assert not emoji.colour_histogram(white).any()
-    shuffled = images[:, np.random.default_rng(0).permutation(emoji.SIDE)]  # rows moved: the same colours
-    np.testing.assert_array_equal(reader.read(shuffled), read)
-    # A shade off (blurred, 3% darker or lighter, noisy), unseen people still read as their tone.
-    assert np.mean(reader.read(emoji.shaded(images, seed=1)) == tones) > 0.9
+    assert np.mean(read == tones) > 0.9 and all(np.mean(read[tones == tone] == tone) > 0.8 for tone in set(tones))
+    softened = emoji.shaded(images, seed=7)  # copies unlike any it was trained on (seeds 0-2)
+    read_softened = reader.read(softened)
+    assert np.mean(read_softened == tones) > 0.8
+    share = lambda read_tones: np.bincount(read_tones, minlength=len(set(tones))) / len(read_tones)
+    assert np.abs(share(read_softened) - share(tones)).max() < 0.03
+    again = tone_reader.ToneReader.from_arrays(reader.arrays())
+    np.testing.assert_array_equal(again.read(softened), read_softened)
     # A generator's people, read the same way, beside the training pictures' shares of each tone.
     config = datasets.get("emoji").sized(gan.GANConfig(generator_widths=(16, 8, 8)), "gan")
     figures = evaluate.people_per_tone(gan.Generator(config, rngs=nnx.Rngs(0)), trained, held, seeds=(1, 2), count=60,

@@ -21,9 +21,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from .. import checkpoint, datasets
-from ..emoji import ToneReader
 from ..parallel import enable_compilation_cache
 from ..serving import warm_up_in_background
+from ..tone_reader import ToneReader
 from .classify import ClassifyTab
 from .denoise import DenoiseTab
 from .edit import EditTab
@@ -58,7 +58,8 @@ class Studio:
         classify = self.classify_tabs[title]
         info = encoder_card.get("metrics", {}).get("tone_reader")
         tone_reader = ToneReader.from_arrays(checkpoint.load_companion(
-            folder, info, "encoder.json", "skin-tone reader", "imgjax eval encoder --write-card")) if info else None
+            folder, info, "encoder.json", "skin-tone reader", "imgjax eval encoder --write-card"),
+            str(folder / info["file"])) if info else None
         return EditTab(self.generate_tabs[title].generator, classify.classifier, encoder, card=encoder_card,
                        familiarity=classify.familiarity, tone_reader=tone_reader)
 

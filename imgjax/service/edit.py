@@ -96,7 +96,7 @@ def read_detail(text, shape: tuple[int, ...]) -> np.ndarray:
 
 class EditTab:
     """A shipped generator, classifier and encoder of one dataset (the generator's ``card`` names
-    it; garments without one), and the tab's actions. With a ``tone_reader`` (``emoji.ToneReader``),
+    it; garments without one), and the tab's actions. With a ``tone_reader`` (``tone_reader.ToneReader``),
     pictures of the dataset's toned classes are projected in the skin tone it reads in them."""
 
     def __init__(self, generator, classifier, encoder, search: edit.SearchConfig | None = None, familiarity=None,

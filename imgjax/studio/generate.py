@@ -187,6 +187,6 @@ def tone_text(card: dict) -> str:
         lines.append(f"| {tone} | {real:.1%} | {measured['generated_share'][tone]:.1%} | {cell(as_asked, tone)} "
                      f"| {cell(named, tone)} |")
     return ("\n".join(lines) + f"\n\nLargest gap between the two shares: {measured['largest_gap_points']:.1f} points "
-            f"(a gap over 3 is a defect to fix). Tones are read from each picture's colours by a reader fitted on "
-            f"training people ({measured['tone_reader_held_out_accuracy']:.1%} right on held-out people); the "
+            f"(a gap over 3 is a defect to fix). Tones are read by a small CNN trained on training people and blurred, "
+            f"noisy copies of them ({measured['tone_reader_held_out_accuracy']:.1%} right on held-out people); the "
             f"shipped classifier names the group. `imgjax eval gan` measures both.")
