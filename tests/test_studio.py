@@ -1021,7 +1021,7 @@ def test_browser_edit(server, browser, tmp_path):
     page.locator("#edit-dataset").get_by_label("Emoji").check()
     page.locator("#projection-summary", has_text="'s style").wait_for(timeout=60_000)
     page.locator("#edit-art-set").wait_for(state="visible", timeout=30_000)  # the code's controls follow it
-    page.locator("#style-0", has_text="Smaller (larger for Buildings").wait_for(timeout=30_000)
+    page.locator("#style-1", has_text="Darker (smaller for Hands").wait_for(timeout=30_000)
     page.locator("button[role=tab]:visible", has_text="Sketch").click()  # the sketchpad follows the dataset
     before = page.locator("#sketch-garments img").first.get_attribute("src")
     _stroke(page, "#edit-sketch canvas")  # the emoji brushes' first colour, yellow

@@ -30,7 +30,7 @@ from .classify import CLASSIFY_MAX_SIDE, model_view
 # component first), named by what moving one way does (docs/edit.md has the figures they were named
 # by); garments ordered by how much they change a garment, emoji by index.
 STYLE_DIRECTIONS = {"fashion-mnist": ((1, "Shorter"), (4, "Darker"), (0, "Wider"), (3, "Smaller")),
-                    "emoji": ((0, "Smaller"), (1, "Darker"), (2, "Larger"), (3, "Lighter"))}
+                    "emoji": ((6, "Smaller"), (1, "Darker"), (2, "Larger"), (4, "Lighter"))}
 STYLE_SLIDERS = 4  # style directions on every dataset (the page and the API take four strengths)
 # Another dataset's generator: its four largest directions, not named by what they do.
 UNNAMED_DIRECTIONS = tuple((i, f"Direction {i + 1}") for i in range(STYLE_SLIDERS))
@@ -39,8 +39,7 @@ UNNAMED_DIRECTIONS = tuple((i, f"Direction {i + 1}") for i in range(STYLE_SLIDER
 STYLE_ELSEWHERE = {
     "fashion-mnist": {"Shorter": {"narrower": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Shirt")},
                       "Wider": {"shorter": ("Sandal", "Ankle boot"), "taller": ("Sneaker",)}},
-    "emoji": {"Smaller": {"larger": ("Buildings & places", "Vehicles", "Objects")},
-              "Larger": {"smaller": ("People", "Food & plants", "Objects")}},
+    "emoji": {"Darker": {"smaller": ("Hands & body",)}},
 }
 STYLE_RANGE = 2.0  # a slider moves the latent at most this far either way (latents are standard normal)
 MAX_LATENT = 10.0  # a code's latent values beyond this are far outside what the generator saw
