@@ -75,4 +75,3 @@ class ToneReader:
         model = cnn.Classifier(CONFIG, rngs=nnx.Rngs(0))
         checkpoint.fill_state(model, arrays, source)
         return cls(model)
-
