@@ -15,6 +15,7 @@ import numpy as np
 from flax import nnx
 
 from . import checkpoint, cnn
+from .data import Split, batches, steps_per_epoch
 from .emoji import SIDE, SKIN_TONES, EmojiSplit, shaded, single_toned_people
 from .serving import frozen
 
@@ -42,18 +43,15 @@ class ToneReader:
         each, with the CNN family's step (flips, shifts, dropout, one-cycle AdamW)."""
         from .train import TrainConfig
         images, tones = single_toned_people(split)
-        images = np.concatenate([images, *(shaded(images, copy) for copy in range(shaded_copies))])
-        tones = np.tile(tones, 1 + shaded_copies).astype(np.int32)
+        people = Split(np.concatenate([images, *(shaded(images, copy) for copy in range(shaded_copies))]),
+                       np.tile(tones, 1 + shaded_copies).astype(np.int32), classes=SKIN_TONES[:TONES])
         config = TrainConfig(family="cnn", epochs=epochs, batch_size=128, learning_rate=2e-3, seed=seed)
-        steps_per_epoch = len(images) // config.batch_size
-        training = cnn.CNNTraining(CONFIG, config, epochs * steps_per_epoch)
-        rng, key = np.random.default_rng(seed), jax.random.key(seed)
-        pixels = images.astype(np.float32) / 255
-        for _ in range(epochs):
-            order = rng.permutation(len(images))[:steps_per_epoch * config.batch_size].reshape(steps_per_epoch, -1)
-            for batch in order:
+        training = cnn.CNNTraining(CONFIG, config, epochs * steps_per_epoch(people, config.batch_size))
+        key = jax.random.key(seed)
+        for epoch in range(epochs):
+            for pixels, labels in batches(people, config.batch_size, seed, epoch):
                 key, step_key = jax.random.split(key)
-                cnn.train_step(training, pixels[batch], tones[batch], step_key)
+                cnn.train_step(training, pixels, labels, step_key)
         return cls(training.model)
 
     def read(self, images: np.ndarray) -> np.ndarray:
