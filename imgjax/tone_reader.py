@@ -15,7 +15,7 @@ import numpy as np
 from flax import nnx
 
 from . import checkpoint, cnn
-from .data import Split, batches, steps_per_epoch
+from .data import Split, batches, steps_per_epoch, to_float
 from .emoji import SIDE, SKIN_TONES, EmojiSplit, shaded, single_toned_people
 from .serving import frozen
 
@@ -56,8 +56,7 @@ class ToneReader:
 
     def read(self, images: np.ndarray) -> np.ndarray:
         """(N, side, side, 3) uint8 -> (N,) tone indices into ``SKIN_TONES``."""
-        pixels = images.astype(np.float32) / 255
-        return cnn.predict_in_batches(lambda _, batch: self._read_fn(batch), None, pixels, BATCH)
+        return cnn.predict_in_batches(lambda _, batch: self._read_fn(batch), None, to_float(images), BATCH)
 
     def accuracy(self, split: EmojiSplit) -> float:
         """The share of the split's ``single_toned_people`` read as their tone."""
