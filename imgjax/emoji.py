@@ -102,6 +102,7 @@ TONED_GROUPS = ("People", "Hands & body")  # the groups whose pictures come in s
 # Unicode's skin-tone modifiers U+1F3FB..U+1F3FF (Fitzpatrick types 1-2 to 6); "default" is the
 # unmodified yellow or grey figure, "mixed" a picture of people of different tones.
 SKIN_TONES = ("default", "light", "medium-light", "medium", "medium-dark", "dark", "mixed")
+MODIFIED_TONES = SKIN_TONES[1:6]  # the five tones a modifier sets: the bias is the gap between them
 _MODIFIERS = {"1F3FB": 1, "1F3FC": 2, "1F3FD": 3, "1F3FE": 4, "1F3FF": 5}
 PACKAGE_SIDE = 64
 SIDE = 32  # the side the models see

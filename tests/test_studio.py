@@ -906,9 +906,13 @@ def test_browser_generate_classify_denoise(server, browser, tmp_path, colour_pho
     page.locator("#classify-examples-1 button").nth(3).click()  # emoji_3_animals_turtle-twemoji.png
     page.locator("#verdict", has_text="drawn in Twemoji's style").wait_for(timeout=30_000)
     assert "32x32 in colour" in page.locator("#classify-note").inner_text()
+    # The classifier's bias, as measured: its accuracy on people per skin tone, from its card.
+    page.locator("#classify-tones-box").get_by_text("Skin tones (measured)").click()
+    page.locator("#classify-tones", has_text="Largest gap between the five skin tones").wait_for(timeout=10_000)
     page.screenshot(path=str(tmp_path / "classify_emoji.png"), full_page=True)
     page.locator("#cnn-dataset").get_by_label("Garments").check()
     page.wait_for_function("() => !document.querySelector('#verdict').innerText.includes('style')", timeout=30_000)
+    page.locator("#classify-tones-box").wait_for(state="hidden", timeout=10_000)  # garments have no tones
 
     page.get_by_role("tab", name="Denoise").click()
     page.locator("#scores", has_text="total variation").wait_for(timeout=30_000)  # Gaussian, on arrival

@@ -7,6 +7,7 @@ import gradio as gr
 import numpy as np
 
 from .. import user_input
+from ..emoji import MODIFIED_TONES, TONED_GROUP
 from ..gradio_guards import raw_editor, raw_image
 from ..service import classify as actions
 from ..user_input import InputError
@@ -23,6 +24,23 @@ def how_seen(dataset) -> str:
                 f"resized to {dataset.side}x{dataset.side}.")
     return (f"The image is made square with white margins and resized to {dataset.side}x{dataset.side} in colour, "
             f"as the {dataset.noun} were. Art: {dataset.credit}.")
+
+
+def tone_text(card: dict) -> str:
+    """The classifier's accuracy on the test pictures of people per skin tone as ``imgjax eval cnn``
+    measured it (``per_tone_accuracy``), as a table and the largest gap between the five skin tones;
+    "" where none was measured."""
+    measured = card.get("metrics", {}).get("per_tone_accuracy")
+    if not measured:
+        return ""
+    lines = [f"| skin tone | test pictures of {TONED_GROUP.lower()} named as {TONED_GROUP.lower()} |", "|---|---|"]
+    lines += [f"| {tone} | {accuracy:.1%} |" for tone, accuracy in measured.items()]
+    modified = [measured[tone] for tone in MODIFIED_TONES if tone in measured]
+    gap = 100 * (max(modified) - min(modified)) if modified else 0.0
+    return ("\n".join(lines) + f"\n\nLargest gap between the five skin tones (light to dark): {gap:.1f} points "
+            "(a gap over 3 is a defect to fix); default is the unmodified yellow figure, mixed a picture of "
+            "people of different tones. The test emoji are unseen in every art set and tone; `imgjax eval cnn` "
+            "measures it.")
 
 
 def page(demo: gr.Blocks, choice: ModelChoice) -> list:
@@ -61,7 +79,8 @@ def page(demo: gr.Blocks, choice: ModelChoice) -> list:
     def show_dataset(dataset):
         """The examples and the note of the chosen dataset (an unknown title: the first's)."""
         chosen = dataset if dataset in tabs else next(iter(tabs))
-        return shown_for(tabs, chosen) + [how_seen(tabs[chosen].dataset)]
+        tones = tone_text(tabs[chosen].card)
+        return shown_for(tabs, chosen) + [how_seen(tabs[chosen].dataset), gr.update(visible=bool(tones)), tones]
 
     with gr.Tab("Classify"):
         with gr.Row():
@@ -90,6 +109,10 @@ def page(demo: gr.Blocks, choice: ModelChoice) -> list:
                     saliency = gr.Image(label="Saliency: pixels that moved the top class most", format="png",
                                         height=224, alt_text="Saliency map over the classifier's input")
         note = gr.Markdown(how_seen(next(iter(tabs.values())).dataset), elem_id="classify-note")
+        first_tones = tone_text(next(iter(tabs.values())).card)
+        with gr.Accordion("Skin tones (measured)", open=False, visible=bool(first_tones),
+                          elem_id="classify-tones-box") as tones_box:
+            tones = gr.Markdown(first_tones, elem_id="classify-tones")
         outputs = [top5, seen, saliency, verdict]
         action(demo, photo_button, classify, [photo, model, dataset], outputs, classify_status, "classify")
         action(demo, sketch_button, classify_sketch, [sketch, model, dataset], outputs, classify_status,
@@ -98,8 +121,8 @@ def page(demo: gr.Blocks, choice: ModelChoice) -> list:
         photo.change(for_page(classify_if_any, "classify", 4), [photo, model, dataset], [*outputs, classify_status],
                      api_visibility="private", concurrency_id="classify", show_progress="hidden")
         # Another dataset: its examples and note, and the image on show classified by its model.
-        dataset.change(show_dataset, dataset, [*example_sets, note], api_visibility="private", queue=False,
-                       show_progress="hidden")
+        dataset.change(show_dataset, dataset, [*example_sets, note, tones_box, tones], api_visibility="private",
+                       queue=False, show_progress="hidden")
         dataset.change(for_page(classify_if_any, "classify", 4), [photo, model, dataset], [*outputs, classify_status],
                        api_visibility="private", concurrency_id="classify", show_progress="hidden")
         # The results beside the sub-tab on show are that sub-tab's input's.
