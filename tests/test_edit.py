@@ -3,6 +3,7 @@ garment's code, the search is one compiled program, the style directions do what
 sketches get garments that fill them, and malformed codes get plain messages."""
 
 import base64
+import dataclasses
 from pathlib import Path
 
 import jax
@@ -98,35 +99,47 @@ def test_the_search_runs_as_compiled_chunks_without_a_loop(models):
 
 def test_the_chunked_search_takes_every_step_of_a_plain_loop(models):
     """The compiled chunks, their Adam state carried between calls, land where the same steps taken
-    one at a time do (the feature distance in the second chunk, then a chunk on the detail alone)."""
+    one at a time do: the latents (the feature distance in the second chunk), then a chunk on the
+    detail alone, each phase from the same start."""
     import optax
     generator, classifier, encoder = models
     config = edit.SearchConfig(steps=2 * edit.CHUNK, feature_steps=edit.CHUNK, detail_steps=edit.CHUNK)
     images = jnp.asarray(np.asarray(gan.generate_images(generator, gan.sample_latents(2, 4, 64), jnp.arange(4))))
     start, labels, features = edit.starting_points(generator, classifier, encoder, images, jax.random.key(0), config)
-    class_vectors, latent_optimizer = generator.embed(labels), optax.adam(config.learning_rate)
+    class_vectors = generator.embed(labels)
+    optimizer = lambda detail: (optax.adam(config.detail_learning_rate, eps=edit.DETAIL_EPSILON) if detail
+                                else optax.adam(config.learning_rate))
 
     def step(inputs, state, with_features, detail):  # detail: the detail fitted alone, else the latent
         loss = lambda x: edit._losses(generator, classifier, x, class_vectors, images, images, features, config,
                                       with_features)[0].sum()
         grad_z, grad_d = jax.grad(loss)(inputs)
-        optimizer = optax.adam(config.detail_learning_rate, eps=edit.DETAIL_EPSILON) if detail else latent_optimizer
-        updates, state = optimizer.update(grad_d if detail else grad_z, state)
+        updates, state = optimizer(detail).update(grad_d if detail else grad_z, state)
         moved = optax.apply_updates(inputs[int(detail)], updates)
         return ((inputs[0], moved) if detail else (moved, inputs[1])), state
 
     step = jax.jit(step, static_argnums=(2, 3))
-    inputs = (start, jnp.zeros((len(start), *generator.detail_shape)))
-    state = latent_optimizer.init(start)
-    for i in range(config.steps + config.detail_steps):
-        if i == config.steps:  # the detail's phase: Adam's state of its own
-            state = optax.adam(config.detail_learning_rate, eps=edit.DETAIL_EPSILON).init(inputs[1])
-        inputs, state = step(inputs, state, config.steps - config.feature_steps <= i < config.steps, i >= config.steps)
+
+    def plain_loop(inputs, steps, detail):
+        state = optimizer(detail).init(inputs[int(detail)])
+        for i in range(steps):
+            inputs, state = step(inputs, state, not detail and i >= config.steps - config.feature_steps, detail)
+        return inputs
+
     found, details, rendered, _ = edit.search(generator, classifier, start, labels, images, images, features, config)
-    assert float(jnp.abs(found - inputs[0]).max()) < 1e-3
-    # Adam scales each detail value's step by its own gradient, however tiny: compare what they draw.
-    drawn = (generator.synthesize(*inputs[:1], class_vectors, details=inputs[1]) + 1) / 2
-    assert float(jnp.abs(rendered - drawn).max()) < 1e-2 and float(jnp.median(jnp.abs(details - inputs[1]))) < 1e-4
+    no_details = jnp.zeros((len(start), *generator.detail_shape))
+    # The latents: a step missed, or the feature distance a step late, moves some latent by 0.017 or
+    # more; rounding differences stay near 1e-6, except where the classifier's ReLUs kink (one of these
+    # four garments: 6e-4), so the bound sits between.
+    assert float(jnp.abs(found - plain_loop((start, no_details), config.steps, False)[0]).max()) < 3e-3
+    # The detail, from the search's own latents: Adam scales each detail value's step by its own
+    # gradient, however tiny, so compare what they draw. The search is the two phases in turn.
+    detail_only = dataclasses.replace(config, steps=0, feature_steps=0)
+    _, alone, drawn_alone, _ = edit.search(generator, classifier, found, labels, images, images, features, detail_only)
+    assert float(jnp.abs(drawn_alone - rendered).max()) < 1e-5
+    plain_details = plain_loop((found, no_details), config.detail_steps, True)[1]
+    drawn = (generator.synthesize(found, class_vectors, details=plain_details) + 1) / 2
+    assert float(jnp.abs(rendered - drawn).max()) < 1e-2 and float(jnp.median(jnp.abs(details - plain_details))) < 1e-4
     assert float(jnp.abs(found - start).max()) > 0.1 and float(jnp.abs(details).max()) > 0.01  # both moved
 
 
@@ -213,7 +226,7 @@ def test_edits_keep_the_style_and_change_what_they_say(tab):
     frames = tab.animation(code, "Coat", 0.0, 0.0, 0.0, 0.0, frames=5)
     last = tab.render(code, "Coat", 0.0, 0.0, 0.0, 0.0)[::8, ::8].astype(int)
     assert len(frames) == 5 and np.abs(frames[-1][::4, ::4].astype(int) - last).max() <= 1
-    with pytest.raises(InputError, match="Shorter must be between"):
+    with pytest.raises(InputError, match="Smaller must be between"):
         tab.render(code, "Coat", 5.0, 0.0, 0.0, 0.0)
     with pytest.raises(InputError, match="4 style strengths"):
         tab.render(code, "Coat", 0.0)

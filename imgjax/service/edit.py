@@ -29,16 +29,16 @@ from .classify import CLASSIFY_MAX_SIDE, model_view
 # Style directions of each dataset's shipped generator (``edit.style_directions``: its index, principal
 # component first), named by what moving one way does (docs/edit.md has the figures they were named
 # by); garments ordered by how much they change a garment, emoji by index.
-STYLE_DIRECTIONS = {"fashion-mnist": ((1, "Shorter"), (4, "Darker"), (0, "Wider"), (3, "Smaller")),
+STYLE_DIRECTIONS = {"fashion-mnist": ((1, "Smaller"), (4, "Darker"), (2, "Narrower"), (3, "Larger")),
                     "emoji": ((6, "Smaller"), (1, "Darker"), (2, "Larger"), (4, "Lighter"))}
 STYLE_SLIDERS = 4  # style directions on every dataset (the page and the API take four strengths)
 # Another dataset's generator: its four largest directions, not named by what they do.
 UNNAMED_DIRECTIONS = tuple((i, f"Direction {i + 1}") for i in range(STYLE_SLIDERS))
 # Where a slider does something else than its name (``style_effects``, checked by tests/test_edit.py):
-# what it does there, and in which classes. A tall garment cannot get much shorter, a shoe wider.
+# what it does there, and in which classes. A shoe's width is the picture's, so it cannot narrow.
 STYLE_ELSEWHERE = {
-    "fashion-mnist": {"Shorter": {"narrower": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Shirt")},
-                      "Wider": {"shorter": ("Sandal", "Ankle boot"), "taller": ("Sneaker",)}},
+    "fashion-mnist": {"Narrower": {"smaller": ("Sandal", "Sneaker", "Ankle boot")},
+                      "Larger": {"darker": ("Sneaker",)}},
     "emoji": {"Darker": {"smaller": ("Hands & body",)}},
 }
 STYLE_RANGE = 2.0  # a slider moves the latent at most this far either way (latents are standard normal)
