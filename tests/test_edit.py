@@ -135,7 +135,7 @@ def test_the_chunked_search_takes_every_step_of_a_plain_loop(models):
     # The detail, from the search's own latents: Adam scales each detail value's step by its own
     # gradient, however tiny, so compare what they draw. The search is the two phases in turn.
     detail_only = dataclasses.replace(config, steps=0, feature_steps=0)
-    _, alone, drawn_alone, _ = edit.search(generator, classifier, found, labels, images, images, features, detail_only)
+    drawn_alone = edit.search(generator, classifier, found, labels, images, images, features, detail_only)[2]
     assert float(jnp.abs(drawn_alone - rendered).max()) < 1e-5
     plain_details = plain_loop((found, no_details), config.detail_steps, True)[1]
     drawn = (generator.synthesize(found, class_vectors, details=plain_details) + 1) / 2
