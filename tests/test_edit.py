@@ -129,8 +129,8 @@ def test_the_chunked_search_takes_every_step_of_a_plain_loop(models):
     found, details, rendered, _ = edit.search(generator, classifier, start, labels, images, images, features, config)
     no_details = jnp.zeros((len(start), *generator.detail_shape))
     # The latents: a step missed, or the feature distance a step late, moves some latent by 0.017 or
-    # more; rounding differences stay near 1e-6, except where the classifier's ReLUs kink (one of these
-    # four garments: 6e-4), so the bound sits between.
+    # more; rounding differences stay near 1e-6, except where the feature steps meet a kink of the
+    # classifier (a ReLU or a max pooling switching; one of these four garments: 6e-4): the bound sits between.
     assert float(jnp.abs(found - plain_loop((start, no_details), config.steps, False)[0]).max()) < 3e-3
     # The detail, from the search's own latents: Adam scales each detail value's step by its own
     # gradient, however tiny, so compare what they draw. The search is the two phases in turn.
