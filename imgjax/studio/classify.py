@@ -76,10 +76,13 @@ def page(demo: gr.Blocks, choice: ModelChoice) -> list:
         except InputError:
             return None, None, None, "Draw on the sketchpad, then click **Classify drawing**."
 
+    tones_by_dataset = {title: tone_text(tab.card) for title, tab in tabs.items()}  # the cards do not change
+
     def show_dataset(dataset):
-        """The examples and the note of the chosen dataset (an unknown title: the first's)."""
+        """The examples, the note and the measured skin tones of the chosen dataset (an unknown title:
+        the first's)."""
         chosen = dataset if dataset in tabs else next(iter(tabs))
-        tones = tone_text(tabs[chosen].card)
+        tones = tones_by_dataset[chosen]
         return shown_for(tabs, chosen) + [how_seen(tabs[chosen].dataset), gr.update(visible=bool(tones)), tones]
 
     with gr.Tab("Classify"):
@@ -109,7 +112,7 @@ def page(demo: gr.Blocks, choice: ModelChoice) -> list:
                     saliency = gr.Image(label="Saliency: pixels that moved the top class most", format="png",
                                         height=224, alt_text="Saliency map over the classifier's input")
         note = gr.Markdown(how_seen(next(iter(tabs.values())).dataset), elem_id="classify-note")
-        first_tones = tone_text(next(iter(tabs.values())).card)
+        first_tones = next(iter(tones_by_dataset.values()))
         with gr.Accordion("Skin tones (measured)", open=False, visible=bool(first_tones),
                           elem_id="classify-tones-box") as tones_box:
             tones = gr.Markdown(first_tones, elem_id="classify-tones")
